@@ -1,0 +1,84 @@
+"""Entry point of the ``legato`` command.
+
+Client commands talk to a control plane over gRPC (``--server``, env LEGATO_SERVER,
+default localhost:7470) and print tables, or with ``-o json|yaml`` the response message
+in proto3 JSON with proto field names. ``server``, ``db`` and ``up`` run server code,
+which is imported only for them, so a client-only install stays slim. Errors go to
+stderr with a non-zero exit code, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from legato import __version__
+from legato.cli import pipelines, server
+from legato.cli.output import FORMATS
+from legato.cli.specfiles import CommandError
+from legato.client import Client, default_server
+from legato.errors import RpcError
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Options every command takes; SUPPRESS keeps a subcommand from overwriting a value
+    # given before the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        metavar="HOST:PORT",
+        help="control plane address (env LEGATO_SERVER, default localhost:7470)",
+    )
+    common.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default=argparse.SUPPRESS,
+        help="table (default), json or yaml",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="legato",
+        description="Legato: data pipelines on a gRPC control plane with executor agents.",
+    )
+    parser.add_argument("--server", default=None, metavar="HOST:PORT", help=argparse.SUPPRESS)
+    parser.add_argument("-o", "--output", choices=FORMATS, default="table", help=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"legato {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    pipelines.register(sub, common)
+    server.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `legato server ...` hands its arguments to the server's own parser.
+    if args_list[:1] == ["server"]:
+        return server.run_server(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        if not getattr(args, "needs_client", False):
+            code: int = args.handler(args)
+            return code
+        with Client(args.server or default_server()) as client:
+            code = args.handler(client, args)
+            return code
+    except CommandError:
+        return EXIT_ERROR
+    except RpcError as error:
+        print(f"legato {args.command}: {error.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

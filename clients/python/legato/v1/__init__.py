@@ -1,0 +1,1 @@
+"""Generated legato.v1 stubs (scripts/gen-protos). Do not edit."""

@@ -1,0 +1,1 @@
+"""The Legato control plane."""

@@ -1,0 +1,134 @@
+"""legato.v1.PipelineService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from control_plane.api import convert
+from control_plane.api.context import actor_from
+from control_plane.api.unimplemented import not_yet
+from control_plane.registry import Registry
+from legato.v1 import pipeline_service_pb2 as pb
+from legato.v1 import pipeline_service_pb2_grpc
+
+__all__ = ["PipelineServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def ValidatePipeline(
+        self, request: pb.ValidatePipelineRequest, context: Context
+    ) -> pb.ValidatePipelineResponse:
+        valid = self._registry.validate(request.spec)
+        return pb.ValidatePipelineResponse(spec=valid.spec, content_hash=valid.content_hash)
+
+    async def ApplyPipeline(
+        self, request: pb.ApplyPipelineRequest, context: Context
+    ) -> pb.ApplyPipelineResponse:
+        result = await self._registry.apply(
+            request.spec, request.message, actor_from(context, request.request_id)
+        )
+        return pb.ApplyPipelineResponse(
+            pipeline=convert.pipeline_message(result.pipeline),
+            version=convert.version_message(result.version),
+            created=result.created,
+        )
+
+    async def GetPipeline(
+        self, request: pb.GetPipelineRequest, context: Context
+    ) -> pb.GetPipelineResponse:
+        info = await self._registry.get(request.name)
+        return pb.GetPipelineResponse(pipeline=convert.pipeline_message(info))
+
+    async def ListPipelines(
+        self, request: pb.ListPipelinesRequest, context: Context
+    ) -> pb.ListPipelinesResponse:
+        page = await self._registry.list(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            show_archived=request.show_archived,
+            name_prefix=request.name_prefix,
+        )
+        return pb.ListPipelinesResponse(
+            pipelines=[convert.pipeline_message(p) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetPipelineVersion(
+        self, request: pb.GetPipelineVersionRequest, context: Context
+    ) -> pb.GetPipelineVersionResponse:
+        info = await self._registry.get_version(request.pipeline, request.version)
+        return pb.GetPipelineVersionResponse(version=convert.version_message(info))
+
+    async def ListPipelineVersions(
+        self, request: pb.ListPipelineVersionsRequest, context: Context
+    ) -> pb.ListPipelineVersionsResponse:
+        page = await self._registry.list_versions(
+            request.pipeline, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListPipelineVersionsResponse(
+            versions=[convert.version_message(v) for v in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DiffPipelineVersions(
+        self, request: pb.DiffPipelineVersionsRequest, context: Context
+    ) -> pb.DiffPipelineVersionsResponse:
+        old, new, diff = await self._registry.diff(
+            request.pipeline, request.from_version, request.to_version
+        )
+        return pb.DiffPipelineVersionsResponse(
+            diff=convert.pipeline_diff(request.pipeline, old, new, diff)
+        )
+
+    async def RollbackPipeline(
+        self, request: pb.RollbackPipelineRequest, context: Context
+    ) -> pb.RollbackPipelineResponse:
+        result = await self._registry.rollback(
+            request.pipeline,
+            request.version,
+            request.message,
+            actor_from(context, request.request_id),
+        )
+        return pb.RollbackPipelineResponse(
+            pipeline=convert.pipeline_message(result.pipeline),
+            version=convert.version_message(result.version),
+            created=result.created,
+        )
+
+    async def ArchivePipeline(
+        self, request: pb.ArchivePipelineRequest, context: Context
+    ) -> pb.ArchivePipelineResponse:
+        info = await self._registry.set_archived(
+            request.name, True, actor_from(context, request.request_id)
+        )
+        return pb.ArchivePipelineResponse(pipeline=convert.pipeline_message(info))
+
+    async def RestorePipeline(
+        self, request: pb.RestorePipelineRequest, context: Context
+    ) -> pb.RestorePipelineResponse:
+        info = await self._registry.set_archived(
+            request.name, False, actor_from(context, request.request_id)
+        )
+        return pb.RestorePipelineResponse(pipeline=convert.pipeline_message(info))
+
+    async def PreviewSchedule(
+        self, request: pb.PreviewScheduleRequest, context: Context
+    ) -> pb.PreviewScheduleResponse:
+        raise not_yet("PipelineService.PreviewSchedule", "the scheduler")
+
+    async def PauseSchedule(
+        self, request: pb.PauseScheduleRequest, context: Context
+    ) -> pb.PauseScheduleResponse:
+        raise not_yet("PipelineService.PauseSchedule", "the scheduler")
+
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: Context
+    ) -> pb.ResumeScheduleResponse:
+        raise not_yet("PipelineService.ResumeSchedule", "the scheduler")

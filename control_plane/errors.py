@@ -1,0 +1,115 @@
+"""The control plane's exception tree. Domain code raises these; the error interceptor
+(``control_plane.api.errors``) turns each into a gRPC status with a ``google.rpc.ErrorInfo``
+reason, and ``InvalidSpec`` also into ``google.rpc.BadRequest`` field violations::
+
+    LegatoError                      INTERNAL
+    ├── InvalidArgument              INVALID_ARGUMENT
+    │   └── InvalidSpec              INVALID_ARGUMENT  + BadRequest field violations
+    ├── NotFound                     NOT_FOUND
+    ├── Conflict                     ABORTED            (lost a race; retry)
+    ├── AlreadyExists                ALREADY_EXISTS
+    ├── FailedPrecondition           FAILED_PRECONDITION
+    │   └── LeaseLost                FAILED_PRECONDITION (a report for a lease no longer current)
+    ├── LimitExceeded                RESOURCE_EXHAUSTED
+    ├── Unavailable                  UNAVAILABLE
+    └── Unimplemented                UNIMPLEMENTED (part of the v1 contract not served yet)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InvalidArgument",
+    "InvalidSpec",
+    "LeaseLost",
+    "LegatoError",
+    "LimitExceeded",
+    "NotFound",
+    "Unavailable",
+    "Unimplemented",
+]
+
+
+class LegatoError(Exception):
+    """Base of every error the control plane reports to a caller.
+
+    ``reason`` is an UPPER_SNAKE identifier clients may branch on (AIP-193);
+    ``metadata`` adds string facts (the pipeline, the version) to the ErrorInfo."""
+
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(LegatoError):
+    reason = "INVALID_ARGUMENT"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One problem with one field of a request, by field path (``steps[2].needs[0]``)."""
+
+    field: str
+    description: str
+
+
+class InvalidSpec(InvalidArgument):
+    """A pipeline spec that does not validate; carries every violation found."""
+
+    reason = "INVALID_PIPELINE_SPEC"
+
+    def __init__(self, pipeline: str, violations: Sequence[FieldViolation]) -> None:
+        count = len(violations)
+        noun = "problem" if count == 1 else "problems"
+        first = violations[0] if violations else None
+        summary = f"; first: {first.field}: {first.description}" if first else ""
+        super().__init__(
+            f"pipeline spec {pipeline!r} has {count} {noun}{summary}",
+            metadata={"pipeline": pipeline, "violations": str(count)},
+        )
+        self.violations = list(violations)
+
+
+class NotFound(LegatoError):
+    reason = "NOT_FOUND"
+
+
+class Conflict(LegatoError):
+    reason = "CONFLICT"
+
+
+class AlreadyExists(LegatoError):
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(LegatoError):
+    reason = "FAILED_PRECONDITION"
+
+
+class LeaseLost(FailedPrecondition):
+    reason = "LEASE_LOST"
+
+
+class LimitExceeded(LegatoError):
+    reason = "LIMIT_EXCEEDED"
+
+
+class Unavailable(LegatoError):
+    reason = "UNAVAILABLE"
+
+
+class Unimplemented(LegatoError):
+    reason = "UNIMPLEMENTED"

@@ -1,0 +1,400 @@
+"""The pipeline registry: pipelines, their immutable versions, diff, rollback, archive.
+
+Plain domain code over the store; servicers in ``api/`` translate to and from the wire.
+Every mutation runs in one write transaction that also records the audit entry and, when
+the caller sent one, the request id, so a retried call replays instead of acting twice.
+Version numbers are unique per pipeline (a constraint); on PostgreSQL the pipeline row is
+locked for the transaction, and a writer that still loses a race retries from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane import versioning
+from control_plane.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    InvalidSpec,
+    NotFound,
+)
+from control_plane.errors import FieldViolation as ErrorFieldViolation
+from control_plane.pagination import Page, PageRequest
+from control_plane.store import audit, requests
+from control_plane.store import pipelines as repo
+from control_plane.store.db import Database
+from control_plane.store.models import PipelineRow, PipelineVersionRow
+from control_plane.validation import validate_spec
+from legato.v1 import spec_pb2
+
+__all__ = ["Actor", "ApplyResult", "PipelineInfo", "Registry", "ValidSpec", "VersionInfo"]
+
+T = TypeVar("T")
+
+_WRITE_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling, and the request id of the call (may be empty)."""
+
+    name: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ValidSpec:
+    spec: spec_pb2.PipelineSpec
+    canonical_json: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    name: str
+    description: str
+    latest_version: int
+    archived: bool
+    create_time: datetime
+    update_time: datetime
+    archive_time: datetime | None
+    spec: spec_pb2.PipelineSpec
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    pipeline: str
+    number: int
+    spec: spec_pb2.PipelineSpec
+    content_hash: str
+    author: str
+    message: str
+    create_time: datetime
+    rollback_of: int | None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    pipeline: PipelineInfo
+    version: VersionInfo
+    created: bool
+
+
+class Registry:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._db = db
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- validation ---------------------------------------------------------------------
+
+    def validate(self, spec: spec_pb2.PipelineSpec) -> ValidSpec:
+        """The spec in canonical form with its hash, or InvalidSpec with every violation."""
+        violations = validate_spec(spec)
+        if violations:
+            raise InvalidSpec(
+                spec.name or "<unnamed>",
+                [ErrorFieldViolation(v.field, v.description) for v in violations],
+            )
+        canonical = versioning.canonicalize(spec)
+        text = versioning.canonical_json(canonical)
+        return ValidSpec(canonical, text, versioning.content_hash(text))
+
+    # -- mutations ----------------------------------------------------------------------
+
+    async def apply(self, spec: spec_pb2.PipelineSpec, message: str, actor: Actor) -> ApplyResult:
+        """Create the pipeline or add version N+1; an unchanged spec returns the latest
+        version with ``created=False``."""
+        valid = self.validate(spec)
+        name = valid.spec.name
+
+        async def attempt(session: AsyncSession) -> ApplyResult:
+            replay = await requests.find_result(session, "ApplyPipeline", actor.request_id)
+            if replay is not None:
+                return await self._replay(session, replay)
+            now = self._clock()
+            pipeline = await repo.find_pipeline(session, name, for_update=True)
+            if pipeline is None:
+                pipeline = PipelineRow(
+                    name=name,
+                    description=valid.spec.description,
+                    latest_version=0,
+                    archived=False,
+                    create_time=now,
+                    update_time=now,
+                )
+                session.add(pipeline)
+                await session.flush()
+            elif pipeline.archived:
+                raise _archived(name)
+            result = await self._add_version(session, pipeline, valid, message, actor, now, None)
+            await self._finish(session, "ApplyPipeline", actor, now, result)
+            return result
+
+        return await self._write(attempt)
+
+    async def rollback(self, name: str, number: int, message: str, actor: Actor) -> ApplyResult:
+        """Add a version whose content equals version ``number``."""
+
+        async def attempt(session: AsyncSession) -> ApplyResult:
+            replay = await requests.find_result(session, "RollbackPipeline", actor.request_id)
+            if replay is not None:
+                return await self._replay(session, replay)
+            now = self._clock()
+            pipeline = await self._pipeline(session, name, for_update=True)
+            if pipeline.archived:
+                raise _archived(name)
+            target = await self._version(session, pipeline, number)
+            spec = versioning.spec_from_json(target.spec)
+            valid = ValidSpec(spec, target.spec, target.content_hash)
+            note = message or f"rollback to version {number}"
+            result = await self._add_version(session, pipeline, valid, note, actor, now, number)
+            await self._finish(session, "RollbackPipeline", actor, now, result)
+            return result
+
+        return await self._write(attempt)
+
+    async def set_archived(self, name: str, archived: bool, actor: Actor) -> PipelineInfo:
+        """Archive or restore; doing it twice is harmless."""
+        action = "ArchivePipeline" if archived else "RestorePipeline"
+
+        async def attempt(session: AsyncSession) -> PipelineInfo:
+            now = self._clock()
+            pipeline = await self._pipeline(session, name, for_update=True)
+            if pipeline.archived != archived:
+                pipeline.archived = archived
+                pipeline.archive_time = now if archived else None
+                pipeline.update_time = now
+                audit.record(
+                    session,
+                    now=now,
+                    actor=actor.name,
+                    action=action,
+                    resource=f"pipelines/{name}",
+                    request_id=actor.request_id,
+                )
+                await session.flush()
+            return await self._info(session, pipeline)
+
+        return await self._write(attempt)
+
+    # -- queries ------------------------------------------------------------------------
+
+    async def get(self, name: str) -> PipelineInfo:
+        async with self._db.read() as session:
+            return await self._info(session, await self._pipeline(session, name))
+
+    async def list(
+        self, *, page_size: int, page_token: str, show_archived: bool, name_prefix: str
+    ) -> Page[PipelineInfo]:
+        page = PageRequest.parse(
+            page_size, page_token, show_archived=show_archived, name_prefix=name_prefix
+        )
+        async with self._db.read() as session:
+            rows = await repo.list_pipelines(
+                session,
+                show_archived=show_archived,
+                name_prefix=name_prefix,
+                after_name=page.after,
+                limit=page.size + 1,
+            )
+        infos = [_pipeline_info(row, spec) for row, spec in rows]
+        return page.page(infos, key=lambda info: info.name)
+
+    async def get_version(self, name: str, number: int) -> VersionInfo:
+        """Version ``number`` of the pipeline; 0 means the latest."""
+        async with self._db.read() as session:
+            pipeline = await self._pipeline(session, name)
+            row = await self._version(session, pipeline, number or pipeline.latest_version)
+            return _version_info(pipeline.name, row)
+
+    async def list_versions(
+        self, name: str, *, page_size: int, page_token: str
+    ) -> Page[VersionInfo]:
+        page = PageRequest.parse(page_size, page_token, pipeline=name)
+        async with self._db.read() as session:
+            pipeline = await self._pipeline(session, name)
+            rows = await repo.list_versions(
+                session, pipeline.id, before_number=page.after, limit=page.size + 1
+            )
+        return page.page([_version_info(name, r) for r in rows], key=lambda v: v.number)
+
+    async def diff(
+        self, name: str, from_number: int, to_number: int
+    ) -> tuple[int, int, versioning.SpecDiff]:
+        """The diff from version ``from_number`` to ``to_number`` (0: latest)."""
+        if from_number == 0:
+            raise InvalidArgument("from_version is required (a version number, 1 or more)")
+        async with self._db.read() as session:
+            pipeline = await self._pipeline(session, name)
+            to_number = to_number or pipeline.latest_version
+            old = await self._version(session, pipeline, from_number)
+            new = await self._version(session, pipeline, to_number)
+        result = versioning.diff_specs(
+            versioning.spec_from_json(old.spec),
+            versioning.spec_from_json(new.spec),
+            old_label=f"{name}@v{from_number}",
+            new_label=f"{name}@v{to_number}",
+        )
+        return from_number, to_number, result
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _write(self, attempt: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``attempt`` in a write transaction, again from the start when it loses a
+        race on a unique constraint (two creators of one pipeline, one version number)."""
+        for _ in range(_WRITE_ATTEMPTS):
+            try:
+                async with self._db.write() as session:
+                    return await attempt(session)
+            except IntegrityError:
+                continue
+        raise Conflict(
+            "the pipeline is being changed by other requests at the same time; try again",
+            reason="CONCURRENT_MODIFICATION",
+        )
+
+    async def _add_version(
+        self,
+        session: AsyncSession,
+        pipeline: PipelineRow,
+        valid: ValidSpec,
+        message: str,
+        actor: Actor,
+        now: datetime,
+        rollback_of: int | None,
+    ) -> ApplyResult:
+        latest = await repo.find_version(session, pipeline.id, pipeline.latest_version)
+        if latest is not None and latest.content_hash == valid.content_hash:
+            return ApplyResult(
+                await self._info(session, pipeline), _version_info(pipeline.name, latest), False
+            )
+        # The pipeline row is locked (or the SQLite writer is alone), so its latest_version
+        # is current; the unique (pipeline, number) constraint catches anything else.
+        number = pipeline.latest_version + 1
+        row = PipelineVersionRow(
+            pipeline_id=pipeline.id,
+            number=number,
+            spec=valid.canonical_json,
+            content_hash=valid.content_hash,
+            author=actor.name,
+            message=message,
+            create_time=now,
+            rollback_of=rollback_of,
+        )
+        session.add(row)
+        pipeline.latest_version = number
+        pipeline.description = valid.spec.description
+        pipeline.update_time = now
+        await session.flush()
+        info = PipelineInfo(
+            name=pipeline.name,
+            description=pipeline.description,
+            latest_version=number,
+            archived=pipeline.archived,
+            create_time=pipeline.create_time,
+            update_time=now,
+            archive_time=pipeline.archive_time,
+            spec=valid.spec,
+        )
+        return ApplyResult(info, _version_info(pipeline.name, row), True)
+
+    async def _finish(
+        self, session: AsyncSession, action: str, actor: Actor, now: datetime, result: ApplyResult
+    ) -> None:
+        summary: dict[str, Any] = {
+            "pipeline": result.pipeline.name,
+            "version": result.version.number,
+            "created": result.created,
+        }
+        if result.created or actor.request_id:
+            audit.record(
+                session,
+                now=now,
+                actor=actor.name,
+                action=action,
+                resource=f"pipelines/{result.pipeline.name}",
+                request_id=actor.request_id,
+                details={**summary, "content_hash": result.version.content_hash},
+            )
+        await requests.record_result(session, action, actor.request_id, summary, now)
+
+    async def _replay(self, session: AsyncSession, result: dict[str, Any]) -> ApplyResult:
+        pipeline = await self._pipeline(session, str(result["pipeline"]))
+        version = await self._version(session, pipeline, int(result["version"]))
+        return ApplyResult(
+            await self._info(session, pipeline),
+            _version_info(pipeline.name, version),
+            bool(result["created"]),
+        )
+
+    async def _pipeline(
+        self, session: AsyncSession, name: str, *, for_update: bool = False
+    ) -> PipelineRow:
+        if not name:
+            raise InvalidArgument("a pipeline name is required")
+        pipeline = await repo.find_pipeline(session, name, for_update=for_update)
+        if pipeline is None:
+            raise NotFound(
+                f"pipeline {name!r} does not exist; `legato pipelines --archived` lists them all",
+                reason="PIPELINE_NOT_FOUND",
+                metadata={"pipeline": name},
+            )
+        return pipeline
+
+    async def _version(
+        self, session: AsyncSession, pipeline: PipelineRow, number: int
+    ) -> PipelineVersionRow:
+        row = await repo.find_version(session, pipeline.id, number)
+        if row is None:
+            raise NotFound(
+                f"pipeline {pipeline.name!r} has no version {number}; its versions are "
+                f"1 to {pipeline.latest_version}",
+                reason="VERSION_NOT_FOUND",
+                metadata={"pipeline": pipeline.name, "version": str(number)},
+            )
+        return row
+
+    async def _info(self, session: AsyncSession, pipeline: PipelineRow) -> PipelineInfo:
+        latest = await repo.find_version(session, pipeline.id, pipeline.latest_version)
+        return _pipeline_info(pipeline, latest.spec if latest else None)
+
+
+def _pipeline_info(pipeline: PipelineRow, spec_json: str | None) -> PipelineInfo:
+    return PipelineInfo(
+        name=pipeline.name,
+        description=pipeline.description,
+        latest_version=pipeline.latest_version,
+        archived=pipeline.archived,
+        create_time=pipeline.create_time,
+        update_time=pipeline.update_time,
+        archive_time=pipeline.archive_time,
+        spec=versioning.spec_from_json(spec_json) if spec_json else spec_pb2.PipelineSpec(),
+    )
+
+
+def _archived(name: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"pipeline {name!r} is archived; restore it first (legato restore {name})",
+        reason="PIPELINE_ARCHIVED",
+        metadata={"pipeline": name},
+    )
+
+
+def _version_info(name: str, row: PipelineVersionRow) -> VersionInfo:
+    return VersionInfo(
+        pipeline=name,
+        number=row.number,
+        spec=versioning.spec_from_json(row.spec),
+        content_hash=row.content_hash,
+        author=row.author,
+        message=row.message,
+        create_time=row.create_time,
+        rollback_of=row.rollback_of,
+    )

@@ -1,0 +1,1 @@
+"""Persistence: tables, repositories and migrations (SQLAlchemy 2 async)."""

@@ -1,0 +1,1 @@
+"""The Legato executor agent."""

@@ -1,0 +1,129 @@
+"""Fixtures shared by every test: databases on both backends.
+
+PostgreSQL tests run against ``LEGATO_TEST_POSTGRES_URL`` (default
+postgresql://postgres@127.0.0.1:5432/postgres): the session creates a throwaway database
+there, migrates it, empties its tables before each test and drops it at the end. Without
+a reachable server those tests are skipped, with a message saying how to point them at
+one — except when LEGATO_TEST_REQUIRE_POSTGRES=1 (set by .ci/run), where that fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from control_plane.store.db import Database
+from control_plane.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from legato.v1 import spec_pb2
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+TABLES = ["audit_log", "requests", "pipeline_versions", "pipelines"]
+
+
+def _admin_url() -> str:
+    return os.environ.get("LEGATO_TEST_POSTGRES_URL") or DEFAULT_POSTGRES
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(_admin_url(), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a migrated throwaway database for this test session."""
+    name = f"legato_test_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = (
+            f"PostgreSQL is not reachable at {make_url(_admin_url()).render_as_string()} ({exc}); "
+            "set LEGATO_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB to run these tests"
+        )
+        if os.environ.get("LEGATO_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+    async def migrate() -> None:
+        db = Database(url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate())
+    try:
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _truncate(url: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(False)
+        )
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL on each backend: a fresh SQLite file, or the session's PostgreSQL
+    database with its tables emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/legato.db"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url
+
+
+def make_spec(
+    name: str = "etl", *, code: str = "result = data", cron: str = "0 2 * * *"
+) -> spec_pb2.PipelineSpec:
+    """A small valid pipeline: extract (query) → clean (transform) → load (export)."""
+    from legato.v1 import spec_pb2
+
+    return spec_pb2.PipelineSpec(
+        name=name,
+        description=f"{name} pipeline",
+        schedule=spec_pb2.Schedule(cron=cron, timezone="UTC"),
+        steps=[
+            spec_pb2.Step(
+                name="extract",
+                query=spec_pb2.QueryStep(connection="warehouse", sql="SELECT 1 AS x"),
+            ),
+            spec_pb2.Step(
+                name="clean", needs=["extract"], transform=spec_pb2.TransformStep(code=code)
+            ),
+            spec_pb2.Step(
+                name="load",
+                needs=["clean"],
+                export=spec_pb2.ExportStep(
+                    table=spec_pb2.TableExport(connection="warehouse", table="clean_rows")
+                ),
+            ),
+        ],
+    )
+
+
+@pytest.fixture(name="make_spec")
+def make_spec_fixture() -> Callable[..., spec_pb2.PipelineSpec]:
+    return make_spec

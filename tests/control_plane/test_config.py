@@ -1,0 +1,62 @@
+"""Server settings: precedence and the messages of bad values."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from control_plane.config import DEFAULT_DB, ConfigError, ServerConfig
+
+
+def args(**values: str | None) -> argparse.Namespace:
+    return argparse.Namespace(**values)
+
+
+def test_defaults() -> None:
+    config = ServerConfig.load(args(), env={})
+    assert (config.listen, config.db, config.migrate) == ("127.0.0.1:7470", DEFAULT_DB, True)
+
+
+def test_flags_win_over_variables() -> None:
+    env = {"LEGATO_SERVER_LISTEN": "0.0.0.0:9000", "LEGATO_SERVER_LOG_LEVEL": "debug"}
+    config = ServerConfig.load(args(listen="127.0.0.1:9100"), env=env)
+    assert config.listen == "127.0.0.1:9100"
+    assert config.log_level == "debug"
+
+
+def test_listen_without_host_means_every_interface() -> None:
+    assert ServerConfig.load(args(listen=":7470"), env={}).listen == "0.0.0.0:7470"
+
+
+@pytest.mark.parametrize(
+    ("values", "env", "message"),
+    [
+        ({"listen": "7470"}, {}, "--listen '7470' is not HOST:PORT"),
+        (
+            {},
+            {"LEGATO_SERVER_LISTEN": "host:99999"},
+            "LEGATO_SERVER_LISTEN 'host:99999' is not HOST:PORT",
+        ),
+        ({"db": "mysql://x@y/z"}, {}, "--db: 'mysql://x@y/z': unsupported database 'mysql'"),
+        ({"db": "sqlite://"}, {}, "names no file"),
+        ({"log_format": "xml"}, {}, "--log-format 'xml' is not one of auto, json, console"),
+        ({"shutdown_grace": "10"}, {}, "--shutdown-grace '10' is not a duration"),
+        ({"max_message_mb": "0"}, {}, "--max-message-mb '0' is not a positive whole number"),
+        (
+            {},
+            {"LEGATO_SERVER_MIGRATE": "maybe"},
+            "LEGATO_SERVER_MIGRATE 'maybe' is not true or false",
+        ),
+    ],
+)
+def test_bad_values_are_named(values: dict[str, str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.load(args(**values), env=env)
+    assert message in str(caught.value)
+
+
+def test_password_never_appears_in_url_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.load(args(db="postgresql+psycopg2://u:hunter2@h/db"), env={})
+    assert "hunter2" not in str(caught.value)

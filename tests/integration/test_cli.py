@@ -1,0 +1,227 @@
+"""The real `legato server` process driven by the real `legato` CLI, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+LEGATO = str(Path(sys.executable).with_name("legato"))
+
+SPEC = textwrap.dedent(
+    """\
+    name: etl
+    description: Nightly ETL
+    schedule:
+      cron: "0 2 * * *"
+      timezone: Europe/Berlin
+    steps:
+      - name: extract
+        query:
+          connection: warehouse
+          sql: SELECT * FROM orders
+      - name: clean
+        needs: [extract]
+        transform:
+          code: result = data.dropna()
+      - name: load
+        needs: [clean]
+        export:
+          table: {connection: warehouse, table: orders_clean, mode: upsert, keys: [id]}
+    """
+)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    address: str
+
+
+def start_server(db_url: str, *extra: str) -> Server:
+    process = subprocess.Popen(
+        [
+            LEGATO,
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db_url,
+            "--log-format",
+            "json",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event.get("event") == "server_started":
+            return Server(process, f"127.0.0.1:{event['port']}")
+    process.kill()
+    raise AssertionError(f"server did not start: {process.stderr.read()}")
+
+
+@pytest.fixture
+def server(db_url: str) -> Iterator[Server]:
+    running = start_server(db_url)
+    try:
+        yield running
+    finally:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=20)
+
+
+def legato(
+    server: Server | None, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "USER": "alice", "LOGNAME": "alice"}
+    if server is not None:
+        env["LEGATO_SERVER"] = server.address
+    return subprocess.run(
+        [LEGATO, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
+
+
+def test_the_versioning_workflow(server: Server, tmp_path: Path) -> None:
+    spec = tmp_path / "etl.yaml"
+    spec.write_text(SPEC)
+    out = legato(server, "apply", "-f", str(spec), "-m", "first cut")
+    assert (out.returncode, out.stdout) == (0, "pipeline etl: version 1 (created)\n"), out.stderr
+    assert (
+        legato(server, "apply", "-f", str(spec)).stdout == "pipeline etl: version 1 (unchanged)\n"
+    )
+
+    spec.write_text(SPEC.replace("result = data.dropna()", "result = data.dropna().head(100)"))
+    assert legato(server, "apply", "-f", str(spec), "-m", "limit rows").stdout == (
+        "pipeline etl: version 2 (created)\n"
+    )
+
+    versions = legato(server, "versions", "etl")
+    lines = versions.stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "CREATED", "AUTHOR", "MESSAGE", "HASH"]
+    assert lines[1].startswith("2 ") and "alice" in lines[1] and "limit rows" in lines[1]
+    assert lines[2].startswith("1 ") and "first cut" in lines[2]
+
+    diff = legato(server, "diff", "etl", "1", "2")
+    assert diff.returncode == 0
+    assert "step clean changed: transform.code" in diff.stdout
+    assert "+      code: result = data.dropna().head(100)" in diff.stdout
+
+    rolled = legato(server, "rollback", "etl", "--to", "1", "-m", "bad deploy")
+    assert rolled.stdout == "pipeline etl: version 3 (created, same content as version 1)\n"
+
+    shown = legato(server, "show", "etl", "--version", "1")
+    assert "cron: 0 2 * * *" in shown.stdout or "cron: '0 2 * * *'" in shown.stdout
+    assert "code: result = data.dropna()\n" in shown.stdout
+
+    listed = legato(server, "pipelines")
+    assert listed.stdout.splitlines()[1].split()[:4] == ["etl", "3", "0", "2"]
+    assert legato(server, "archive", "etl").stdout == "pipeline etl archived\n"
+    assert "no pipelines" in legato(server, "pipelines").stdout
+    assert legato(server, "pipelines", "--archived").stdout.count("etl") == 1
+    assert legato(server, "restore", "etl").stdout == "pipeline etl restored\n"
+
+
+def test_json_output_is_the_proto_message(server: Server, tmp_path: Path) -> None:
+    spec = tmp_path / "etl.yaml"
+    spec.write_text(SPEC)
+    applied = json.loads(legato(server, "apply", "-f", str(spec), "-o", "json").stdout)
+    assert applied["created"] is True
+    assert applied["version"]["number"] == 1
+    assert applied["pipeline"]["latest_version"] == 1
+    assert applied["version"]["spec"]["steps"][2]["export"]["table"]["mode"] == "EXPORT_MODE_UPSERT"
+    listed = json.loads(legato(server, "pipelines", "-o", "json").stdout)
+    assert [p["name"] for p in listed["pipelines"]] == ["etl"]
+    shown = legato(server, "show", "etl", "-o", "yaml").stdout
+    assert "content_hash: sha256:" in shown
+
+
+def test_validation_errors_point_at_file_lines(server: Server, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(
+        SPEC.replace("needs: [clean]", "needs: [claen]").replace('"0 2 * * *"', '"0 25 * * *"')
+    )
+    out = legato(server, "validate", "-f", str(spec))
+    assert out.returncode == 1
+    assert out.stdout == ""
+    errors = out.stderr.splitlines()
+    assert any(line.startswith(f"{spec}:4: schedule.cron: ") and "25" in line for line in errors), (
+        errors
+    )
+    assert any(
+        line.startswith(f"{spec}:16: steps[2].needs[0]: ") and "did you mean 'clean'" in line
+        for line in errors
+    ), errors
+    assert "Traceback" not in out.stderr
+    # Nothing was stored.
+    assert "no pipelines" in legato(server, "pipelines", "--archived").stdout
+
+
+def test_format_errors_are_reported_before_contacting_the_server(tmp_path: Path) -> None:
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(SPEC.replace("needs: [extract]", "need: [extract]"))
+    out = legato(None, "--server", "127.0.0.1:1", "apply", "-f", str(spec))
+    assert out.returncode == 1
+    assert f"{spec}:12: steps[1]: unknown field 'need'" in out.stderr
+    assert "did you mean 'needs'" in out.stderr
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    out = legato(None, "--server", "127.0.0.1:1", "pipelines")
+    assert out.returncode == 1
+    assert "cannot reach the Legato server at 127.0.0.1:1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_pipeline_is_a_clear_error(server: Server) -> None:
+    out = legato(server, "show", "nope")
+    assert out.returncode == 1
+    assert out.stderr.startswith("legato show: pipeline 'nope' does not exist")
+
+
+def test_server_refuses_a_bad_database_url() -> None:
+    out = legato(None, "server", "--db", "mysql://root@localhost/x")
+    assert out.returncode == 2
+    assert "--db: 'mysql://root@localhost/x': unsupported database 'mysql'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_server_reports_an_unreachable_database() -> None:
+    out = legato(
+        None, "server", "--listen", "127.0.0.1:0", "--db", "postgresql://u:secret@127.0.0.1:1/x"
+    )
+    assert out.returncode == 1
+    assert "cannot connect to postgresql+asyncpg://u:***@127.0.0.1:1/x" in out.stderr
+    assert "secret" not in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+    running = start_server(f"sqlite:///{tmp_path}/legato.db")
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=20) == 0
+    assert running.process.stderr is not None
+    assert "server_stopped" in running.process.stderr.read()
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    first = legato(None, "db", "upgrade", "--db", url)
+    assert first.returncode == 0 and "schema upgraded from empty to 0001" in first.stdout
+    second = legato(None, "db", "upgrade", "--db", url)
+    assert "schema already at revision 0001" in second.stdout
