@@ -25,7 +25,7 @@ from functools import partial
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from control_plane.logs import configure_logging
+from legato.logsetup import configure_logging
 from legato.testing import LocalControlPlane
 from legato.v1 import spec_pb2
 

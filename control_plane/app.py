@@ -4,19 +4,34 @@ servicers → one grpc.aio server with health checking and reflection."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.api.agent_service import AgentServicer
 from control_plane.api.errors import ErrorInterceptor
 from control_plane.api.pipeline_service import PipelineServicer
+from control_plane.api.run_service import RunServicer
 from control_plane.api.unimplemented import unimplemented_servicer
 from control_plane.config import ServerConfig
 from control_plane.errors import FailedPrecondition
+from control_plane.execution.agents import Agents
+from control_plane.execution.artifacts import ArtifactStore
+from control_plane.execution.dispatch import Dispatcher
+from control_plane.execution.hub import AgentHub
+from control_plane.execution.plans import PlanCache
+from control_plane.execution.reaper import Reaper
+from control_plane.execution.runs import Runs
+from control_plane.execution.signals import Signals
+from control_plane.execution.transitions import Transitions
 from control_plane.registry import Registry
 from control_plane.store import migrate
 from control_plane.store.db import Database
@@ -51,7 +66,10 @@ class ControlPlane:
     db: Database | None = None
     server: grpc.aio.Server | None = None
     port: int = 0
+    hub: AgentHub = field(default_factory=AgentHub)
     _health: health.aio.HealthServicer | None = None
+    _signals: Signals | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
@@ -61,6 +79,33 @@ class ControlPlane:
             await db.check_connection()
             await self._prepare_schema(db)
             registry = Registry(db)
+            clock = _utcnow
+            replica = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+            lease = self.config.lease_timeout
+            signals = Signals(replica, postgres_url=db.url if db.is_postgres else None)
+            await signals.start()
+            self._signals = signals
+            plans = PlanCache()
+            transitions = Transitions(plans, clock)
+            runs = Runs(db, plans, transitions, signals, clock=clock)
+            agents = Agents(
+                db,
+                self.hub,
+                transitions,
+                signals,
+                replica=replica,
+                lease_seconds=lease,
+                clock=clock,
+            )
+            signals.on_cancel(self.hub.cancel)
+            dispatcher = Dispatcher(db, self.hub, plans, signals, lease_seconds=lease, clock=clock)
+            reaper = Reaper(db, transitions, signals, clock=clock)
+            artifacts = ArtifactStore(
+                db,
+                directory=None if self.config.artifacts == "db" else Path(self.config.artifacts),
+                max_bytes=self.config.artifact_max_mb * 1024 * 1024,
+                clock=clock,
+            )
             limit = self.config.max_message_mb * 1024 * 1024
             server = grpc.aio.server(
                 interceptors=[ErrorInterceptor()],
@@ -74,10 +119,7 @@ class ControlPlane:
                 PipelineServicer(registry), server
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
-                unimplemented_servicer(
-                    run_service_pb2_grpc.RunServiceServicer, "RunService", "the execution plane"
-                ),
-                server,
+                RunServicer(runs, signals, db), server
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
                 unimplemented_servicer(
@@ -86,10 +128,8 @@ class ControlPlane:
                 server,
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
-                unimplemented_servicer(
-                    agent_service_pb2_grpc.AgentServiceServicer,
-                    "AgentService",
-                    "the execution plane",
+                AgentServicer(
+                    agents, artifacts, lease_seconds=lease, heartbeat_seconds=max(0.5, lease / 4)
                 ),
                 server,
             )
@@ -110,7 +150,13 @@ class ControlPlane:
             self.server = server
             for name in ["", *SERVICE_NAMES]:
                 await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+            self._tasks = [
+                asyncio.create_task(dispatcher.run_forever(), name="legato-dispatcher"),
+                asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
+            ]
         except BaseException:
+            if self._signals is not None:
+                await self._signals.stop()
             await db.dispose()
             raise
         log.info("server_started", listen=self.config.listen, port=self.port, db=db.display_url)
@@ -120,8 +166,16 @@ class ControlPlane:
         """Stop taking calls, give in-flight ones ``grace`` seconds, close the database."""
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Agent streams never end by themselves: close them so shutdown does not wait.
+        for session in self.hub.sessions():
+            session.send(None)
         if self.server is not None:
             await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+        if self._signals is not None:
+            await self._signals.stop()
         if self.db is not None:
             await self.db.dispose()
         log.info("server_stopped")
@@ -139,6 +193,10 @@ class ControlPlane:
             )
         before, after = await migrate.upgrade(db)
         log.info("schema_upgraded", before=before, after=after)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 async def run(config: ServerConfig) -> None:

@@ -33,6 +33,9 @@ class ServerConfig:
     max_message_mb: int = 64
     shutdown_grace: float = 10.0
     migrate: bool = True
+    lease_timeout: float = 20.0
+    artifacts: str = "db"
+    artifact_max_mb: int = 256
 
     @classmethod
     def load(
@@ -110,6 +113,9 @@ _PARSERS: dict[str, Any] = {
     "max_message_mb": _positive_int,
     "shutdown_grace": _duration,
     "migrate": _bool,
+    "lease_timeout": _duration,
+    "artifacts": lambda raw, where: raw.strip() or "db",
+    "artifact_max_mb": _positive_int,
 }
 
 
@@ -133,6 +139,20 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--shutdown-grace",
         help="time in-flight calls get on SIGTERM (LEGATO_SERVER_SHUTDOWN_GRACE, default 10s)",
+    )
+    add(
+        "--lease-timeout",
+        help="how long a task lease lasts without a heartbeat (LEGATO_SERVER_LEASE_TIMEOUT, "
+        "default 20s); a crashed agent's steps run again elsewhere after it",
+    )
+    add(
+        "--artifacts",
+        help="where step outputs are stored: db (default) or a directory (LEGATO_SERVER_ARTIFACTS)",
+    )
+    add(
+        "--artifact-max-mb",
+        help="largest step output in MiB; bigger ones fail the step "
+        "(LEGATO_SERVER_ARTIFACT_MAX_MB, default 256)",
     )
     add(
         "--no-migrate",

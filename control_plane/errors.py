@@ -54,16 +54,29 @@ class LegatoError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
 
 
-class InvalidArgument(LegatoError):
-    reason = "INVALID_ARGUMENT"
-
-
 @dataclass(frozen=True)
 class FieldViolation:
     """One problem with one field of a request, by field path (``steps[2].needs[0]``)."""
 
     field: str
     description: str
+
+
+class InvalidArgument(LegatoError):
+    """A request field that cannot be used; ``violations`` (if any) name each field."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        violations: Sequence[FieldViolation] = (),
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.violations = list(violations)
 
 
 class InvalidSpec(InvalidArgument):
@@ -78,9 +91,9 @@ class InvalidSpec(InvalidArgument):
         summary = f"; first: {first.field}: {first.description}" if first else ""
         super().__init__(
             f"pipeline spec {pipeline!r} has {count} {noun}{summary}",
+            violations=violations,
             metadata={"pipeline": pipeline, "violations": str(count)},
         )
-        self.violations = list(violations)
 
 
 class NotFound(LegatoError):

@@ -26,7 +26,18 @@ if TYPE_CHECKING:
     from legato.v1 import spec_pb2
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-TABLES = ["audit_log", "requests", "pipeline_versions", "pipelines"]
+TABLES = [
+    "artifacts",
+    "log_lines",
+    "attempts",
+    "step_runs",
+    "runs",
+    "agents",
+    "audit_log",
+    "requests",
+    "pipeline_versions",
+    "pipelines",
+]
 
 
 def _admin_url() -> str:

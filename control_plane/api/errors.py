@@ -51,7 +51,7 @@ def to_status(error: errors.LegatoError) -> tuple[grpc.StatusCode, status_pb2.St
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
     )
     details = [info]
-    if isinstance(error, errors.InvalidSpec):
+    if isinstance(error, errors.InvalidArgument) and error.violations:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[

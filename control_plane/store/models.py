@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -21,7 +22,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from control_plane.store.types import UTCDateTime
 
-__all__ = ["AuditEntryRow", "Base", "PipelineRow", "PipelineVersionRow", "RequestRow"]
+__all__ = [
+    "AgentRow",
+    "ArtifactRow",
+    "AttemptRow",
+    "AuditEntryRow",
+    "Base",
+    "LogLineRow",
+    "PipelineRow",
+    "PipelineVersionRow",
+    "RequestRow",
+    "RunRow",
+    "StepRunRow",
+]
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -32,6 +45,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
+        list[str]: JSON(),
     }
 
 
@@ -93,3 +107,143 @@ class AuditEntryRow(Base):
     resource: Mapped[str] = mapped_column(String(300))
     request_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]]
+
+
+class RunRow(Base):
+    """One execution of one pinned pipeline version."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_pipeline_create_time", "pipeline_id", "create_time"),
+        Index("ix_runs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="RESTRICT"))
+    pipeline: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    trigger_kind: Mapped[str] = mapped_column(String(16))
+    logical_time: Mapped[datetime | None]
+    trigger: Mapped[dict[str, Any]]
+    params: Mapped[dict[str, Any]]
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    deadline_time: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(Text, default="")
+    waiting_reason: Mapped[str] = mapped_column(Text, default="")
+    trace_id: Mapped[str] = mapped_column(String(32), default="")
+    span_id: Mapped[str] = mapped_column(String(16), default="")
+
+
+class StepRunRow(Base):
+    """The state of one step in one run; its attempts are AttemptRows."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        UniqueConstraint("run_id", "name", name="uq_step_runs_run_id"),
+        Index("ix_step_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime | None]
+    selector: Mapped[dict[str, Any]]
+    agent: Mapped[str] = mapped_column(String(100), default="")
+    records_in: Mapped[int | None] = mapped_column(BigInteger)
+    records_out: Mapped[int | None] = mapped_column(BigInteger)
+    output: Mapped[dict[str, Any]]
+    error: Mapped[str] = mapped_column(Text, default="")
+    failure_kind: Mapped[str] = mapped_column(String(16), default="")
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    waiting_reason: Mapped[str] = mapped_column(Text, default="")
+    child_run_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class AttemptRow(Base):
+    """One attempt of a step under a lease: the unit an agent runs."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("lease_id", name="uq_attempts_lease_id"),
+        UniqueConstraint("step_run_id", "number", name="uq_attempts_step_run_id"),
+        Index("ix_attempts_status_expire", "status", "lease_expire_time"),
+        Index("ix_attempts_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    step_run_id: Mapped[int] = mapped_column(ForeignKey("step_runs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(32))
+    number: Mapped[int] = mapped_column(Integer)
+    lease_id: Mapped[str] = mapped_column(String(32))
+    agent: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    lease_expire_time: Mapped[datetime]
+    create_time: Mapped[datetime]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    records_in: Mapped[int | None] = mapped_column(BigInteger)
+    records_out: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text, default="")
+    failure_kind: Mapped[str] = mapped_column(String(16), default="")
+
+
+class LogLineRow(Base):
+    """A line of a run's log; ``id`` is its sequence number (increasing)."""
+
+    __tablename__ = "log_lines"
+    __table_args__ = (Index("ix_log_lines_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    time: Mapped[datetime]
+    step: Mapped[str] = mapped_column(String(63), default="")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    stream: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class AgentRow(Base):
+    """An executor agent: what it said when it registered and when it was last seen."""
+
+    __tablename__ = "agents"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]]
+    slots: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(255))
+    connections: Mapped[list[str]]
+    state: Mapped[str] = mapped_column(String(16))
+    replica: Mapped[str] = mapped_column(String(100))
+    connect_time: Mapped[datetime]
+    last_seen_time: Mapped[datetime]
+
+
+class ArtifactRow(Base):
+    """A blob a step produced (its output table, a chart). The bytes are in ``data``
+    (database storage) or in a file named by ``id`` (directory storage)."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (Index("ix_artifacts_run_id", "run_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(63))
+    lease_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage: Mapped[str] = mapped_column(String(8))
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    create_time: Mapped[datetime]

@@ -4,24 +4,42 @@
     with Client("localhost:7470") as legato:
         result = legato.apply_pipeline(spec, message="first cut")
 
+        run = legato.trigger_run("etl", params={"day": "2026-06-12"}).run
+        for event in legato.watch_run(run.id):
+            ...
+
 Mutations send a ``request_id`` (generated when not given) so that a call retried after a
-lost response takes effect once; calls are retried on UNAVAILABLE by the channel's retry
-policy. Failures raise ``legato.RpcError``."""
+lost response takes effect once; unary calls are retried on UNAVAILABLE by the channel's
+retry policy, and ``watch_run`` reconnects on its own, resuming after the last log line it
+delivered. Failures raise ``legato.RpcError``."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
 
 from legato.errors import from_grpc_error
-from legato.v1 import pipeline_pb2, pipeline_service_pb2_grpc, spec_pb2
+from legato.v1 import (
+    agent_pb2,
+    agent_service_pb2_grpc,
+    pipeline_pb2,
+    pipeline_service_pb2_grpc,
+    run_pb2,
+    run_service_pb2_grpc,
+    spec_pb2,
+)
+from legato.v1 import agent_service_pb2 as agents
 from legato.v1 import pipeline_service_pb2 as pipelines
+from legato.v1 import run_service_pb2 as runs
 
 __all__ = ["DEFAULT_SERVER", "Client", "default_server", "default_user"]
 
@@ -31,11 +49,17 @@ USER_METADATA_KEY = "legato-user"
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Unary calls are retried on UNAVAILABLE. A method-level entry overrides its service's, so
+# WatchRun gets none: Client.watch_run reconnects itself, resuming after the last log line.
 _SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": "legato.v1.PipelineService"}],
+                "name": [
+                    {"service": "legato.v1.PipelineService"},
+                    {"service": "legato.v1.RunService"},
+                    {"service": "legato.v1.AgentService"},
+                ],
                 "retryPolicy": {
                     "maxAttempts": 4,
                     "initialBackoff": "0.2s",
@@ -43,10 +67,17 @@ _SERVICE_CONFIG = json.dumps(
                     "backoffMultiplier": 2,
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
-            }
+            },
+            {"name": [{"service": "legato.v1.RunService", "method": "WatchRun"}]},
         ]
     }
 )
+
+# watch_run: reconnections after UNAVAILABLE before giving up, and the waits between them
+# (doubling up to the maximum); ~20 s in all, enough for a control plane to restart.
+WATCH_RECONNECTS = 8
+WATCH_BACKOFF_INITIAL = 0.2
+WATCH_BACKOFF_MAX = 5.0
 
 
 def default_server() -> str:
@@ -83,6 +114,8 @@ class Client:
             ],
         )
         self._pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(self._channel)
+        self._runs = run_service_pb2_grpc.RunServiceStub(self._channel)
+        self._agents = agent_service_pb2_grpc.AgentServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -190,6 +223,170 @@ class Client:
         )
         return self._call(self._pipelines.RestorePipeline, request).pipeline
 
+    # -- runs ---------------------------------------------------------------------------
+
+    def trigger_run(
+        self,
+        pipeline: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        version: int = 0,
+        request_id: str | None = None,
+        kind: run_pb2.TriggerKind.ValueType = run_pb2.TRIGGER_KIND_API,
+    ) -> runs.TriggerRunResponse:
+        """Start a run of ``version`` (0: the latest). ``params`` are JSON values (dates
+        are sent as ISO strings); ``kind`` is API, or MANUAL when a person asked for it."""
+        request = runs.TriggerRunRequest(
+            pipeline=pipeline,
+            version=version,
+            request_id=request_id or _request_id(),
+            kind=kind,
+        )
+        if params:
+            request.params.CopyFrom(_struct(params))
+        return self._call(self._runs.TriggerRun, request)
+
+    def get_run(self, run_id: str) -> run_pb2.Run:
+        """The run with its steps in DAG order."""
+        return self._call(self._runs.GetRun, runs.GetRunRequest(id=run_id)).run
+
+    def list_runs(
+        self,
+        *,
+        pipeline: str = "",
+        statuses: Sequence[run_pb2.RunStatus.ValueType] = (),
+        triggers: Sequence[run_pb2.TriggerKind.ValueType] = (),
+        since: datetime | None = None,
+        page_size: int = 0,
+    ) -> Iterator[run_pb2.Run]:
+        """Runs newest first (without their steps), fetching pages as the iterator
+        advances. ``since`` (timezone-aware) keeps runs created at or after it."""
+        request = runs.ListRunsRequest(
+            pipeline=pipeline, statuses=statuses, triggers=triggers, page_size=page_size
+        )
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError("since must be timezone-aware, e.g. datetime.now(UTC)")
+            request.since.FromDatetime(since)
+
+        def fetch(token: str) -> tuple[list[run_pb2.Run], str]:
+            request.page_token = token
+            response = self._call(self._runs.ListRuns, request)
+            return list(response.runs), response.next_page_token
+
+        return _paged(fetch)
+
+    def cancel_run(
+        self, run_id: str, *, reason: str = "", request_id: str | None = None
+    ) -> run_pb2.Run:
+        """Cancel a run; a run that had already ended comes back unchanged."""
+        request = runs.CancelRunRequest(
+            id=run_id, reason=reason, request_id=request_id or _request_id()
+        )
+        return self._call(self._runs.CancelRun, request).run
+
+    def rerun_run(
+        self,
+        run_id: str,
+        *,
+        all_steps: bool = False,
+        latest_version: bool = False,
+        request_id: str | None = None,
+    ) -> run_pb2.Run:
+        """Start a new run from a finished one: its failed and cancelled steps, or with
+        ``all_steps`` every step; on the run's version, or with ``latest_version`` the
+        pipeline's latest. Returns the new run."""
+        request = runs.RerunRunRequest(
+            id=run_id,
+            all_steps=all_steps,
+            latest_version=latest_version,
+            request_id=request_id or _request_id(),
+        )
+        return self._call(self._runs.RerunRun, request).run
+
+    def watch_run(
+        self, run_id: str, *, include_logs: bool = True, after_seq: int = 0
+    ) -> Generator[runs.WatchRunResponse, None, None]:
+        """Events of a run until it ends: the ``run`` first and on each status change,
+        ``step`` changes and (with ``include_logs``) the ``log`` lines after ``after_seq``.
+
+        The call has no deadline. When the connection is lost (UNAVAILABLE, e.g. the
+        control plane restarts) it reconnects with backoff, up to WATCH_RECONNECTS times
+        in a row, asking for the lines after the last one delivered; the server then sends
+        the run again. Closing the generator cancels the call."""
+        last_seq = after_seq
+        failures = 0
+        while True:
+            request = runs.WatchRunRequest(id=run_id, include_logs=include_logs, after_seq=last_seq)
+            stream = self._runs.WatchRun(request, metadata=self._metadata)
+            try:
+                for event in stream:
+                    failures = 0
+                    if event.HasField("log"):
+                        last_seq = max(last_seq, event.log.seq)
+                    yield event
+                return
+            except grpc.RpcError as error:
+                call: grpc.Call = error  # type: ignore[assignment]
+                if call.code() != grpc.StatusCode.UNAVAILABLE or failures >= WATCH_RECONNECTS:
+                    raise from_grpc_error(error, self.target) from None
+            finally:
+                stream.cancel()
+            time.sleep(min(WATCH_BACKOFF_INITIAL * 2**failures, WATCH_BACKOFF_MAX))
+            failures += 1
+
+    def get_run_logs(
+        self, run_id: str, *, step: str = "", attempt: int = 0, page_size: int = 0
+    ) -> Iterator[run_pb2.LogLine]:
+        """The run's log lines in order, fetching pages as the iterator advances. With
+        ``step``, only that step's lines (and with ``attempt``, only that attempt's)."""
+
+        def fetch(token: str) -> tuple[list[run_pb2.LogLine], str]:
+            response = self._call(
+                self._runs.GetRunLogs,
+                runs.GetRunLogsRequest(
+                    run_id=run_id,
+                    step=step,
+                    attempt=attempt,
+                    page_size=page_size,
+                    page_token=token,
+                ),
+            )
+            return list(response.lines), response.next_page_token
+
+        return _paged(fetch)
+
+    def get_step_output(
+        self, run_id: str, step: str, *, limit: int = 20
+    ) -> runs.GetStepOutputResponse:
+        """The summary of a step's output and the first ``limit`` rows of its table."""
+        request = runs.GetStepOutputRequest(run_id=run_id, step=step, limit=limit)
+        return self._call(self._runs.GetStepOutput, request)
+
+    # -- agents -------------------------------------------------------------------------
+
+    def list_agents(
+        self, *, show_disconnected: bool = False, page_size: int = 0
+    ) -> Iterator[agent_pb2.Agent]:
+        """Connected and draining agents (with ``show_disconnected``, also those gone),
+        fetching pages as the iterator advances."""
+
+        def fetch(token: str) -> tuple[list[agent_pb2.Agent], str]:
+            response = self._call(
+                self._agents.ListAgents,
+                agents.ListAgentsRequest(
+                    page_size=page_size, page_token=token, show_disconnected=show_disconnected
+                ),
+            )
+            return list(response.agents), response.next_page_token
+
+        return _paged(fetch)
+
+    def drain_agent(self, name: str, *, request_id: str | None = None) -> agent_pb2.Agent:
+        """Ask an agent to finish its tasks and take no new ones."""
+        request = agents.DrainAgentRequest(name=name, request_id=request_id or _request_id())
+        return self._call(self._agents.DrainAgent, request).agent
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _call(self, method: Callable[..., R], request: Any) -> R:
@@ -201,6 +398,33 @@ class Client:
 
 def _request_id() -> str:
     return uuid.uuid4().hex
+
+
+def _struct(params: Mapping[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(_json_value(params, "params"))
+    return struct
+
+
+def _json_value(value: Any, path: str) -> Any:
+    """``value`` as the JSON value a Struct holds; dates become ISO strings."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: the key {key!r} is not a string; JSON keys are strings")
+            result[key] = _json_value(item, f"{path}.{key}")
+        return result
+    if isinstance(value, list | tuple):
+        return [_json_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    raise TypeError(
+        f"{path}: {type(value).__name__} is not a JSON value; use str, int, float, bool, "
+        "None, a date, or lists and dicts of them"
+    )
 
 
 def _paged(fetch: Callable[[str], tuple[list[T], str]]) -> Iterator[T]:

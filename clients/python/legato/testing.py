@@ -53,6 +53,7 @@ class LocalControlPlane:
         if self._plane is not None:
             self._run(self._plane.stop(grace=1))
             self._plane = None
+            self._run(_finish_tasks())
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
@@ -78,3 +79,14 @@ class LocalControlPlane:
     def _run(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout=60)
+
+
+async def _finish_tasks() -> None:
+    """Cancel what still runs on the loop (stream handlers) and close async generators,
+    as asyncio.run does, so nothing is left to run after the loop closes."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()

@@ -1,10 +1,12 @@
-"""``legato up``: the control plane on SQLite under ./.legato/, with the example pipelines
-applied, in one process. Imports server code, so it is loaded only by that command."""
+"""``legato up``: a control plane on SQLite under ./.legato/ and one local agent, in one
+process, with the example pipelines applied; ``--demo`` also runs a demo pipeline and
+shows its log. Imports server and agent code, so it is loaded only by that command."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,18 +14,24 @@ from pathlib import Path
 from control_plane.app import ControlPlane
 from control_plane.config import ConfigError, ServerConfig
 from control_plane.errors import LegatoError
-from control_plane.logs import configure_logging
 from control_plane.store.urls import display_url
+from executor.agent import Agent
+from executor.config import AgentConfig
+from legato.cli.runs import format_log_line
 from legato.cli.specfiles import CommandError, load_all
 from legato.client import Client
 from legato.errors import RpcError
+from legato.logsetup import configure_logging
+from legato.spec import load_spec_file
+from legato.v1 import run_pb2
 
 __all__ = ["run_up"]
 
 _DEFAULT_ADDRESS = "127.0.0.1:7470"
+DEMO_SPEC = Path(__file__).with_name("demo.yaml")
 
 
-def run_up(*, db: str, listen: str, examples: Path | None) -> int:
+def run_up(*, db: str, listen: str, examples: Path | None, demo: bool, state: Path) -> int:
     try:
         config = ServerConfig.load(argparse.Namespace(db=db, listen=listen, log_level="warning"))
     except ConfigError as exc:
@@ -31,31 +39,53 @@ def run_up(*, db: str, listen: str, examples: Path | None) -> int:
         return 2
     configure_logging(config.log_format, config.log_level)
     try:
-        return asyncio.run(_up(config, examples))
+        return asyncio.run(_up(config, examples, demo, state))
     except LegatoError as exc:
         print(f"legato up: {exc.message}", file=sys.stderr)
         return 1
 
 
-async def _up(config: ServerConfig, examples: Path | None) -> int:
+async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Path) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     plane = ControlPlane(config)
     port = await plane.start()
+    address = f"{config.listen.rpartition(':')[0]}:{port}"
+    agent = Agent(
+        AgentConfig(
+            server=address,
+            name="local",
+            slots=max(2, min(8, os.cpu_count() or 2)),
+            workdir=state / "work",
+            log_level="warning",
+        )
+    )
+    agent_task = asyncio.create_task(agent.run(), name="legato-local-agent")
+    code = 0
     try:
-        address = f"{config.listen.rpartition(':')[0]}:{port}"
-        print(f"Legato is up: control plane on {address}, state in {display_url(config.db)}")
+        async with asyncio.timeout(30):
+            await agent.connected.wait()
+        print(
+            f"Legato is up: control plane on {address}, state in {display_url(config.db)}, "
+            f"agent 'local' with {agent.config.slots} slots"
+        )
         if examples is not None:
             await asyncio.to_thread(_apply_examples, address, examples)
+        if demo:
+            code = await asyncio.to_thread(_run_demo, address)
         flag = "" if address == _DEFAULT_ADDRESS else f"--server {address} "
-        print(f"Try: legato {flag}pipelines · legato {flag}show etl · Ctrl-C stops Legato")
+        print(
+            f"Try: legato {flag}runs · legato {flag}run hello-legato --follow · Ctrl-C stops Legato"
+        )
         sys.stdout.flush()
         await stop.wait()
     finally:
+        agent.stop()
+        await asyncio.gather(agent_task, return_exceptions=True)
         await plane.stop(grace=2)
-    return 0
+    return code
 
 
 def _apply_examples(address: str, examples: Path) -> None:
@@ -73,3 +103,22 @@ def _apply_examples(address: str, examples: Path) -> None:
             state = "created" if response.created else "unchanged"
             version = f"version {response.version.number} ({state})"
             print(f"  pipeline {response.pipeline.name}: {version} from {item.filename}")
+
+
+def _run_demo(address: str) -> int:
+    """Apply the demo pipeline, run it and print its log as it happens."""
+    with Client(address) as client:
+        spec = load_spec_file(DEMO_SPEC).spec
+        client.apply_pipeline(spec, message="applied by legato up --demo")
+        started = client.trigger_run(spec.name, kind=run_pb2.TRIGGER_KIND_MANUAL)
+        print(f"\nrun {started.run.id} started: {spec.name} v{started.run.version}")
+        ended = started.run
+        for event in client.watch_run(started.run.id):
+            kind = event.WhichOneof("event")
+            if kind == "log":
+                print(format_log_line(event.log), flush=True)
+            elif kind == "run":
+                ended = event.run
+        status = run_pb2.RunStatus.Name(ended.status).removeprefix("RUN_STATUS_").lower()
+        print(f"run {ended.id} {status}\n")
+        return 0 if ended.status == run_pb2.RUN_STATUS_SUCCEEDED else 1

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from legato import __version__
-from legato.cli import pipelines, server
+from legato.cli import agents, pipelines, runs, server
 from legato.cli.output import FORMATS
 from legato.cli.specfiles import CommandError
 from legato.client import Client, default_server
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     pipelines.register(sub, common)
+    runs.register(sub, common)
+    agents.register(sub, common)
     server.register(sub, common)
     return parser
 
@@ -62,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `legato server ...` hands its arguments to the server's own parser.
     if args_list[:1] == ["server"]:
         return server.run_server(args_list[1:])
+    if args_list[:1] == ["agent"]:
+        return server.run_agent(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     try:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["register", "run_server"]
+__all__ = ["register", "run_agent", "run_server"]
 
 EXTRAS_HINT = "this command needs the server extras: pip install 'legato[server]'"
 UP_DB = "sqlite:///./.legato/legato.db"
@@ -33,6 +33,9 @@ def register(
     sub.add_parser(
         "server", help="run the control plane (legato server --help for its flags)", add_help=False
     )
+    sub.add_parser(
+        "agent", help="run an executor agent (legato agent --help for its flags)", add_help=False
+    )
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND")
@@ -54,12 +57,21 @@ def register(
         metavar="DIR",
         help="apply the pipeline specs in DIR at start (default ./examples, when present)",
     )
+    up.add_argument(
+        "--demo", action="store_true", help="also apply and run a demo pipeline and show its log"
+    )
     up.set_defaults(handler=up_command)
 
 
 def run_server(argv: Sequence[str]) -> int:
     main: ModuleType = _import("control_plane.__main__")
     code: int = main.main(argv, prog="legato server")
+    return code
+
+
+def run_agent(argv: Sequence[str]) -> int:
+    main: ModuleType = _import("executor.__main__")
+    code: int = main.main(argv, prog="legato agent")
     return code
 
 
@@ -100,6 +112,10 @@ def up_command(args: argparse.Namespace) -> int:
     embedded = _import("legato.cli.embedded")
     examples = Path(args.examples)
     code: int = embedded.run_up(
-        db=args.db, listen=args.listen, examples=examples if examples.is_dir() else None
+        db=args.db,
+        listen=args.listen,
+        examples=examples if examples.is_dir() else None,
+        demo=args.demo,
+        state=Path(".legato"),
     )
     return code

@@ -1,4 +1,5 @@
-"""structlog set-up for the server: JSON lines for machines, pretty output on a terminal."""
+"""structlog set-up for the server and the agent: JSON lines for machines, pretty output on a
+terminal. Needs structlog (the server and agent extras); the SDK never imports it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,334 @@
+"""legato.v1.AgentService: the agents' stream, and listing and draining agents."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import duration_pb2, json_format
+
+from control_plane.api.context import actor_from
+from control_plane.api.convert import timestamp
+from control_plane.api.run_convert import agent_message, struct
+from control_plane.errors import InvalidArgument, LegatoError
+from control_plane.execution.agents import Agents, LogRecord
+from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
+from control_plane.execution.hub import AgentSession, Assignment, Outgoing
+from control_plane.execution.transitions import AttemptOutcome
+from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2, spec_pb2
+
+__all__ = ["AgentServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+log = structlog.get_logger("legato.agents")
+pb = agent_service_pb2
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_STREAMS = {run_pb2.LOG_STREAM_STDOUT: "stdout", run_pb2.LOG_STREAM_STDERR: "stderr"}
+_OUTCOMES = {
+    agent_pb2.TASK_OUTCOME_SUCCEEDED: "succeeded",
+    agent_pb2.TASK_OUTCOME_FAILED: "failed",
+    agent_pb2.TASK_OUTCOME_CANCELLED: "cancelled",
+}
+
+
+class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        agents: Agents,
+        artifacts: ArtifactStore,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._agents = agents
+        self._artifacts = artifacts
+        self._lease = lease_seconds
+        self._heartbeat = heartbeat_seconds
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[pb.ConnectRequest], context: Context
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        requests = request_iterator.__aiter__()
+        try:
+            first = await anext(requests)
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "register":
+            raise InvalidArgument("the first message of AgentService.Connect must be `register`")
+        session = _session(first.register)
+        stale = await self._agents.connect(session, list(first.register.running_lease_ids))
+        log.info("agent_connected", agent=session.name, slots=session.slots, labels=session.labels)
+        yield pb.ConnectResponse(
+            registered=pb.AgentRegistered(
+                agent_id=session.name,
+                lease_duration=_seconds(self._lease),
+                heartbeat_interval=_seconds(self._heartbeat),
+                stale_lease_ids=stale,
+            )
+        )
+        reader = asyncio.create_task(self._read(requests, session))
+        try:
+            while True:
+                message = await session.outbox.get()
+                if message is None:
+                    return
+                yield _outgoing(message)
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await self._agents.disconnect(session)
+            log.info("agent_disconnected", agent=session.name)
+
+    async def _read(
+        self, requests: AsyncIterator[pb.ConnectRequest], session: AgentSession
+    ) -> None:
+        try:
+            async for request in requests:
+                rejections: list[tuple[int, str, int, str]] = []
+                try:
+                    await self._handle(request, session, rejections)
+                except LegatoError as error:
+                    lease = _lease_of(request)
+                    code = (
+                        grpc.StatusCode.FAILED_PRECONDITION.value[0]
+                        if error.reason == "LEASE_LOST"
+                        else 13
+                    )
+                    rejections.append((request.seq, lease, code, error.message))
+                except Exception:
+                    log.exception("agent_report_failed", agent=session.name, seq=request.seq)
+                    rejections.append(
+                        (
+                            request.seq,
+                            _lease_of(request),
+                            13,
+                            "the control plane failed to apply this report",
+                        )
+                    )
+                if request.seq:
+                    session.send(
+                        Outgoing(kind="ack", through_seq=request.seq, rejections=tuple(rejections))
+                    )
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            session.send(None)
+
+    async def _handle(
+        self,
+        request: pb.ConnectRequest,
+        session: AgentSession,
+        rejections: list[tuple[int, str, int, str]],
+    ) -> None:
+        kind = request.WhichOneof("message")
+        if kind == "credit":
+            self._agents.grant(session, request.credit.credits)
+        elif kind == "started":
+            when = (
+                request.started.time.ToDatetime(tzinfo=UTC)
+                if request.started.HasField("time")
+                else None
+            )
+            await self._agents.started(session, request.started.lease_id, when)
+        elif kind == "logs":
+            lines = [
+                LogRecord(
+                    time=line.time.ToDatetime(tzinfo=UTC)
+                    if line.HasField("time")
+                    else datetime.now(UTC),
+                    stream=_STREAMS.get(line.stream, "stdout"),
+                    text=line.text,
+                )
+                for line in request.logs.lines
+            ]
+            await self._agents.logs(session, request.logs.lease_id, lines, request.logs.dropped)
+        elif kind == "heartbeat":
+            stale = await self._agents.heartbeat(session, list(request.heartbeat.lease_ids))
+            for lease_id in stale:
+                rejections.append(
+                    (
+                        request.seq,
+                        lease_id,
+                        grpc.StatusCode.FAILED_PRECONDITION.value[0],
+                        f"lease {lease_id} is no longer current; stop its task",
+                    )
+                )
+        elif kind == "result":
+            await self._agents.result(session, request.result.lease_id, _outcome(request.result))
+        elif kind == "register":
+            raise InvalidArgument("an agent registers once, in the first message of the stream")
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: Context
+    ) -> pb.ListAgentsResponse:
+        page = await self._agents.list_agents(
+            show_disconnected=request.show_disconnected,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListAgentsResponse(
+            agents=[agent_message(info) for info in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DrainAgent(
+        self, request: pb.DrainAgentRequest, context: Context
+    ) -> pb.DrainAgentResponse:
+        info = await self._agents.drain(request.name, actor_from(context, request.request_id))
+        return pb.DrainAgentResponse(agent=agent_message(info))
+
+    async def UploadArtifact(
+        self, request_iterator: AsyncIterator[pb.UploadArtifactRequest], context: Context
+    ) -> pb.UploadArtifactResponse:
+        requests = request_iterator.__aiter__()
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("message") != "header":
+            raise InvalidArgument("the first message of UploadArtifact must be the header")
+        header = first.header
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for request in requests:
+                if request.WhichOneof("message") != "chunk":
+                    raise InvalidArgument("after the header, UploadArtifact takes only chunks")
+                yield request.chunk
+
+        info = await self._artifacts.put(
+            header.lease_id, header.name, header.media_type, header.size_bytes, chunks()
+        )
+        return pb.UploadArtifactResponse(artifact=_artifact(info))
+
+    async def DownloadArtifact(
+        self, request: pb.DownloadArtifactRequest, context: Context
+    ) -> AsyncIterator[pb.DownloadArtifactResponse]:
+        info = await self._artifacts.describe(request.artifact_id)
+        yield pb.DownloadArtifactResponse(artifact=_artifact(info))
+        async for chunk in self._artifacts.read(request.artifact_id):
+            yield pb.DownloadArtifactResponse(chunk=chunk)
+
+
+def _artifact(info: ArtifactInfo) -> run_pb2.Artifact:
+    return run_pb2.Artifact(
+        id=info.id,
+        name=info.name,
+        media_type=info.media_type,
+        size_bytes=info.size_bytes,
+        sha256=info.sha256,
+        create_time=timestamp(info.create_time),
+    )
+
+
+def _session(register: pb.AgentRegistration) -> AgentSession:
+    if not _NAME.fullmatch(register.name):
+        raise InvalidArgument(
+            f"agent name {register.name!r} is not valid; use letters, digits, '.', '_' and '-' "
+            "(at most 100)",
+            reason="INVALID_AGENT",
+        )
+    if register.slots < 1:
+        raise InvalidArgument(
+            f"agent {register.name!r} offers {register.slots} slots; it needs at least 1"
+        )
+    labels = dict(register.labels)
+    for connection in register.connections:
+        labels[f"connection/{connection}"] = "true"
+    return AgentSession(
+        name=register.name,
+        instance_id=register.instance_id or register.name,
+        labels=labels,
+        slots=register.slots,
+        version=register.version,
+        hostname=register.hostname,
+        connections=list(register.connections),
+    )
+
+
+def _outcome(result: pb.TaskResult) -> AttemptOutcome:
+    output: dict[str, Any] = {}
+    if result.HasField("output"):
+        summary = result.output
+        output = {
+            "values": json_format.MessageToDict(summary.values),
+            "columns": [{"name": c.name, "type": c.type} for c in summary.columns],
+            "artifact_id": summary.artifact_id,
+        }
+        if summary.HasField("rows"):
+            output["rows"] = summary.rows
+    kind = spec_pb2.FailureKind.Name(result.failure_kind).removeprefix("FAILURE_KIND_").lower()
+    return AttemptOutcome(
+        status=_OUTCOMES.get(result.outcome, "failed"),
+        failure_kind="" if kind == "unspecified" else kind,
+        error=result.error,
+        records_in=result.records_in if result.HasField("records_in") else None,
+        records_out=result.records_out if result.HasField("records_out") else None,
+        output=output,
+        end_time=result.end_time.ToDatetime(tzinfo=UTC) if result.HasField("end_time") else None,
+    )
+
+
+def _lease_of(request: pb.ConnectRequest) -> str:
+    kind = request.WhichOneof("message")
+    if kind in ("started", "logs", "result"):
+        return str(getattr(request, kind).lease_id)
+    return ""
+
+
+def _seconds(value: float) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromNanoseconds(int(value * 1e9))
+    return message
+
+
+def _outgoing(message: Outgoing) -> pb.ConnectResponse:
+    if message.kind == "assignment" and message.assignment is not None:
+        return pb.ConnectResponse(assignment=_assignment(message.assignment))
+    if message.kind == "cancel":
+        return pb.ConnectResponse(
+            cancel=pb.CancelTask(lease_id=message.lease_id, reason=message.reason)
+        )
+    if message.kind == "drain":
+        return pb.ConnectResponse(drain=pb.DrainRequested(reason=message.reason))
+    return pb.ConnectResponse(
+        ack=pb.ReportAck(
+            through_seq=message.through_seq,
+            rejections=[
+                pb.ReportRejection(seq=seq, lease_id=lease, code=code, message=text)
+                for seq, lease, code, text in message.rejections
+            ],
+        )
+    )
+
+
+def _assignment(a: Assignment) -> agent_pb2.TaskAssignment:
+    message = agent_pb2.TaskAssignment(
+        lease_id=a.lease_id,
+        lease_expire_time=timestamp(a.lease_expire_time),
+        run_id=a.run_id,
+        pipeline=a.pipeline,
+        pipeline_version=a.version,
+        step_name=a.step_name,
+        attempt=a.attempt,
+        step=a.step,
+        params=struct(a.params),
+        inputs=[
+            agent_pb2.TaskInput(
+                step=i.step,
+                artifact_id=i.artifact_id,
+                values=struct(i.values),
+                rows=i.rows,
+                status=run_pb2.StepStatus.Value(f"STEP_STATUS_{i.status.upper()}"),
+            )
+            for i in a.inputs
+        ],
+        memory_bytes=a.memory_bytes or 0,
+        traceparent=a.traceparent,
+        run_context=struct(a.run_context),
+    )
+    if a.timeout is not None:
+        message.timeout.CopyFrom(_seconds(a.timeout))
+    return message

@@ -1,0 +1,182 @@
+"""legato.v1.RunService."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
+
+import grpc
+
+from control_plane.api.context import actor_from
+from control_plane.api.run_convert import (
+    log_message,
+    run_message,
+    step_message,
+    trigger_kind_name,
+)
+from control_plane.api.unimplemented import not_yet
+from control_plane.errors import InvalidArgument
+from control_plane.execution.runs import Runs, RunView, TriggerSpec
+from control_plane.execution.signals import Signals
+from control_plane.execution.statuses import RUN_TERMINAL
+from control_plane.store.db import Database
+from legato.v1 import run_pb2, run_service_pb2_grpc
+from legato.v1 import run_service_pb2 as pb
+
+__all__ = ["RunServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+WATCH_POLL_SECONDS = 1.0
+WATCH_LOG_BATCH = 500
+
+
+class RunServicer(run_service_pb2_grpc.RunServiceServicer):
+    def __init__(self, runs: Runs, signals: Signals, db: Database) -> None:
+        self._runs = runs
+        self._signals = signals
+        self._db = db
+
+    async def TriggerRun(
+        self, request: pb.TriggerRunRequest, context: Context
+    ) -> pb.TriggerRunResponse:
+        kind = request.kind or run_pb2.TRIGGER_KIND_API
+        if kind not in (run_pb2.TRIGGER_KIND_API, run_pb2.TRIGGER_KIND_MANUAL):
+            raise InvalidArgument(
+                f"kind {trigger_kind_name(kind)} cannot be set by a caller; use manual or api",
+                reason="INVALID_TRIGGER_KIND",
+            )
+        view, created = await self._runs.trigger(
+            request.pipeline,
+            version=request.version,
+            params=request.params,
+            trigger=TriggerSpec(kind=trigger_kind_name(kind)),
+            actor=actor_from(context, request.request_id),
+        )
+        return pb.TriggerRunResponse(run=run_message(view.run, view), created=created)
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
+        view = await self._runs.get(request.id)
+        return pb.GetRunResponse(run=run_message(view.run, view))
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        page = await self._runs.list_runs(
+            pipeline=request.pipeline,
+            statuses=[
+                run_pb2.RunStatus.Name(s).removeprefix("RUN_STATUS_").lower()
+                for s in request.statuses
+            ],
+            triggers=[trigger_kind_name(t) for t in request.triggers],
+            since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListRunsResponse(
+            runs=[run_message(row) for row in page.items], next_page_token=page.next_page_token
+        )
+
+    async def CancelRun(
+        self, request: pb.CancelRunRequest, context: Context
+    ) -> pb.CancelRunResponse:
+        view = await self._runs.cancel(
+            request.id, request.reason, actor_from(context, request.request_id)
+        )
+        return pb.CancelRunResponse(run=run_message(view.run, view))
+
+    async def RerunRun(self, request: pb.RerunRunRequest, context: Context) -> pb.RerunRunResponse:
+        view = await self._runs.rerun(
+            request.id,
+            all_steps=request.all_steps,
+            latest_version=request.latest_version,
+            actor=actor_from(context, request.request_id),
+        )
+        return pb.RerunRunResponse(run=run_message(view.run, view))
+
+    async def GetRunLogs(
+        self, request: pb.GetRunLogsRequest, context: Context
+    ) -> pb.GetRunLogsResponse:
+        page = await self._runs.logs(
+            request.run_id,
+            step=request.step,
+            attempt=request.attempt,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.GetRunLogsResponse(
+            lines=[log_message(line) for line in page.items], next_page_token=page.next_page_token
+        )
+
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: Context
+    ) -> AsyncIterator[pb.WatchRunResponse]:
+        """The run first, then step changes and log lines as they happen; the stream ends
+        once the run has ended and every log line was sent."""
+        with self._signals.watch(request.id) as changed:
+            view = await self._runs.get(request.id)
+            yield pb.WatchRunResponse(run=run_message(view.run, view))
+            sent_steps = {s.name: _step_key(view, s.name) for s in view.steps}
+            status = view.run.status
+            seq = request.after_seq
+            while True:
+                if request.include_logs:
+                    async for line in self._logs_after(request.id, seq):
+                        seq = line.seq
+                        yield pb.WatchRunResponse(log=line)
+                if status in RUN_TERMINAL:
+                    return
+                try:
+                    async with asyncio.timeout(WATCH_POLL_SECONDS):
+                        await changed.wait()
+                except TimeoutError:
+                    pass
+                changed.clear()
+                view = await self._runs.get(request.id)
+                for step in view.steps:
+                    key = _step_key(view, step.name)
+                    if sent_steps.get(step.name) != key:
+                        sent_steps[step.name] = key
+                        yield pb.WatchRunResponse(
+                            step=step_message(step, view.attempts.get(step.id, []))
+                        )
+                if view.run.status != status:
+                    status = view.run.status
+                    if status not in RUN_TERMINAL:
+                        yield pb.WatchRunResponse(run=run_message(view.run))
+                    else:
+                        if request.include_logs:
+                            async for line in self._logs_after(request.id, seq):
+                                seq = line.seq
+                                yield pb.WatchRunResponse(log=line)
+                        yield pb.WatchRunResponse(run=run_message(view.run, view))
+                        return
+
+    async def _logs_after(self, run_id: str, seq: int) -> AsyncIterator[run_pb2.LogLine]:
+        while True:
+            async with self._db.read() as session:
+                rows = await self._runs.log_lines(session, run_id, after=seq, limit=WATCH_LOG_BATCH)
+            for row in rows:
+                seq = row.id
+                yield log_message(row)
+            if len(rows) < WATCH_LOG_BATCH:
+                return
+
+    async def GetStepOutput(
+        self, request: pb.GetStepOutputRequest, context: Context
+    ) -> pb.GetStepOutputResponse:
+        raise not_yet("RunService.GetStepOutput", "data steps (artifacts)")
+
+    async def CreateBackfill(
+        self, request: pb.CreateBackfillRequest, context: Context
+    ) -> pb.CreateBackfillResponse:
+        raise not_yet("RunService.CreateBackfill", "the scheduler")
+
+    async def CancelBackfill(
+        self, request: pb.CancelBackfillRequest, context: Context
+    ) -> pb.CancelBackfillResponse:
+        raise not_yet("RunService.CancelBackfill", "the scheduler")
+
+
+def _step_key(view: RunView, name: str) -> tuple[str, int, str, str]:
+    step = next(s for s in view.steps if s.name == name)
+    return (step.status, step.attempt, step.waiting_reason, step.agent)

@@ -1,0 +1,235 @@
+"""What agents report over their stream, applied to the store: registration (with the
+leases a reconnecting agent still runs), task started, log lines, heartbeats, results.
+Every report naming a lease is fenced: if the lease is no longer current it raises
+LeaseLost and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.errors import LeaseLost, NotFound
+from control_plane.execution import leases
+from control_plane.execution.effects import Effects
+from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
+from control_plane.execution.signals import Signals
+from control_plane.execution.statuses import ACTIVE_ATTEMPT
+from control_plane.execution.transitions import AttemptOutcome, Transitions
+from control_plane.pagination import Page, PageRequest
+from control_plane.registry import Actor
+from control_plane.store import audit
+from control_plane.store.db import Database
+from control_plane.store.models import AgentRow, AttemptRow, LogLineRow, StepRunRow
+
+__all__ = ["AgentInfo", "Agents", "LogRecord"]
+
+MAX_LOG_LINE = 16 * 1024
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    time: datetime
+    stream: str  # "stdout" | "stderr" | "system"
+    text: str
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    row: AgentRow
+    slots_used: int
+
+
+class Agents:
+    def __init__(
+        self,
+        db: Database,
+        hub: AgentHub,
+        transitions: Transitions,
+        signals: Signals,
+        *,
+        replica: str,
+        lease_seconds: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._hub = hub
+        self._transitions = transitions
+        self._signals = signals
+        self._replica = replica
+        self._lease = timedelta(seconds=lease_seconds)
+        self._clock = clock
+
+    # -- the stream's life --------------------------------------------------------------
+
+    async def connect(self, session: AgentSession, running: Sequence[str]) -> list[str]:
+        """Record the agent as connected here and adopt the leases it still runs;
+        returns the ones that are no longer current (the agent must stop those)."""
+        now = self._clock()
+        session.connect_time = now
+        async with self._db.write() as db:
+            row = await db.get(AgentRow, session.name, with_for_update=True)
+            if row is None:
+                row = AgentRow(name=session.name)
+                db.add(row)
+            row.instance_id = session.instance_id
+            row.labels = dict(session.labels)
+            row.slots = session.slots
+            row.version = session.version
+            row.hostname = session.hostname
+            row.connections = list(session.connections)
+            row.state = "connected"
+            row.replica = self._replica
+            row.connect_time = now
+            row.last_seen_time = now
+            stale = await leases.renew(db, session.name, running, now, self._lease)
+        session.leases.update(lease for lease in running if lease not in stale)
+        previous = self._hub.attach(session)
+        if previous is not None and previous is not session:
+            previous.send(None)
+        return stale
+
+    async def disconnect(self, session: AgentSession) -> None:
+        self._hub.detach(session)
+        async with self._db.write() as db:
+            row = await db.get(AgentRow, session.name, with_for_update=True)
+            if (
+                row is not None
+                and row.instance_id == session.instance_id
+                and row.replica == self._replica
+            ):
+                row.state = "disconnected"
+                row.last_seen_time = self._clock()
+
+    def grant(self, session: AgentSession, credits: int) -> None:
+        session.credits += credits
+        if credits > 0:
+            self._signals.work.set()
+
+    # -- reports ------------------------------------------------------------------------
+
+    async def started(self, session: AgentSession, lease_id: str, time: datetime | None) -> None:
+        async with self._db.write() as db:
+            run = await self._transitions.attempt_started(db, lease_id, time or self._clock())
+            run_id = run.id
+        await self._signals.run_changed(run_id)
+
+    async def logs(
+        self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
+    ) -> None:
+        async with self._db.write() as db:
+            attempt = (
+                await db.execute(select(AttemptRow).where(AttemptRow.lease_id == lease_id))
+            ).scalar_one_or_none()
+            if attempt is None or attempt.status not in ACTIVE_ATTEMPT:
+                raise LeaseLost(
+                    f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
+                )
+            # Output proves the agent is alive: it renews the lease like a heartbeat, so a
+            # heartbeat queued behind a flood of lines does not let the lease expire.
+            attempt.lease_expire_time = max(attempt.lease_expire_time, self._clock() + self._lease)
+            name = await self._step_name(db, attempt)
+            rows = [
+                LogLineRow(
+                    run_id=attempt.run_id,
+                    time=line.time,
+                    step=name,
+                    attempt=attempt.number,
+                    stream=line.stream,
+                    text=line.text[:MAX_LOG_LINE],
+                )
+                for line in lines
+            ]
+            if dropped:
+                rows.append(
+                    LogLineRow(
+                        run_id=attempt.run_id,
+                        time=self._clock(),
+                        step=name,
+                        attempt=attempt.number,
+                        stream="system",
+                        text=f"{dropped} log lines were dropped by agent '{session.name}' "
+                        "(its buffer was full)",
+                    )
+                )
+            db.add_all(rows)
+            run_id = attempt.run_id
+        await self._signals.run_changed(run_id)
+
+    async def heartbeat(self, session: AgentSession, lease_ids: Sequence[str]) -> list[str]:
+        now = self._clock()
+        async with self._db.write() as db:
+            stale = await leases.renew(db, session.name, lease_ids, now, self._lease)
+            row = await db.get(AgentRow, session.name)
+            if row is not None:
+                row.last_seen_time = now
+        for lease_id in stale:
+            session.leases.discard(lease_id)
+        return stale
+
+    async def result(self, session: AgentSession, lease_id: str, outcome: AttemptOutcome) -> None:
+        effects = Effects()
+        session.leases.discard(lease_id)
+        async with self._db.write() as db:
+            run, attempt = await self._transitions.current_attempt(db, lease_id)
+            await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
+        await effects.apply(self._signals, self._clock())
+
+    # -- operators ----------------------------------------------------------------------
+
+    async def list_agents(
+        self, *, show_disconnected: bool, page_size: int, page_token: str
+    ) -> Page[AgentInfo]:
+        page = PageRequest.parse(page_size, page_token, show_disconnected=show_disconnected)
+        stmt = select(AgentRow).order_by(AgentRow.name).limit(page.size + 1)
+        if not show_disconnected:
+            stmt = stmt.where(AgentRow.state != "disconnected")
+        if page.after is not None:
+            stmt = stmt.where(AgentRow.name > page.after)
+        async with self._db.read() as db:
+            rows = list((await db.execute(stmt)).scalars())
+            counts = await db.execute(
+                select(AttemptRow.agent, func.count())
+                .where(
+                    AttemptRow.status.in_(ACTIVE_ATTEMPT),
+                    AttemptRow.agent.in_([r.name for r in rows]),
+                )
+                .group_by(AttemptRow.agent)
+            )
+            used = {str(agent): int(count) for agent, count in counts.all()}
+        infos = [AgentInfo(row=row, slots_used=int(used.get(row.name, 0))) for row in rows]
+        return page.page(infos, key=lambda info: info.row.name)
+
+    async def drain(self, name: str, actor: Actor) -> AgentInfo:
+        session = self._hub.get(name)
+        async with self._db.write() as db:
+            row = await db.get(AgentRow, name, with_for_update=True)
+            if row is None:
+                raise NotFound(
+                    f"agent {name!r} is unknown; `legato agents --all` lists them",
+                    reason="AGENT_NOT_FOUND",
+                )
+            if row.state == "connected":
+                row.state = "draining"
+            audit.record(
+                db,
+                now=self._clock(),
+                actor=actor.name,
+                action="DrainAgent",
+                resource=f"agents/{name}",
+                request_id=actor.request_id,
+            )
+        if session is not None:
+            session.draining = True
+            session.send(Outgoing(kind="drain", reason=f"drained by {actor.name}"))
+        page = await self.list_agents(show_disconnected=True, page_size=1000, page_token="")
+        return next(info for info in page.items if info.row.name == name)
+
+    async def _step_name(self, db: AsyncSession, attempt: AttemptRow) -> str:
+        name = (
+            await db.execute(select(StepRunRow.name).where(StepRunRow.id == attempt.step_run_id))
+        ).scalar_one()
+        return str(name)

@@ -1,0 +1,172 @@
+"""Artifacts: the tables (and other files) steps produce, stored through the control plane
+so that a downstream step on another agent can read them.
+
+Bytes go to the database (default) or to a directory (``--artifacts DIR``); either way the
+row in ``artifacts`` describes them. Uploads name the lease of the attempt producing them
+(fenced like every report) and are refused beyond the size limit before a byte is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import select
+
+from control_plane.errors import InvalidArgument, LeaseLost, LimitExceeded, NotFound
+from control_plane.execution.ids import new_lease_id
+from control_plane.execution.statuses import ACTIVE_ATTEMPT
+from control_plane.store.db import Database
+from control_plane.store.models import ArtifactRow, AttemptRow, StepRunRow
+from legato.spec.units import format_memory
+
+__all__ = ["ArtifactInfo", "ArtifactStore"]
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    id: str
+    name: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    create_time: datetime
+
+
+class ArtifactStore:
+    def __init__(
+        self, db: Database, *, directory: Path | None, max_bytes: int, clock: Callable[[], datetime]
+    ) -> None:
+        self._db = db
+        self._dir = directory
+        self._max = max_bytes
+        self._clock = clock
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    async def put(
+        self,
+        lease_id: str,
+        name: str,
+        media_type: str,
+        size_hint: int,
+        chunks: AsyncIterator[bytes],
+    ) -> ArtifactInfo:
+        if not name:
+            raise InvalidArgument("an artifact needs a name")
+        async with self._db.read() as session:
+            row = (
+                await session.execute(
+                    select(AttemptRow, StepRunRow.name)
+                    .join(StepRunRow, StepRunRow.id == AttemptRow.step_run_id)
+                    .where(AttemptRow.lease_id == lease_id)
+                )
+            ).first()
+        if row is None or row[0].status not in ACTIVE_ATTEMPT:
+            raise LeaseLost(f"lease {lease_id} is not current; the artifact was not stored")
+        attempt, step = row
+        if size_hint > self._max:
+            raise self._too_big(step, size_hint)
+        digest = hashlib.sha256()
+        size = 0
+        parts: list[bytes] = []
+        spool = await asyncio.to_thread(self._spool) if self._dir else None
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self._max:
+                    raise self._too_big(step, size, partial=True)
+                digest.update(chunk)
+                if spool is not None:
+                    await asyncio.to_thread(spool.write, chunk)
+                else:
+                    parts.append(chunk)
+            artifact_id = new_lease_id()
+            if spool is not None:
+                await asyncio.to_thread(_keep, spool, self._path(artifact_id))
+                spool = None
+            info = ArtifactInfo(
+                artifact_id, name, media_type, size, digest.hexdigest(), self._clock()
+            )
+            async with self._db.write() as session:
+                session.add(
+                    ArtifactRow(
+                        id=artifact_id,
+                        run_id=attempt.run_id,
+                        step=step,
+                        lease_id=lease_id,
+                        name=name,
+                        media_type=media_type,
+                        size_bytes=size,
+                        sha256=info.sha256,
+                        storage="file" if self._dir else "db",
+                        data=None if self._dir else b"".join(parts),
+                        create_time=info.create_time,
+                    )
+                )
+            return info
+        finally:
+            if spool is not None:
+                await asyncio.to_thread(_discard, spool)
+
+    async def describe(self, artifact_id: str) -> ArtifactInfo:
+        row = await self._row(artifact_id)
+        return ArtifactInfo(
+            row.id, row.name, row.media_type, row.size_bytes, row.sha256, row.create_time
+        )
+
+    async def read(self, artifact_id: str) -> AsyncIterator[bytes]:
+        row = await self._row(artifact_id)
+        if row.storage == "db":
+            data = row.data or b""
+            for start in range(0, len(data), CHUNK):
+                yield data[start : start + CHUNK]
+            return
+        handle = await asyncio.to_thread(self._path(artifact_id).open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def _row(self, artifact_id: str) -> ArtifactRow:
+        async with self._db.read() as session:
+            row = await session.get(ArtifactRow, artifact_id)
+        if row is None:
+            raise NotFound(f"artifact {artifact_id!r} does not exist", reason="ARTIFACT_NOT_FOUND")
+        return row
+
+    def _spool(self) -> IO[bytes]:
+        return tempfile.NamedTemporaryFile(dir=self._dir, delete=False)
+
+    def _path(self, artifact_id: str) -> Path:
+        assert self._dir is not None
+        return self._dir / artifact_id
+
+    def _too_big(self, step: str, size: int, *, partial: bool = False) -> LimitExceeded:
+        amount = f"more than {format_memory(size)}" if partial else format_memory(size)
+        return LimitExceeded(
+            f"the output of step '{step}' is {amount}, over the artifact size limit of "
+            f"{format_memory(self._max)}; make the output smaller or raise the limit "
+            "(legato server --artifact-max-mb)",
+            reason="ARTIFACT_TOO_LARGE",
+            metadata={"step": step, "limit_bytes": str(self._max)},
+        )
+
+
+def _keep(spool: IO[bytes], path: Path) -> None:
+    spool.close()
+    os.replace(spool.name, path)
+
+
+def _discard(spool: IO[bytes]) -> None:
+    spool.close()
+    os.unlink(spool.name)

@@ -1,0 +1,212 @@
+"""The dispatcher: hands ready steps to connected agents with free credits.
+
+It is woken (``Signals.work``) when a transaction makes steps ready, when an agent grants
+credits and when a retry delay ends; a one-second poll is only the safety net. One pass
+claims, in a single transaction, as many ready steps as the agents have credits: the
+candidates are locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas sharing a
+database never claim one step twice, and each claimed step gets a new attempt with a
+fresh lease. Assignments are pushed to the agents' streams after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.execution.hub import AgentHub, AgentSession, Assignment, InputRef, Outgoing
+from control_plane.execution.ids import new_lease_id
+from control_plane.execution.plans import PlanCache
+from control_plane.execution.signals import Signals
+from control_plane.store.db import Database
+from control_plane.store.models import AttemptRow, RunRow, StepRunRow
+
+__all__ = ["Dispatcher"]
+
+log = structlog.get_logger("legato.dispatch")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        hub: AgentHub,
+        plans: PlanCache,
+        signals: Signals,
+        *,
+        lease_seconds: float,
+        clock: Callable[[], datetime],
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._db = db
+        self._hub = hub
+        self._plans = plans
+        self._signals = signals
+        self._lease = timedelta(seconds=lease_seconds)
+        self._clock = clock
+        self._poll = poll_seconds
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._poll):
+                    await self._signals.work.wait()
+            except TimeoutError:
+                pass
+            self._signals.work.clear()
+            try:
+                while await self.dispatch_once():
+                    pass
+            except Exception:
+                log.exception("dispatch_failed")
+                await asyncio.sleep(0.2)
+
+    async def dispatch_once(self) -> int:
+        """Claim and push what the connected agents can take now; returns how many."""
+        sessions = self._hub.available()
+        if not sessions:
+            return 0
+        credits = sum(s.credits for s in sessions)
+        sent: list[tuple[AgentSession, Assignment]] = []
+        reserved: list[AgentSession] = []
+        try:
+            async with self._db.write() as session:
+                now = self._clock()
+                candidates = await self._candidates(session, now, limit=max(64, credits * 4))
+                for step, run in candidates:
+                    agent = _pick(sessions, step.selector or {})
+                    if agent is None:
+                        reason = _no_agent_reason(step.selector or {})
+                        if step.waiting_reason != reason:
+                            step.waiting_reason = reason
+                        continue
+                    agent.credits -= 1
+                    reserved.append(agent)
+                    assignment = await self._claim(session, step, run, agent, now)
+                    sent.append((agent, assignment))
+                    if not any(s.credits > 0 for s in sessions):
+                        break
+        except BaseException:
+            for agent in reserved:
+                agent.credits += 1
+            raise
+        for agent, assignment in sent:
+            agent.leases.add(assignment.lease_id)
+            agent.send(Outgoing(kind="assignment", assignment=assignment))
+        if sent:
+            await self._signals.run_changed(*{a.run_id for _, a in sent})
+        return len(sent)
+
+    async def _candidates(
+        self, session: AsyncSession, now: datetime, limit: int
+    ) -> list[tuple[StepRunRow, RunRow]]:
+        due = or_(
+            StepRunRow.status == "ready",
+            (StepRunRow.status == "pending") & (StepRunRow.not_before <= now),
+        )
+        stmt = (
+            select(StepRunRow, RunRow)
+            .join(RunRow, RunRow.id == StepRunRow.run_id)
+            .where(due, RunRow.status == "running")
+            .order_by(RunRow.create_time, StepRunRow.position)
+            .limit(limit)
+            .with_for_update(of=StepRunRow, skip_locked=True)
+        )
+        return [(step, run) for step, run in (await session.execute(stmt)).all()]
+
+    async def _claim(
+        self,
+        session: AsyncSession,
+        step: StepRunRow,
+        run: RunRow,
+        agent: AgentSession,
+        now: datetime,
+    ) -> Assignment:
+        plan = await self._plans.get(session, run.pipeline_id, run.pipeline, run.version)
+        number = step.attempt + 1
+        lease_id = new_lease_id()
+        expire = now + self._lease
+        session.add(
+            AttemptRow(
+                step_run_id=step.id,
+                run_id=run.id,
+                number=number,
+                lease_id=lease_id,
+                agent=agent.name,
+                status="leased",
+                lease_expire_time=expire,
+                create_time=now,
+            )
+        )
+        step.status = "leased"
+        step.attempt = number
+        step.agent = agent.name
+        step.not_before = None
+        step.waiting_reason = ""
+        parents = plan.dag.parents(step.name)
+        inputs: list[InputRef] = []
+        if parents:
+            rows = await session.execute(
+                select(StepRunRow).where(StepRunRow.run_id == run.id, StepRunRow.name.in_(parents))
+            )
+            by_name = {row.name: row for row in rows.scalars()}
+            inputs = [_input(by_name[name]) for name in parents if name in by_name]
+        timeout = plan.timeout(step.name)
+        if run.deadline_time is not None:
+            remaining = max(1.0, (run.deadline_time - now).total_seconds())
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        return Assignment(
+            lease_id=lease_id,
+            lease_expire_time=expire,
+            run_id=run.id,
+            pipeline=run.pipeline,
+            version=run.version,
+            step_name=step.name,
+            attempt=number,
+            step=plan.steps[step.name],
+            params=dict(run.params or {}),
+            inputs=inputs,
+            timeout=timeout,
+            memory_bytes=plan.memory_bytes(step.name),
+            traceparent=f"00-{run.trace_id}-{run.span_id}-01" if run.trace_id else "",
+            run_context={
+                "run_id": run.id,
+                "pipeline": run.pipeline,
+                "version": run.version,
+                "trigger": run.trigger_kind,
+                "logical_time": run.logical_time.isoformat() if run.logical_time else None,
+            },
+        )
+
+
+def _input(row: StepRunRow) -> InputRef:
+    output: dict[str, Any] = row.output or {}
+    rows = output.get("rows")
+    return InputRef(
+        step=row.name,
+        status=row.status,
+        values=dict(output.get("values") or {}),
+        rows=int(rows) if rows is not None else None,
+        artifact_id=str(output.get("artifact_id") or ""),
+    )
+
+
+def _pick(sessions: list[AgentSession], selector: dict[str, Any]) -> AgentSession | None:
+    """The matching agent with the most free credits (spreads load)."""
+    best: AgentSession | None = None
+    for session in sessions:
+        usable = session.credits > 0 and not session.draining and session.matches(selector)
+        if usable and (best is None or session.credits > best.credits):
+            best = session
+    return best
+
+
+def _no_agent_reason(selector: dict[str, Any]) -> str:
+    if not selector:
+        return "waiting for a free agent slot"
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    return f"waiting: no connected agent with a free slot has labels {labels}"

@@ -1,0 +1,114 @@
+"""The safety net: periodically reclaim expired leases (the step is retried as ``lost``
+per its policy), stop runs past ``limits.max_duration`` and wake the dispatcher for work
+that a lost wake-up left behind. Several replicas may run it at once: rows are claimed
+with SKIP LOCKED and every change is fenced by the attempt's status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+
+from control_plane.errors import LeaseLost
+from control_plane.execution.effects import Effects
+from control_plane.execution.leases import expired_leases
+from control_plane.execution.signals import Signals
+from control_plane.execution.transitions import AttemptOutcome, Transitions
+from control_plane.store.db import Database
+from control_plane.store.models import RunRow
+
+__all__ = ["Reaper"]
+
+log = structlog.get_logger("legato.reaper")
+
+
+class Reaper:
+    def __init__(
+        self,
+        db: Database,
+        transitions: Transitions,
+        signals: Signals,
+        *,
+        clock: Callable[[], datetime],
+        interval: float = 1.0,
+    ) -> None:
+        self._db = db
+        self._transitions = transitions
+        self._signals = signals
+        self._clock = clock
+        self._interval = interval
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("reaper_failed")
+
+    async def sweep(self) -> None:
+        await self.expire_leases()
+        await self.stop_overdue_runs()
+        self._signals.work.set()
+
+    async def expire_leases(self) -> int:
+        async with self._db.read() as session:
+            leases = await expired_leases(session, self._clock())
+        count = 0
+        for lease_id in leases:
+            effects = Effects()
+            try:
+                async with self._db.write() as session:
+                    run, attempt = await self._transitions.current_attempt(session, lease_id)
+                    if attempt.lease_expire_time >= self._clock():
+                        continue  # renewed meanwhile
+                    outcome = AttemptOutcome(
+                        status="failed",
+                        failure_kind="lost",
+                        error=(
+                            f"agent '{attempt.agent}' stopped renewing the lease of attempt "
+                            f"{attempt.number} (it crashed, was killed or lost its connection)"
+                        ),
+                    )
+                    await self._transitions.finish_attempt(session, run, attempt, outcome, effects)
+            except LeaseLost:
+                continue
+            count += 1
+            await effects.apply(self._signals, self._clock())
+        if count:
+            log.info("leases_expired", count=count)
+        return count
+
+    async def stop_overdue_runs(self) -> int:
+        now = self._clock()
+        async with self._db.read() as session:
+            overdue = list(
+                (
+                    await session.execute(
+                        select(RunRow.id).where(
+                            RunRow.status == "running", RunRow.deadline_time < now
+                        )
+                    )
+                ).scalars()
+            )
+        for run_id in overdue:
+            effects = Effects()
+            async with self._db.write() as session:
+                run = await self._transitions.lock_run(session, run_id)
+                if run.status != "running" or run.deadline_time is None or run.deadline_time >= now:
+                    continue
+                plan = await self._transitions.plan_of(session, run)
+                limit = plan.max_duration or 0
+                reason = f"the run exceeded limits.max_duration of {_human(limit)}"
+                await self._transitions.stop_run(session, run, "timed_out", reason, effects)
+            await effects.apply(self._signals, self._clock())
+        return len(overdue)
+
+
+def _human(seconds: float) -> str:
+    from legato.spec.units import format_duration
+
+    return format_duration(seconds)

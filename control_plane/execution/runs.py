@@ -1,0 +1,387 @@
+"""Runs as the API sees them: start one (parameters checked, concurrency limits applied,
+request ids honoured), cancel, rerun, and read runs and their logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import struct_pb2
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.execution.effects import Effects
+from control_plane.execution.ids import new_run_id, new_span_id, new_trace_id
+from control_plane.execution.params import resolve_params
+from control_plane.execution.plans import Plan, PlanCache
+from control_plane.execution.signals import Signals
+from control_plane.execution.statuses import RUN_TERMINAL
+from control_plane.execution.transitions import Transitions
+from control_plane.pagination import Page, PageRequest
+from control_plane.registry import Actor
+from control_plane.store import audit, requests
+from control_plane.store import pipelines as pipeline_queries
+from control_plane.store.db import Database
+from control_plane.store.models import AttemptRow, LogLineRow, RunRow, StepRunRow
+
+__all__ = ["RunView", "Runs", "TriggerSpec"]
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: RunRow
+    steps: list[StepRunRow]
+    attempts: dict[int, list[AttemptRow]]
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """What started a run, beyond the caller: kind and details for ``RunRow.trigger``."""
+
+    kind: str
+    logical_time: datetime | None = None
+    details: dict[str, Any] | None = None
+
+
+class Runs:
+    def __init__(
+        self,
+        db: Database,
+        plans: PlanCache,
+        transitions: Transitions,
+        signals: Signals,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._db = db
+        self._plans = plans
+        self._transitions = transitions
+        self._signals = signals
+        self._clock = clock
+
+    # -- mutations ----------------------------------------------------------------------
+
+    async def trigger(
+        self,
+        pipeline: str,
+        *,
+        version: int,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+    ) -> tuple[RunView, bool]:
+        """Create a run; returns it and whether it was created (False: request id replay)."""
+        effects = Effects()
+        async with self._db.write() as session:
+            replay = await requests.find_result(session, "TriggerRun", actor.request_id)
+            if replay is not None:
+                return await self._view(session, str(replay["run_id"])), False
+            row = await pipeline_queries.find_pipeline(session, pipeline, for_update=True)
+            if row is None:
+                raise NotFound(
+                    f"pipeline {pipeline!r} does not exist; `legato pipelines` lists them",
+                    reason="PIPELINE_NOT_FOUND",
+                    metadata={"pipeline": pipeline},
+                )
+            if row.archived:
+                raise FailedPrecondition(
+                    f"pipeline {pipeline!r} is archived; restore it to run it "
+                    f"(legato restore {pipeline})",
+                    reason="PIPELINE_ARCHIVED",
+                    metadata={"pipeline": pipeline},
+                )
+            plan = await self._plans.get(session, row.id, row.name, version or row.latest_version)
+            values = resolve_params(plan.spec, params)
+            run = self._new_run(plan, values, trigger, actor)
+            session.add(run)
+            for step in self._new_steps(run.id, plan, reuse={}):
+                session.add(step)
+            await session.flush()
+            await self._start_or_queue(session, run, plan, effects)
+            await requests.record_result(
+                session, "TriggerRun", actor.request_id, {"run_id": run.id}, run.create_time
+            )
+            audit.record(
+                session,
+                now=run.create_time,
+                actor=actor.name,
+                action="TriggerRun",
+                resource=f"runs/{run.id}",
+                request_id=actor.request_id,
+                details={
+                    "pipeline": plan.pipeline,
+                    "version": plan.version,
+                    "trigger": trigger.kind,
+                },
+            )
+            view = await self._view(session, run.id)
+        await effects.apply(self._signals, self._clock())
+        return view, True
+
+    async def cancel(self, run_id: str, reason: str, actor: Actor) -> RunView:
+        effects = Effects()
+        async with self._db.write() as session:
+            run = await self._transitions.lock_run(session, run_id)
+            if run.status not in RUN_TERMINAL:
+                why = reason or f"cancelled by {actor.name}"
+                await self._transitions.stop_run(session, run, "cancelled", why, effects)
+                audit.record(
+                    session,
+                    now=self._clock(),
+                    actor=actor.name,
+                    action="CancelRun",
+                    resource=f"runs/{run_id}",
+                    request_id=actor.request_id,
+                    details={"reason": why},
+                )
+            view = await self._view(session, run_id)
+        await effects.apply(self._signals, self._clock())
+        return view
+
+    async def rerun(
+        self, run_id: str, *, all_steps: bool, latest_version: bool, actor: Actor
+    ) -> RunView:
+        """A new run from a finished one: by default only its steps that did not succeed
+        run again; the others keep their outputs."""
+        effects = Effects()
+        async with self._db.write() as session:
+            replay = await requests.find_result(session, "RerunRun", actor.request_id)
+            if replay is not None:
+                return await self._view(session, str(replay["run_id"]))
+            source = await session.get(RunRow, run_id)
+            if source is None:
+                raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+            if source.status not in RUN_TERMINAL:
+                raise FailedPrecondition(
+                    f"run {run_id} is still {source.status}; cancel it first or wait for it to end",
+                    reason="RUN_ACTIVE",
+                )
+            pipeline = await pipeline_queries.find_pipeline(
+                session, source.pipeline, for_update=True
+            )
+            assert pipeline is not None
+            if pipeline.archived:
+                raise FailedPrecondition(
+                    f"pipeline {source.pipeline!r} is archived; restore it to rerun its runs",
+                    reason="PIPELINE_ARCHIVED",
+                )
+            version = pipeline.latest_version if latest_version else source.version
+            plan = await self._plans.get(session, pipeline.id, pipeline.name, version)
+            old_plan = await self._plans.get(session, pipeline.id, pipeline.name, source.version)
+            reuse: dict[str, StepRunRow] = {}
+            if not all_steps:
+                old_steps = await self._transitions.steps_of(session, run_id)
+                reuse = {
+                    name: row
+                    for name, row in old_steps.items()
+                    if row.status == "succeeded"
+                    and name in plan.steps
+                    and plan.steps[name] == old_plan.steps.get(name)
+                }
+            trigger = TriggerSpec(
+                kind="rerun", logical_time=source.logical_time, details={"rerun_of": run_id}
+            )
+            run = self._new_run(plan, dict(source.params or {}), trigger, actor)
+            session.add(run)
+            for step in self._new_steps(run.id, plan, reuse=reuse, source_run=run_id):
+                session.add(step)
+            await session.flush()
+            await self._start_or_queue(session, run, plan, effects)
+            await requests.record_result(
+                session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time
+            )
+            audit.record(
+                session,
+                now=run.create_time,
+                actor=actor.name,
+                action="RerunRun",
+                resource=f"runs/{run.id}",
+                request_id=actor.request_id,
+                details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
+            )
+            view = await self._view(session, run.id)
+        await effects.apply(self._signals, self._clock())
+        return view
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunView:
+        async with self._db.read() as session:
+            return await self._view(session, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        pipeline: str,
+        statuses: Sequence[str],
+        triggers: Sequence[str],
+        since: datetime | None,
+        page_size: int,
+        page_token: str,
+    ) -> Page[RunRow]:
+        page = PageRequest.parse(
+            page_size,
+            page_token,
+            pipeline=pipeline,
+            statuses=sorted(statuses),
+            triggers=sorted(triggers),
+            since=since.isoformat() if since else "",
+        )
+        stmt = (
+            select(RunRow)
+            .order_by(RunRow.create_time.desc(), RunRow.id.desc())
+            .limit(page.size + 1)
+        )
+        if pipeline:
+            stmt = stmt.where(RunRow.pipeline == pipeline)
+        if statuses:
+            stmt = stmt.where(RunRow.status.in_(list(statuses)))
+        if triggers:
+            stmt = stmt.where(RunRow.trigger_kind.in_(list(triggers)))
+        if since is not None:
+            stmt = stmt.where(RunRow.create_time >= since)
+        if page.after is not None:
+            after_time, after_id = datetime.fromisoformat(page.after[0]), page.after[1]
+            stmt = stmt.where(
+                (RunRow.create_time < after_time)
+                | ((RunRow.create_time == after_time) & (RunRow.id < after_id))
+            )
+        async with self._db.read() as session:
+            rows = list((await session.execute(stmt)).scalars())
+        return page.page(rows, key=lambda r: [r.create_time.isoformat(), r.id])
+
+    async def logs(
+        self, run_id: str, *, step: str, attempt: int, page_size: int, page_token: str
+    ) -> Page[LogLineRow]:
+        page = PageRequest.parse(
+            page_size or 500, page_token, run=run_id, step=step, attempt=attempt
+        )
+        async with self._db.read() as session:
+            if await session.get(RunRow, run_id) is None:
+                raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+            rows = await self.log_lines(
+                session,
+                run_id,
+                after=page.after or 0,
+                limit=page.size + 1,
+                step=step,
+                attempt=attempt,
+            )
+        return page.page(rows, key=lambda r: r.id)
+
+    async def log_lines(
+        self,
+        session: AsyncSession,
+        run_id: str,
+        *,
+        after: int,
+        limit: int,
+        step: str = "",
+        attempt: int = 0,
+    ) -> list[LogLineRow]:
+        stmt = (
+            select(LogLineRow)
+            .where(LogLineRow.run_id == run_id, LogLineRow.id > after)
+            .order_by(LogLineRow.id)
+            .limit(limit)
+        )
+        if step:
+            stmt = stmt.where(LogLineRow.step == step)
+            if attempt:
+                stmt = stmt.where(LogLineRow.attempt == attempt)
+        elif attempt:
+            raise InvalidArgument("attempt needs step: name the step whose attempt you want")
+        return list((await session.execute(stmt)).scalars())
+
+    async def view(self, session: AsyncSession, run_id: str) -> RunView:
+        return await self._view(session, run_id)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _new_run(
+        self, plan: Plan, params: dict[str, Any], trigger: TriggerSpec, actor: Actor
+    ) -> RunRow:
+        now = self._clock()
+        return RunRow(
+            id=new_run_id(),
+            pipeline_id=plan.pipeline_id,
+            pipeline=plan.pipeline,
+            version=plan.version,
+            status="queued",
+            trigger_kind=trigger.kind,
+            logical_time=trigger.logical_time,
+            trigger={**(trigger.details or {}), "actor": actor.name},
+            params=params,
+            request_id=actor.request_id or None,
+            create_time=now,
+            error="",
+            waiting_reason="",
+            trace_id=new_trace_id(),
+            span_id=new_span_id(),
+        )
+
+    def _new_steps(
+        self, run_id: str, plan: Plan, *, reuse: dict[str, StepRunRow], source_run: str = ""
+    ) -> list[StepRunRow]:
+        rows = []
+        for name in plan.dag.order:
+            step = plan.steps[name]
+            old = reuse.get(name)
+            rows.append(
+                StepRunRow(
+                    run_id=run_id,
+                    name=name,
+                    position=plan.dag.position(name),
+                    kind=step.WhichOneof("kind") or "",
+                    status="succeeded" if old else "pending",
+                    attempt=0,
+                    selector=dict(step.agent_selector),
+                    agent=old.agent if old else "",
+                    records_in=old.records_in if old else None,
+                    records_out=old.records_out if old else None,
+                    output=dict(old.output or {}) if old else {},
+                    error="",
+                    failure_kind="",
+                    start_time=old.start_time if old else None,
+                    end_time=old.end_time if old else None,
+                    waiting_reason=f"reused from run {source_run}" if old else "",
+                )
+            )
+        return rows
+
+    async def _start_or_queue(
+        self, session: AsyncSession, run: RunRow, plan: Plan, effects: Effects
+    ) -> None:
+        limit = plan.spec.limits.max_concurrent_runs
+        active = await self._transitions.active_runs(session, plan.pipeline_id)
+        if limit and len(active) >= limit:
+            shown = ", ".join(active[:5]) + (" ..." if len(active) > 5 else "")
+            run.waiting_reason = (
+                f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
+            )
+            self._transitions.log(
+                session, run.id, f"Run queued: {run.waiting_reason}", run.create_time
+            )
+            effects.runs.add(run.id)
+            return
+        await self._transitions.start_run(session, run, plan, effects)
+
+    async def _view(self, session: AsyncSession, run_id: str) -> RunView:
+        run = await session.get(RunRow, run_id, populate_existing=True)
+        if run is None:
+            raise NotFound(
+                f"run {run_id!r} does not exist; `legato runs` lists recent runs",
+                reason="RUN_NOT_FOUND",
+                metadata={"run_id": run_id},
+            )
+        steps = list((await self._transitions.steps_of(session, run_id)).values())
+        attempts: dict[int, list[AttemptRow]] = {}
+        rows = await session.execute(
+            select(AttemptRow).where(AttemptRow.run_id == run_id).order_by(AttemptRow.number)
+        )
+        for attempt in rows.scalars():
+            attempts.setdefault(attempt.step_run_id, []).append(attempt)
+        return RunView(run=run, steps=steps, attempts=attempts)

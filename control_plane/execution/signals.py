@@ -1,0 +1,122 @@
+"""Wake-ups: when work may be ready, when a run changed, when a lease must be cancelled.
+
+Inside one control plane these are asyncio events, so the dispatcher pushes a ready step
+the moment its transaction commits. With PostgreSQL, the same signals go to the other
+replicas through LISTEN/NOTIFY on one dedicated connection. Signals are hints, sent after
+the commit that caused them: a lost one costs latency, never correctness, because the
+reaper's periodic pass finds whatever a missed wake-up left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy.engine import URL
+
+__all__ = ["CHANNEL", "Signals"]
+
+CHANNEL = "legato_signals"
+log = structlog.get_logger("legato.signals")
+
+CancelHandler = Callable[[str, str, str], None]
+
+
+class Signals:
+    def __init__(self, replica: str, *, postgres_url: URL | None = None) -> None:
+        self.replica = replica
+        self.work = asyncio.Event()
+        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._cancel_handler: CancelHandler | None = None
+        self._url = postgres_url
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._url is None:
+            return
+        dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn = await asyncpg.connect(dsn)
+        await self._conn.add_listener(CHANNEL, self._on_notify)
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    def on_cancel(self, handler: CancelHandler) -> None:
+        """``handler(agent, lease_id, reason)`` for cancellations of leases, wherever raised."""
+        self._cancel_handler = handler
+
+    # -- raising --------------------------------------------------------------------
+
+    async def work_ready(self) -> None:
+        """Steps may be ready for agents."""
+        self.work.set()
+        await self._publish({"k": "work"})
+
+    async def run_changed(self, *run_ids: str) -> None:
+        for run_id in run_ids:
+            self._wake_watchers(run_id)
+        if run_ids:
+            await self._publish({"k": "runs", "ids": list(run_ids)})
+
+    async def cancel_lease(self, agent: str, lease_id: str, reason: str) -> None:
+        if self._cancel_handler is not None:
+            self._cancel_handler(agent, lease_id, reason)
+        await self._publish({"k": "cancel", "agent": agent, "lease": lease_id, "reason": reason})
+
+    # -- watching -------------------------------------------------------------------
+
+    @contextmanager
+    def watch(self, run_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever ``run_id`` changes, for as long as the block runs."""
+        event = asyncio.Event()
+        self._watchers[run_id].add(event)
+        try:
+            yield event
+        finally:
+            watchers = self._watchers.get(run_id)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._watchers[run_id]
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _wake_watchers(self, run_id: str) -> None:
+        for event in self._watchers.get(run_id, ()):
+            event.set()
+
+    async def _publish(self, message: dict[str, Any]) -> None:
+        if self._conn is None:
+            return
+        payload = json.dumps({**message, "r": self.replica}, separators=(",", ":"))
+        try:
+            async with self._lock:
+                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("notify_failed", error=str(exc))
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if message.get("r") == self.replica:
+            return
+        kind = message.get("k")
+        if kind == "work":
+            self.work.set()
+        elif kind == "runs":
+            for run_id in message.get("ids", []):
+                self._wake_watchers(str(run_id))
+        elif kind == "cancel" and self._cancel_handler is not None:
+            self._cancel_handler(
+                str(message["agent"]), str(message["lease"]), str(message["reason"])
+            )

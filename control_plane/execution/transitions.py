@@ -1,0 +1,412 @@
+"""Every state change of runs, steps and attempts, applied inside the caller's write
+transaction.
+
+Lock order is always run → step → attempt: a transition first locks its run's row
+(``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised anyway), so transitions of
+one run never interleave — two parallel steps that finish at the same moment cannot both
+miss their common child — and cancellation and results cannot deadlock. An attempt whose
+status is no longer leased/running is final: reports naming its lease are refused
+(fencing), which makes completion exactly-once although execution is at-least-once.
+
+The run log lines (``Step 2: transform (127 → 98 after filtering)``) are written here, in
+the same transaction as the change they describe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane import runlog
+from control_plane.errors import LeaseLost, NotFound
+from control_plane.execution.effects import Effects
+from control_plane.execution.plans import Plan, PlanCache
+from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_TERMINAL
+from control_plane.resolver import RunContext, StepFacts
+from control_plane.retries import decide_retry, effective_policy
+from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
+
+__all__ = ["AttemptOutcome", "Transitions"]
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How an attempt ended, as its agent (or the lease reaper) reports it."""
+
+    status: str  # "succeeded" | "failed" | "cancelled"
+    failure_kind: str = ""  # "error" | "timeout" | "lost" | "memory" when failed
+    error: str = ""
+    records_in: int | None = None
+    records_out: int | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+    end_time: datetime | None = None
+
+
+class Transitions:
+    def __init__(self, plans: PlanCache, clock: Callable[[], datetime]) -> None:
+        self.plans = plans
+        self.clock = clock
+
+    # -- locking ----------------------------------------------------------------------
+
+    async def lock_run(self, session: AsyncSession, run_id: str) -> RunRow:
+        run = await session.get(RunRow, run_id, with_for_update=True, populate_existing=True)
+        if run is None:
+            raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+        return run
+
+    async def plan_of(self, session: AsyncSession, run: RunRow) -> Plan:
+        return await self.plans.get(session, run.pipeline_id, run.pipeline, run.version)
+
+    async def current_attempt(
+        self, session: AsyncSession, lease_id: str
+    ) -> tuple[RunRow, AttemptRow]:
+        """The run (locked) and attempt (locked) of a lease that is still current, or
+        LeaseLost: a report for any other lease must change nothing."""
+        run_id = (
+            await session.execute(select(AttemptRow.run_id).where(AttemptRow.lease_id == lease_id))
+        ).scalar_one_or_none()
+        if run_id is None:
+            raise LeaseLost(f"lease {lease_id} is unknown", metadata={"lease_id": lease_id})
+        run = await self.lock_run(session, run_id)
+        attempt = (
+            await session.execute(
+                select(AttemptRow)
+                .where(AttemptRow.lease_id == lease_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        if attempt.status not in ACTIVE_ATTEMPT:
+            raise LeaseLost(
+                f"lease {lease_id} is no longer current (its attempt is {attempt.status})",
+                metadata={"lease_id": lease_id, "status": attempt.status},
+            )
+        return run, attempt
+
+    # -- runs -------------------------------------------------------------------------
+
+    async def start_run(
+        self, session: AsyncSession, run: RunRow, plan: Plan, effects: Effects
+    ) -> None:
+        """Move a created or queued run to running and decide its first steps."""
+        now = self.clock()
+        run.status = "running"
+        run.start_time = now
+        run.waiting_reason = ""
+        if plan.max_duration is not None:
+            run.deadline_time = now + timedelta(seconds=plan.max_duration)
+        logical = run.logical_time
+        self.log(
+            session,
+            run.id,
+            runlog.pipeline_started(run.pipeline, run.version, run.trigger_kind, logical),
+            now,
+        )
+        steps = await self.steps_of(session, run.id)
+        facts, context = self.facts(steps), self.context(run)
+        decisions = list(plan.dag.start(facts, context))
+        # A rerun starts with the steps it reuses already succeeded: decide their children.
+        done = [name for name, row in steps.items() if row.status in STEP_TERMINAL]
+        if done:
+            self._apply_decisions(session, run, plan, steps, decisions, effects, now)
+            decisions = list(plan.dag.after(done, self.facts(steps), context))
+        self._apply_decisions(session, run, plan, steps, decisions, effects, now)
+        await self._maybe_finish(session, run, plan, steps, effects)
+        effects.runs.add(run.id)
+
+    async def finish_run(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        status: str,
+        error: str,
+        effects: Effects,
+    ) -> None:
+        now = self.clock()
+        run.status = status
+        run.end_time = now
+        run.error = error
+        run.waiting_reason = ""
+        duration = (now - (run.start_time or run.create_time)).total_seconds()
+        self.log(session, run.id, runlog.pipeline_finished(status, error or None, duration), now)
+        effects.runs.add(run.id)
+        await self.promote_queued(session, run.pipeline_id, plan, effects)
+
+    async def promote_queued(
+        self, session: AsyncSession, pipeline_id: int, plan: Plan, effects: Effects
+    ) -> None:
+        """Start queued runs of the pipeline while it is under max_concurrent_runs."""
+        limit = plan.spec.limits.max_concurrent_runs
+        # Promotions of one pipeline take turns on its row (lock order: run, pipeline).
+        await session.execute(
+            select(PipelineRow.id).where(PipelineRow.id == pipeline_id).with_for_update()
+        )
+        while True:
+            active = await self.active_runs(session, pipeline_id)
+            if limit and len(active) >= limit:
+                return
+            queued = (
+                await session.execute(
+                    select(RunRow)
+                    .where(RunRow.pipeline_id == pipeline_id, RunRow.status == "queued")
+                    .order_by(RunRow.create_time, RunRow.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if queued is None:
+                return
+            await self.start_run(session, queued, await self.plan_of(session, queued), effects)
+
+    async def active_runs(self, session: AsyncSession, pipeline_id: int) -> list[str]:
+        rows = await session.execute(
+            select(RunRow.id)
+            .where(RunRow.pipeline_id == pipeline_id, RunRow.status == "running")
+            .order_by(RunRow.create_time)
+        )
+        return list(rows.scalars())
+
+    async def stop_run(
+        self, session: AsyncSession, run: RunRow, status: str, reason: str, effects: Effects
+    ) -> None:
+        """Cancel (status ``cancelled``) or time out (``timed_out``) a run: pending steps
+        end, running attempts are fenced and their agents told to stop them."""
+        if run.status in RUN_TERMINAL:
+            return
+        now = self.clock()
+        plan = await self.plan_of(session, run)
+        steps = await self.steps_of(session, run.id)
+        active = (
+            await session.execute(
+                select(AttemptRow)
+                .where(AttemptRow.run_id == run.id, AttemptRow.status.in_(ACTIVE_ATTEMPT))
+                .with_for_update()
+            )
+        ).scalars()
+        for attempt in active:
+            attempt.status = status
+            attempt.end_time = now
+            attempt.error = reason
+            effects.cancels.append((attempt.agent, attempt.lease_id, reason))
+        for step in steps.values():
+            if step.status not in STEP_TERMINAL:
+                step.status = status
+                step.end_time = now
+                step.error = reason
+                step.waiting_reason = ""
+                text = runlog.step_cancelled(plan.dag.position(step.name), step.name, reason)
+                self.log(session, run.id, text, now, step=step.name, attempt=step.attempt)
+        await self.finish_run(session, run, plan, status, reason, effects)
+
+    # -- attempts ---------------------------------------------------------------------
+
+    async def attempt_started(
+        self, session: AsyncSession, lease_id: str, started: datetime
+    ) -> RunRow:
+        run, attempt = await self.current_attempt(session, lease_id)
+        attempt.status = "running"
+        attempt.start_time = started
+        step = await session.get(StepRunRow, attempt.step_run_id, with_for_update=True)
+        if step is not None and step.status in ("leased", "running"):
+            step.status = "running"
+            step.start_time = step.start_time or started
+        return run
+
+    async def finish_attempt(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        attempt: AttemptRow,
+        outcome: AttemptOutcome,
+        effects: Effects,
+    ) -> None:
+        """Record how a current attempt ended, retry or settle its step, and decide what
+        follows in the run. ``run`` and ``attempt`` are locked by the caller."""
+        now = self.clock()
+        end = outcome.end_time or now
+        plan = await self.plan_of(session, run)
+        step = await session.get(StepRunRow, attempt.step_run_id, with_for_update=True)
+        assert step is not None
+        attempt.end_time = end
+        attempt.records_in = outcome.records_in
+        attempt.records_out = outcome.records_out
+        attempt.error = outcome.error
+        attempt.failure_kind = outcome.failure_kind
+        position = plan.dag.position(step.name)
+        step.records_in = outcome.records_in
+        step.records_out = outcome.records_out
+        step.end_time = end
+        effects.runs.add(run.id)
+        if outcome.status == "succeeded":
+            attempt.status = "succeeded"
+            step.status = "succeeded"
+            step.error = ""
+            step.failure_kind = ""
+            step.output = outcome.output
+            duration = ((end - step.start_time).total_seconds()) if step.start_time else 0.0
+            text = runlog.step_succeeded(
+                position,
+                step.name,
+                step.kind,
+                outcome.records_in,
+                outcome.records_out,
+                duration,
+                export_target=_export_target(plan, step.name),
+            )
+            self.log(session, run.id, text, now, step=step.name, attempt=attempt.number)
+        else:
+            kind = outcome.failure_kind or "error"
+            attempt.status = "timed_out" if kind == "timeout" else "failed"
+            step.error = outcome.error
+            step.failure_kind = kind
+            policy = effective_policy(plan.spec, plan.steps[step.name])
+            decision = decide_retry(policy, attempt.number, kind)
+            retry = decision if decision.retry and run.status == "running" else None
+            if kind == "lost":
+                text = runlog.step_lost(position, step.name, attempt.number, attempt.agent)
+                self.log(session, run.id, text, now, step=step.name, attempt=attempt.number)
+            text = runlog.step_failed(
+                position, step.name, attempt.number, decision.attempts_total, outcome.error, retry
+            )
+            self.log(session, run.id, text, now, step=step.name, attempt=attempt.number)
+            if retry is not None:
+                step.status = "pending"
+                step.not_before = now + timedelta(seconds=retry.delay)
+                step.waiting_reason = retry.reason
+                effects.wake_at.append(step.not_before)
+                effects.work = True
+                return
+            step.status = "timed_out" if kind == "timeout" else "failed"
+        await self.resolve(session, run, plan, [step.name], effects)
+
+    async def resolve(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        finished: Iterable[str],
+        effects: Effects,
+    ) -> None:
+        """Decide the steps that depend on ``finished`` and end the run when all are done."""
+        now = self.clock()
+        steps = await self.steps_of(session, run.id)
+        decisions = plan.dag.after(list(finished), self.facts(steps), self.context(run))
+        self._apply_decisions(session, run, plan, steps, decisions, effects, now)
+        await self._maybe_finish(session, run, plan, steps, effects)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def steps_of(self, session: AsyncSession, run_id: str) -> dict[str, StepRunRow]:
+        rows = await session.execute(
+            select(StepRunRow)
+            .where(StepRunRow.run_id == run_id)
+            .order_by(StepRunRow.position)
+            .execution_options(populate_existing=True)
+        )
+        return {row.name: row for row in rows.scalars()}
+
+    @staticmethod
+    def facts(steps: dict[str, StepRunRow]) -> dict[str, StepFacts]:
+        return {
+            name: StepFacts(
+                status=row.status,
+                records=row.records_out,
+                outputs=dict((row.output or {}).get("values") or {}),
+            )
+            for name, row in steps.items()
+        }
+
+    @staticmethod
+    def context(run: RunRow) -> RunContext:
+        return RunContext(
+            params=dict(run.params or {}),
+            run={
+                "id": run.id,
+                "trigger": run.trigger_kind,
+                "pipeline": run.pipeline,
+                "version": run.version,
+                "logical_time": run.logical_time.isoformat() if run.logical_time else None,
+            },
+        )
+
+    def log(
+        self,
+        session: AsyncSession,
+        run_id: str,
+        text: str,
+        now: datetime,
+        *,
+        step: str = "",
+        attempt: int = 0,
+    ) -> None:
+        session.add(
+            LogLineRow(
+                run_id=run_id, time=now, step=step, attempt=attempt, stream="system", text=text
+            )
+        )
+
+    def _apply_decisions(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        steps: dict[str, StepRunRow],
+        decisions: Iterable[Any],
+        effects: Effects,
+        now: datetime,
+    ) -> None:
+        for decision in decisions:
+            row = steps[decision.step]
+            row.status = decision.status
+            position = plan.dag.position(row.name)
+            if decision.status == "ready":
+                row.waiting_reason = ""
+                effects.work = True
+                continue
+            row.end_time = now
+            row.error = decision.reason if decision.status == "failed" else ""
+            row.waiting_reason = ""
+            if decision.status == "skipped":
+                text = runlog.step_skipped(position, row.name, decision.reason)
+            elif decision.status == "upstream_failed":
+                row.error = decision.reason
+                text = runlog.step_upstream_failed(position, row.name, decision.reason)
+            else:
+                text = runlog.step_failed(position, row.name, 0, 0, decision.reason, None)
+            self.log(session, run.id, text, now, step=row.name)
+
+    async def _maybe_finish(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        steps: dict[str, StepRunRow],
+        effects: Effects,
+    ) -> None:
+        if run.status != "running":
+            return
+        outcome = plan.dag.outcome(self.facts(steps))
+        if outcome is None:
+            return
+        error = ""
+        if outcome == "failed":
+            failed = [s for s in steps.values() if s.status in ("failed", "timed_out")]
+            error = (
+                f"step '{failed[0].name}' {failed[0].status.replace('_', ' ')}: {failed[0].error}"
+                if failed
+                else ""
+            )
+        await self.finish_run(session, run, plan, outcome, error, effects)
+
+
+def _export_target(plan: Plan, step: str) -> str | None:
+    spec_step = plan.steps[step]
+    if spec_step.WhichOneof("kind") != "export":
+        return None
+    return spec_step.export.WhichOneof("target")

@@ -1,0 +1,381 @@
+"""The executor agent: dials the control plane, registers, grants credits for its free
+slots, runs the attempts it is assigned and reports on them.
+
+- **Reconnects** with jittered exponential backoff when the stream breaks; running
+  children are kept meanwhile, and re-registering names their leases so the control
+  plane can adopt them (or say which are stale, which are then stopped).
+- **Reports** (started, log batches, results) are numbered, kept until acknowledged and
+  sent again after a reconnect (``ReportBuffer``); the control plane refuses those whose
+  lease is no longer current, which changes nothing.
+- **Lost leases**: if the agent cannot reach the control plane for longer than the lease,
+  it stops its children — their leases have expired and the steps run elsewhere.
+- **Drain** (from the control plane or a first SIGTERM): take nothing new, finish what
+  runs, exit. A second SIGTERM stops the children at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from executor.config import AgentConfig
+from executor.connections import load_connections
+from executor.logship import LogBatcher
+from executor.reports import ReportBuffer
+from executor.runner import Runner
+from executor.tasks import result_message, started_time, to_task
+from legato import __version__
+from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
+
+__all__ = ["Agent"]
+
+pb = agent_service_pb2
+log = structlog.get_logger("legato.agent")
+
+LOG_FLUSH_SECONDS = 0.05
+UPLOAD_CHUNK = 1024 * 1024
+MAX_BACKOFF_SECONDS = 10.0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, runner: Runner | None = None) -> None:
+        self.config = config
+        # Absolute: children run with another working directory.
+        self._workdir = config.workdir.expanduser().resolve()
+        self.instance_id = uuid.uuid4().hex
+        self.connections = load_connections(config.connections_file)
+        self._runner = runner or Runner(grace_seconds=config.grace)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._batchers: dict[str, LogBatcher] = {}
+        self._reports = ReportBuffer()
+        self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
+        self._urgent: deque[pb.ConnectRequest] = deque()
+        self._stop = asyncio.Event()
+        self._draining = False
+        self._last_contact = time.monotonic()
+        self._lease_seconds = 20.0
+        self._heartbeat_seconds = 5.0
+        self.connected = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until stopped or drained."""
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        options = [
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ]
+        self._channel = grpc.aio.insecure_channel(self.config.server, options=options)
+        self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
+        await self._runner.start()
+        helpers = [
+            asyncio.create_task(self._watch_leases(), name="legato-agent-watchdog"),
+            asyncio.create_task(self._flush_logs_forever(), name="legato-agent-logs"),
+        ]
+        backoff = 0.1
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._serve_stream()
+                    backoff = 0.1
+                except grpc.aio.AioRpcError as error:
+                    log.warning("stream_failed", code=error.code().name, details=error.details())
+                except ConnectionError as error:
+                    log.warning("stream_failed", details=str(error))
+                if self._stop.is_set():
+                    break
+                delay = backoff * random.uniform(0.5, 1.5)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._runner.kill_all("the agent is stopping")
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._runner.stop()
+            if self._channel is not None:
+                await self._channel.close()
+
+    def drain(self, reason: str) -> None:
+        """Take no new tasks; stop once the running ones are done."""
+        if not self._draining:
+            log.info("draining", reason=reason, running=len(self._tasks))
+        self._draining = True
+        if not self._tasks:
+            self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._tasks)
+
+    # -- the stream ---------------------------------------------------------------------
+
+    async def _serve_stream(self) -> None:
+        call: Any = self._stub.Connect()
+        await call.write(pb.ConnectRequest(register=self._registration()))
+        first = await call.read()
+        if first is grpc.aio.EOF:
+            raise ConnectionError(
+                "the control plane closed the stream before registering the agent"
+            )
+        registered = first.registered
+        self._lease_seconds = registered.lease_duration.ToTimedelta().total_seconds() or 20.0
+        self._heartbeat_seconds = registered.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
+        self._last_contact = time.monotonic()
+        for lease_id in registered.stale_lease_ids:
+            self._runner.cancel(lease_id, "the control plane no longer holds this lease")
+        outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
+        for request in self._reports.unacknowledged():
+            outbox.put_nowait(request)
+        free = self.config.slots - len(self._tasks)
+        if free > 0 and not self._draining:
+            outbox.put_nowait(pb.ConnectRequest(credit=pb.CreditGrant(credits=free)))
+        self._urgent.clear()
+        self._outbox = outbox
+        self.connected.set()
+        log.info(
+            "connected", server=self.config.server, name=self.config.name, running=len(self._tasks)
+        )
+        writer = asyncio.create_task(self._write(call, outbox))
+        beat = asyncio.create_task(self._heartbeats(outbox))
+        try:
+            while not self._stop.is_set():
+                reading = asyncio.ensure_future(call.read())
+                stopping = asyncio.ensure_future(self._stop.wait())
+                done, _ = await asyncio.wait(
+                    {reading, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopping.cancel()
+                if reading not in done:
+                    reading.cancel()
+                    break
+                message = reading.result()
+                if message is grpc.aio.EOF:
+                    raise ConnectionError("the control plane closed the stream")
+                self._last_contact = time.monotonic()
+                self._handle(message)
+            if self._stop.is_set():
+                await self._drain_outbox(outbox)
+        finally:
+            self.connected.clear()
+            self._outbox = None
+            writer.cancel()
+            beat.cancel()
+            await asyncio.gather(writer, beat, return_exceptions=True)
+            call.cancel()
+
+    def _registration(self) -> pb.AgentRegistration:
+        return pb.AgentRegistration(
+            name=self.config.name,
+            labels=self.config.labels,
+            slots=self.config.slots,
+            version=__version__,
+            hostname=socket.gethostname(),
+            connections=sorted(self.connections),
+            instance_id=self.instance_id,
+            running_lease_ids=list(self._tasks),
+        )
+
+    async def _write(self, call: Any, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+        """Send queued messages in order, but heartbeats and credits first: they must not
+        wait behind a backlog of log batches."""
+        while True:
+            request = self._urgent.popleft() if self._urgent else await outbox.get()
+            if not request.seq:
+                request.seq = self._reports.next_seq()
+            await call.write(request)
+
+    async def _drain_outbox(self, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+        """Give queued reports a moment to leave before the stream closes."""
+        deadline = time.monotonic() + 2
+        while not outbox.empty() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    async def _heartbeats(self, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            self._send_urgent(
+                pb.ConnectRequest(heartbeat=pb.Heartbeat(lease_ids=list(self._tasks)))
+            )
+
+    def _send_urgent(self, request: pb.ConnectRequest) -> None:
+        if self._outbox is not None:
+            self._urgent.append(request)
+            # Wake the writer if it is waiting on an empty outbox.
+            self._outbox.put_nowait(pb.ConnectRequest(heartbeat=pb.Heartbeat()))
+
+    def _send(self, request: pb.ConnectRequest) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(request)
+
+    def _report(self, request: pb.ConnectRequest) -> None:
+        self._send(self._reports.add(request))
+
+    def _handle(self, message: pb.ConnectResponse) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "assignment":
+            self._start(message.assignment)
+        elif kind == "cancel":
+            self._runner.cancel(message.cancel.lease_id, message.cancel.reason or "cancelled")
+        elif kind == "drain":
+            self.drain(message.drain.reason or "drained by the control plane")
+        elif kind == "ack":
+            self._reports.ack(message.ack.through_seq)
+            for rejection in message.ack.rejections:
+                if rejection.lease_id in self._tasks:
+                    self._runner.cancel(rejection.lease_id, f"lease lost: {rejection.message}")
+                log.info("report_refused", lease=rejection.lease_id, reason=rejection.message)
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def _start(self, assignment: agent_pb2.TaskAssignment) -> None:
+        lease_id = assignment.lease_id
+        if lease_id in self._tasks:
+            return
+        workdir = self._workdir / lease_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._batchers[lease_id] = LogBatcher(
+            on_batch=lambda: self._flush_logs(lease_id, everything=False)
+        )
+        self._tasks[lease_id] = asyncio.create_task(
+            self._execute(assignment, workdir), name=f"task-{lease_id}"
+        )
+
+    async def _execute(self, assignment: agent_pb2.TaskAssignment, workdir: Path) -> None:
+        lease_id = assignment.lease_id
+        batcher = self._batchers[lease_id]
+
+        def on_started(_pid: int, moment: datetime) -> None:
+            started = pb.TaskStarted(lease_id=lease_id, time=started_time(moment))
+            self._report(pb.ConnectRequest(started=started))
+
+        try:
+            tables = await self._download_inputs(assignment, workdir)
+            outcome = await self._runner.run(
+                to_task(assignment, workdir, tables), batcher.add, on_started
+            )
+            artifact_id = ""
+            if outcome.status == "succeeded" and outcome.table_path is not None:
+                try:
+                    artifact_id = await self._upload(lease_id, outcome.table_path)
+                except grpc.aio.AioRpcError as error:
+                    outcome = replace(
+                        outcome,
+                        status="failed",
+                        failure_kind="error",
+                        error=f"storing the output failed: {error.details()}",
+                    )
+            result = result_message(lease_id, outcome, artifact_id)
+        except Exception as exc:
+            log.exception("task_failed_in_agent", lease=lease_id)
+            result = pb.TaskResult(
+                lease_id=lease_id,
+                outcome=agent_pb2.TASK_OUTCOME_FAILED,
+                error=f"the agent failed to run the step: {type(exc).__name__}: {exc}",
+            )
+            result.end_time.FromDatetime(datetime.now(UTC))
+        finally:
+            self._flush_logs(lease_id, everything=True)
+            del self._batchers[lease_id]
+            shutil.rmtree(workdir, ignore_errors=True)
+        self._report(pb.ConnectRequest(result=result))
+        del self._tasks[lease_id]
+        if self._draining:
+            if not self._tasks:
+                self._stop.set()
+        else:
+            self._send_urgent(pb.ConnectRequest(credit=pb.CreditGrant(credits=1)))
+
+    async def _download_inputs(
+        self, assignment: agent_pb2.TaskAssignment, workdir: Path
+    ) -> dict[str, Path]:
+        tables: dict[str, Path] = {}
+        inputs = workdir / "inputs"
+        for item in assignment.inputs:
+            if not item.artifact_id:
+                continue
+            inputs.mkdir(exist_ok=True)
+            path = inputs / f"{item.step}.arrow"
+            call = self._stub.DownloadArtifact(
+                pb.DownloadArtifactRequest(
+                    artifact_id=item.artifact_id, lease_id=assignment.lease_id
+                )
+            )
+            with path.open("wb") as handle:
+                async for message in call:
+                    if message.WhichOneof("message") == "chunk":
+                        handle.write(message.chunk)
+            tables[item.step] = path
+        return tables
+
+    async def _upload(self, lease_id: str, path: Path) -> str:
+        size = (await asyncio.to_thread(path.stat)).st_size
+
+        async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
+            header = pb.ArtifactHeader(
+                lease_id=lease_id,
+                name="output.arrow",
+                media_type="application/vnd.apache.arrow.file",
+                size_bytes=size,
+            )
+            yield pb.UploadArtifactRequest(header=header)
+            with path.open("rb") as handle:
+                while chunk := handle.read(UPLOAD_CHUNK):
+                    yield pb.UploadArtifactRequest(chunk=chunk)
+
+        response = await self._stub.UploadArtifact(requests())
+        return str(response.artifact.id)
+
+    async def _flush_logs_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_FLUSH_SECONDS)
+            for lease_id in list(self._batchers):
+                self._flush_logs(lease_id, everything=True)
+
+    def _flush_logs(self, lease_id: str, *, everything: bool) -> None:
+        batcher = self._batchers.get(lease_id)
+        while batcher is not None and (len(batcher) or batcher.dropped):
+            lines, dropped = batcher.take()
+            self._report(
+                pb.ConnectRequest(logs=pb.TaskLogs(lease_id=lease_id, lines=lines, dropped=dropped))
+            )
+            if not everything:
+                return
+
+    async def _watch_leases(self) -> None:
+        """Stop the children once the leases they run under must have expired."""
+        while True:
+            await asyncio.sleep(1)
+            silent = time.monotonic() - self._last_contact
+            if self._tasks and not self.connected.is_set() and silent > self._lease_seconds:
+                log.warning("leases_lost", silent_seconds=round(silent, 1), tasks=len(self._tasks))
+                await self._runner.kill_all(
+                    f"the agent could not reach the control plane for {silent:.0f}s, longer than "
+                    f"its {self._lease_seconds:.0f}s lease; the step runs again elsewhere"
+                )

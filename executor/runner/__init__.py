@@ -1,0 +1,63 @@
+"""The agent's step runner: each attempt in a child process, under limits, with its output
+lines streamed and its result reported. No gRPC and no control plane here; the
+connection loop turns wire messages into :class:`Task` and :class:`Outcome` into reports.
+
+How an attempt runs
+-------------------
+``Runner.start()`` starts one fork server (:mod:`.zygote`), an interpreter that has
+imported pandas, pyarrow and the step kinds. ``run(task)`` writes ``<workdir>/task.json``,
+makes three pipes (stdout, stderr, result) and sends their write ends to the fork server
+(SCM_RIGHTS), which forks. The child (:mod:`.child`) starts its own session and process
+group, runs the step kind (:mod:`executor.kinds`) in ``workdir`` and writes one JSON
+result document; the fork server reports its pid, then its exit status and peak RSS. A
+no-op step thus costs a fork, not an interpreter start. If the fork server dies, running
+attempts end as ``lost`` and it is started again.
+
+Work directory (created and removed by the caller)
+--------------------------------------------------
+``task.json`` (written by the runner), ``output.arrow`` (the output table, Arrow IPC
+file format, when the step produced one; ``Outcome.table_path``). Input tables may be
+anywhere (``TaskInput.table_path``); the agent puts them in ``inputs/<step>.arrow``. The
+step runs with ``workdir`` as its current directory and ``LEGATO_PIPELINE``,
+``LEGATO_STEP``, ``LEGATO_RUN_ID``, ``LEGATO_ATTEMPT``, ``LEGATO_LEASE_ID`` set.
+
+User modules
+------------
+``function`` steps import ``package.module`` in the child, with the fork server's
+``sys.path``: the ``module_path`` directories given to the Runner, then the agent's
+``PYTHONPATH``, then the interpreter's site-packages (``pip install`` into the agent's
+environment). They are imported fresh in every attempt; preload them (``preload=``) to
+pay their import once, at the price of restarting the agent to pick up new versions.
+
+Limits
+------
+- ``timeout``: counted from the child's start; at expiry SIGTERM to the process group,
+  SIGKILL after ``grace_seconds`` → failed/``timeout``.
+- ``memory_bytes``: see :mod:`.limits` (cgroup v2 ``memory.max`` where delegated, else
+  RLIMIT_DATA as a backstop plus a 100 ms watchdog over the group's private memory; the
+  group is SIGKILLed at once, as the kernel's OOM killer would) → failed/``memory``. A
+  MemoryError in the step is reported the same way.
+- ``cancel(lease_id, reason)`` and ``kill_all(reason)``: SIGTERM, grace, SIGKILL →
+  ``cancelled``.
+When the child exits, whatever is left in its process group is killed: no process
+outlives its attempt (except one that left the group with setsid; where cgroups are
+used, the attempt's cgroup is killed as a whole).
+"""
+
+from __future__ import annotations
+
+from executor.runner.forkserver import ForkServerError
+from executor.runner.runner import DEFAULT_PRELOAD, OUTPUT_FILE, TASK_FILE, Runner
+from executor.runner.task import ColumnInfo, Outcome, Task, TaskInput
+
+__all__ = [
+    "DEFAULT_PRELOAD",
+    "OUTPUT_FILE",
+    "TASK_FILE",
+    "ColumnInfo",
+    "ForkServerError",
+    "Outcome",
+    "Runner",
+    "Task",
+    "TaskInput",
+]

@@ -1,0 +1,112 @@
+"""The attempt's process, forked by the fork server ahead of need.
+
+A fresh fork first prepares itself (:func:`standby`): it becomes the leader of its own
+session and process group (so the runner can signal everything the step starts), resets
+what it inherited from the fork server (signals, numpy's random seed) and waits on its
+control socket. That costs a few milliseconds (the fork's page-table copy most of all), paid
+while no attempt is waiting. When an attempt arrives with its three pipes (:func:`main`),
+it puts them on stdout and stderr (line-buffered, so output arrives as it is printed),
+applies the memory limit, runs the step (:mod:`executor.runner.execute`), writes one JSON
+result document to the result pipe and leaves with ``os._exit``: nothing of the fork
+server's state is torn down twice. If the control socket closes instead (the fork server
+stopped or died), it just exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from executor.runner import execute, limits
+from executor.runner.procfs import vm_data_bytes
+from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode
+
+__all__ = ["main", "standby"]
+
+
+def _reset_signals() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _reseed() -> None:
+    # `random` reseeds itself after a fork; numpy's global generator does not, and every
+    # child would otherwise draw the same numbers.
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def _line_buffered() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def standby(control: socket.socket, *, close: Sequence[int]) -> NoReturn:
+    """Prepare this fresh fork, then wait for an attempt on ``control`` and run it."""
+    os.setsid()
+    _reset_signals()
+    for fd in close:
+        os.close(fd)
+    _reseed()
+    _line_buffered()
+    baseline = vm_data_bytes()
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(control, MAX_PACKET, MAX_FDS)
+    except OSError:
+        os._exit(0)
+    control.close()
+    if not data or len(fds) != 3:
+        os._exit(0)
+    main(decode(data), fds, data_baseline=baseline)
+
+
+def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> NoReturn:
+    """Run the attempt of ``request`` with its (stdout, stderr, result) pipes ``fds``."""
+    started = time.time()
+    out_fd, err_fd, result_fd = fds
+    document: dict[str, Any]
+    try:
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.close(out_fd)
+        os.close(err_fd)
+        limits.enter(
+            memory_bytes=request.get("memory"),
+            cgroup=request.get("cgroup"),
+            data_baseline=data_baseline,
+        )
+        document = execute.run_task(request["task"], started)
+    except BaseException as exc:
+        document = {
+            "status": "failed",
+            "failure_kind": "memory" if isinstance(exc, MemoryError) else "error",
+            "error": f"the step's process failed before running it: {type(exc).__name__}: {exc}",
+            "started_at": started,
+            "ended_at": time.time(),
+        }
+    status = 0 if document.get("status") == "succeeded" else 1
+    try:
+        _write_all(result_fd, json.dumps(document, default=str).encode())
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)

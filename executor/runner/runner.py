@@ -1,0 +1,448 @@
+"""The Runner: runs attempts in children of the fork server, under limits, and reports
+their logs and outcomes. See the package docstring for the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+import executor
+import legato
+from executor.runner import pipes
+from executor.runner.cgroups import CgroupPool
+from executor.runner.forkserver import (
+    Child,
+    ExitStatus,
+    ForkServer,
+    ForkServerError,
+    ForkServerLostError,
+)
+from executor.runner.outcome import Ending, Stop, build, parse_document
+from executor.runner.task import Outcome, Task
+from executor.runner.watchdog import MemoryWatchdog
+
+__all__ = ["DEFAULT_PRELOAD", "OUTPUT_FILE", "TASK_FILE", "Runner"]
+
+log = structlog.get_logger("legato.runner")
+
+DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas", "pyarrow", "pyarrow.ipc", "executor.kinds")
+TASK_FILE = "task.json"
+OUTPUT_FILE = "output.arrow"
+DRAIN_SECONDS = 2.0
+"""How long the pipes may stay open after the child exited (something that left its
+process group may hold them) before the runner stops reading."""
+MAX_RESULT_BYTES = 16 << 20
+
+# Numerical libraries start thread pools when imported; a fork server must not have
+# threads, so its pools are sized to one. Children get the agent's values back in their
+# environment (for the programs they start), but libraries already loaded keep one thread.
+SINGLE_THREADED = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+}
+
+LogCallback = Callable[[str, str, datetime], None]
+StartedCallback = Callable[[int, datetime], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _until_group_gone(pgid: int, within: float) -> None:
+    """Wait (a little) until the killed processes of group ``pgid`` have exited, so that
+    none of an attempt's processes is still running when run() returns. (Signal 0 only
+    tests for existence: harmless even if the group id were reused.)"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        await asyncio.sleep(0.005)
+
+
+def _kill_when_started(server: ForkServer, started: asyncio.Future[tuple[int, int]]) -> None:
+    if not started.cancelled() and started.exception() is None:
+        server.signal(started.result()[0], signal.SIGKILL)
+
+
+@dataclass
+class _Attempt:
+    task: Task
+    server: ForkServer | None = None
+    """The fork server that started the child (it signals the child's group)."""
+    pid: int | None = None
+    stop: Stop | None = None
+    urgent: bool = False
+    """Stopped without grace (SIGKILL at once)."""
+    killed: bool = False
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    kill_timer: asyncio.TimerHandle | None = None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Runner:
+    """Runs step attempts in child processes of a warm fork server.
+
+    ``grace_seconds``: between SIGTERM and SIGKILL when stopping an attempt. ``python``:
+    the interpreter of the fork server. ``preload``: modules it imports before forking.
+    ``module_path``: directories searched for user modules (``function`` steps), before
+    the agent's ``PYTHONPATH``.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace_seconds: float = 5.0,
+        python: str = sys.executable,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        module_path: Sequence[Path | str] = (),
+    ) -> None:
+        self.grace_seconds = grace_seconds
+        self._python = python
+        self._preload = list(preload)
+        self._module_path = [str(Path(p).resolve()) for p in module_path]
+        self._server: ForkServer | None = None
+        self._server_lock = asyncio.Lock()
+        self._restart: asyncio.Task[None] | None = None
+        self._attempts: dict[str, _Attempt] = {}
+        self._watchdog = MemoryWatchdog()
+        self._cgroups: CgroupPool | None = None
+        self._environ: dict[str, str | None] = {}
+        self._started = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the fork server (and detect a delegated cgroup v2 memory controller)."""
+        self._cgroups = await asyncio.to_thread(CgroupPool.detect)
+        if self._cgroups is not None:
+            log.info("memory_limits", mechanism="cgroup v2", root=str(self._cgroups.root))
+        self._started = True
+        await self._ensure_server()
+
+    async def stop(self) -> None:
+        """Kill running attempts at once and stop the fork server."""
+        self._started = False
+        for attempt in list(self._attempts.values()):
+            self._stop(attempt, Stop("cancel", "the runner is stopping"), grace=False)
+        await self._wait_all()
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
+        await self._watchdog.close()
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """The fork server's pid, while it runs."""
+        server = self._server
+        return server.pid if server is not None and server.alive else None
+
+    def _server_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        self._environ = {name: os.environ.get(name) for name in SINGLE_THREADED}
+        env.update(SINGLE_THREADED)
+        # User modules come from module_path, then the agent's PYTHONPATH; `executor` and
+        # `legato` from where this process imported them (a checkout works uninstalled).
+        paths = [*self._module_path, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        for package in (executor, legato):
+            root = str(Path(package.__file__ or ".").resolve().parents[1])
+            if root not in paths:
+                paths.append(root)
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        return env
+
+    async def _ensure_server(self) -> ForkServer:
+        async with self._server_lock:
+            if self._server is not None and self._server.alive:
+                return self._server
+            if self._server is not None:
+                await self._server.stop()
+            server = ForkServer(
+                python=self._python,
+                preload=self._preload,
+                env=self._server_env(),
+                on_lost=self._server_lost,
+            )
+            await server.start()
+            self._server = server
+            log.info("fork_server_started", pid=server.pid)
+            return server
+
+    def _server_lost(self) -> None:
+        log.warning("fork_server_lost", pid=self._server.pid if self._server else None)
+        if self._started and (self._restart is None or self._restart.done()):
+            self._restart = asyncio.get_running_loop().create_task(self._restart_server())
+
+    async def _restart_server(self) -> None:
+        try:
+            await self._ensure_server()
+        except ForkServerError as exc:  # the next run() tries again
+            log.error("fork_server_restart_failed", error=str(exc))
+
+    # -- control ------------------------------------------------------------------------
+
+    def running(self) -> list[str]:
+        return list(self._attempts)
+
+    def cancel(self, lease_id: str, reason: str) -> bool:
+        """Stop the attempt of ``lease_id`` (SIGTERM, grace, SIGKILL); its run() returns a
+        cancelled Outcome. False when no such attempt runs."""
+        attempt = self._attempts.get(lease_id)
+        if attempt is None or attempt.finished.is_set():
+            return False
+        self._stop(attempt, Stop("cancel", reason), grace=True)
+        return True
+
+    async def kill_all(self, reason: str) -> None:
+        """Cancel every attempt (SIGTERM, grace, SIGKILL) and wait until all have ended."""
+        for attempt in list(self._attempts.values()):
+            self._stop(attempt, Stop("cancel", reason), grace=True)
+        await self._wait_all()
+
+    async def _wait_all(self) -> None:
+        attempts = list(self._attempts.values())
+        if attempts:
+            await asyncio.gather(*(a.finished.wait() for a in attempts))
+
+    def _stop(self, attempt: _Attempt, stop: Stop, *, grace: bool) -> None:
+        """Stop an attempt for ``stop`` (the first reason is the one reported)."""
+        if attempt.stop is None:
+            attempt.stop = stop
+        attempt.urgent = attempt.urgent or not grace
+        if attempt.pid is None:
+            return  # applied as soon as the child has started
+        if attempt.urgent:
+            self._kill(attempt)
+            return
+        self._signal(attempt, signal.SIGTERM)
+        if attempt.kill_timer is None:
+            loop = asyncio.get_running_loop()
+            attempt.kill_timer = loop.call_later(self.grace_seconds, self._kill, attempt)
+
+    def _stop_for_timeout(self, attempt: _Attempt) -> None:
+        self._stop(attempt, Stop("timeout"), grace=True)
+
+    def _kill(self, attempt: _Attempt) -> None:
+        if not attempt.finished.is_set():
+            attempt.killed = True
+            self._signal(attempt, signal.SIGKILL)
+
+    def _signal(self, attempt: _Attempt, signum: int) -> None:
+        if attempt.pid is not None and attempt.server is not None:
+            attempt.server.signal(attempt.pid, signum)
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(
+        self,
+        task: Task,
+        on_log: LogCallback,
+        on_started: StartedCallback | None = None,
+    ) -> Outcome:
+        """Run one attempt of ``task`` and return its Outcome. Step failures (errors,
+        limits, cancellation, a lost fork server) are Outcomes, never exceptions."""
+        if task.lease_id in self._attempts:
+            raise ValueError(f"lease {task.lease_id!r} is already running")
+        attempt = _Attempt(task)
+        self._attempts[task.lease_id] = attempt
+        try:
+            return await self._run(attempt, on_log, on_started)
+        finally:
+            attempt.finished.set()
+            for timer in [*attempt.timers, attempt.kill_timer]:
+                if timer is not None:
+                    timer.cancel()
+            del self._attempts[task.lease_id]
+
+    def _write_task(self, task: Task) -> Path:
+        document = asdict(task)
+        document.update(
+            workdir=str(task.workdir.resolve()),
+            inputs=[
+                {**asdict(i), "table_path": str(i.table_path) if i.table_path else None}
+                for i in task.inputs
+            ],
+            output_path=str((task.workdir / OUTPUT_FILE).resolve()),
+            environ={
+                **self._environ,
+                "LEGATO_PIPELINE": task.pipeline,
+                "LEGATO_STEP": task.step_name,
+                "LEGATO_RUN_ID": task.run_id,
+                "LEGATO_ATTEMPT": str(task.attempt),
+                "LEGATO_LEASE_ID": task.lease_id,
+            },
+        )
+        path = task.workdir / TASK_FILE
+        path.write_text(json.dumps(document, default=str))
+        return path
+
+    async def _run(
+        self, attempt: _Attempt, on_log: LogCallback, on_started: StartedCallback | None
+    ) -> Outcome:
+        task = attempt.task
+        begun = _now()
+
+        def ending(**fields: Any) -> Outcome:
+            defaults: dict[str, Any] = {
+                "task": task,
+                "begun": begun,
+                "started_at": None,
+                "ended_at": _now(),
+                "document": None,
+                "exit": None,
+                "stop": attempt.stop,
+                "killed": attempt.killed,
+                "grace": self.grace_seconds,
+            }
+            return build(Ending(**{**defaults, **fields}))
+
+        try:
+            server = await self._ensure_server()
+        except ForkServerError as exc:
+            return ending(stop=attempt.stop or Stop("lost", f"the agent cannot fork: {exc}"))
+        if attempt.stop is not None:
+            return ending()
+        cgroup = None
+        if self._cgroups is not None and task.memory_bytes:
+            cgroup = await asyncio.to_thread(
+                self._cgroups.create, f"{task.lease_id}", task.memory_bytes
+            )
+        try:
+            return await self._supervise(attempt, server, cgroup, on_log, on_started, ending)
+        finally:
+            if cgroup is not None:
+                await asyncio.to_thread(CgroupPool.remove, cgroup)
+
+    async def _supervise(
+        self,
+        attempt: _Attempt,
+        server: ForkServer,
+        cgroup: Path | None,
+        on_log: LogCallback,
+        on_started: StartedCallback | None,
+        ending: Callable[..., Outcome],
+    ) -> Outcome:
+        task = attempt.task
+        request = {
+            "task": str(self._write_task(task)),
+            "memory": task.memory_bytes,
+            "cgroup": str(cgroup) if cgroup else None,
+        }
+        readers: list[pipes.LineReader | pipes.BlobReader] = [
+            pipes.LineReader("stdout", on_log),
+            pipes.LineReader("stderr", on_log),
+            pipes.BlobReader(MAX_RESULT_BYTES),
+        ]
+        try:
+            read_ends, write_ends = pipes.open_pipes(len(readers))
+        except OSError as exc:
+            return ending(stop=attempt.stop or Stop("lost", f"the agent cannot make pipes: {exc}"))
+        try:
+            await asyncio.gather(*map(pipes.connect, read_ends, readers))
+            if attempt.stop is not None:  # cancelled meanwhile: do not start it
+                for reader in readers:
+                    reader.close()
+                return ending()
+            child = await server.fork(request, write_ends)
+        except (ForkServerLostError, OSError) as exc:
+            for reader in readers:
+                reader.close()
+            return ending(stop=attempt.stop or Stop("lost", f"the agent cannot fork: {exc}"))
+        finally:
+            for fd in write_ends:
+                os.close(fd)
+        try:
+            return await self._watch(attempt, server, child, cgroup, readers, on_started, ending)
+        finally:
+            for reader in readers:
+                reader.close()
+
+    async def _watch(
+        self,
+        attempt: _Attempt,
+        server: ForkServer,
+        child: Child,
+        cgroup: Path | None,
+        readers: Sequence[pipes.LineReader | pipes.BlobReader],
+        on_started: StartedCallback | None,
+        ending: Callable[..., Outcome],
+    ) -> Outcome:
+        task = attempt.task
+        try:
+            pid, base_anon = await child.started
+        except (ForkServerLostError, ForkServerError) as exc:
+            return ending(stop=attempt.stop or Stop("lost", str(exc)))
+        except asyncio.CancelledError:  # run() itself was cancelled: the child must not run
+            child.started.add_done_callback(functools.partial(_kill_when_started, server))
+            raise
+        started_at = _now()
+        attempt.server = server
+        attempt.pid = pid
+        loop = asyncio.get_running_loop()
+        if on_started is not None:
+            try:
+                on_started(pid, started_at)
+            except Exception:
+                log.exception("on_started_failed", lease=task.lease_id)
+        if attempt.stop is not None:  # stopped while starting
+            self._stop(attempt, attempt.stop, grace=not attempt.urgent)
+        if task.timeout is not None:
+            attempt.timers.append(loop.call_later(task.timeout, self._stop_for_timeout, attempt))
+        if task.memory_bytes and cgroup is None:
+
+            def over(_usage: int) -> None:
+                self._stop(attempt, Stop("memory"), grace=False)
+
+            self._watchdog.watch(
+                pid, limit=task.memory_bytes, base_anon=base_anon, on_exceeded=over
+            )
+        exit_status: ExitStatus | None = None
+        try:
+            exit_status = await child.exited
+        except ForkServerLostError:
+            # Nobody reaps or reports this child any more: kill its group ourselves.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            if attempt.stop is None:
+                attempt.stop = Stop("lost", "the agent's fork server died while it ran")
+        except asyncio.CancelledError:
+            self._kill(attempt)
+            raise
+        finally:
+            self._watchdog.unwatch(pid)
+        ended_at = _now()
+        await asyncio.wait([asyncio.ensure_future(r.done) for r in readers], timeout=DRAIN_SECONDS)
+        await _until_group_gone(pid, DRAIN_SECONDS)
+        result = readers[2]
+        assert isinstance(result, pipes.BlobReader)
+        document = None if result.overflow else parse_document(bytes(result.data))
+        return ending(
+            started_at=started_at,
+            ended_at=ended_at,
+            document=document,
+            exit=exit_status,
+            stop=attempt.stop,
+            killed=attempt.killed,
+            oom_killed=cgroup is not None and CgroupPool.oom_killed(cgroup),
+        )

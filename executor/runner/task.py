@@ -1,0 +1,71 @@
+"""The runner's input and output: a Task to run and the Outcome of running it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["ColumnInfo", "FailureKind", "Outcome", "Status", "Task", "TaskInput"]
+
+Status = Literal["succeeded", "failed", "cancelled"]
+FailureKind = Literal["error", "timeout", "memory", "lost"]
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """One upstream step's output: its values and, when it produced one, its table as an
+    Arrow IPC file (file or stream format)."""
+
+    step: str
+    values: dict[str, Any]
+    table_path: Path | None
+
+
+@dataclass(frozen=True)
+class Task:
+    lease_id: str
+    run_id: str
+    pipeline: str
+    step_name: str
+    attempt: int
+    kind: str
+    """The step kind: ``transform``, ``function``, ... (a key of ``executor.kinds.KINDS``)."""
+    config: dict[str, Any]
+    """The kind's message as ``MessageToDict(msg, preserving_proto_field_name=True)``."""
+    params: dict[str, Any]
+    inputs: list[TaskInput]
+    timeout: float | None
+    """Seconds from the child's start; None for no limit."""
+    memory_bytes: int | None
+    """See :mod:`executor.runner.limits` for what is counted; None for no limit."""
+    workdir: Path
+    """Created and removed by the caller; the runner writes ``task.json`` and the child
+    writes ``output.arrow`` there, and it is the step's working directory."""
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    """The Arrow type, as Arrow prints it: ``int64``, ``string``, ``timestamp[us, tz=UTC]``."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    failure_kind: FailureKind | None
+    error: str
+    records_in: int | None
+    records_out: int | None
+    values: dict[str, Any]
+    table_path: Path | None
+    rows: int | None
+    columns: list[ColumnInfo]
+    started_at: datetime
+    """When the child started executing (UTC); when it never started, when run() began."""
+    ended_at: datetime
+    max_rss_bytes: int | None
+    """The child's peak resident set as the kernel counts it (wait4), which includes the
+    pages it shares with the fork server; None when it was not reaped by the runner."""

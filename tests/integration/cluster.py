@@ -1,0 +1,135 @@
+"""A test cluster: a real control plane in-process plus executor agents as separate
+`legato agent` processes, and helpers to apply specs and wait for runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from legato import Client
+from legato.spec import load_spec_text
+from legato.testing import LocalControlPlane
+from legato.v1 import agent_pb2, run_pb2
+
+LEGATO = str(Path(sys.executable).with_name("legato"))
+HELPERS = str(Path(__file__).with_name("steps"))
+ENDED = {
+    run_pb2.RUN_STATUS_SUCCEEDED,
+    run_pb2.RUN_STATUS_FAILED,
+    run_pb2.RUN_STATUS_CANCELLED,
+    run_pb2.RUN_STATUS_TIMED_OUT,
+    run_pb2.RUN_STATUS_SKIPPED,
+}
+
+
+@dataclass
+class Cluster:
+    plane: LocalControlPlane
+    workdir: Path
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Client:
+        return self.plane.client()
+
+    def start_agent(
+        self, name: str, *, slots: int = 2, labels: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        args = [
+            LEGATO,
+            "agent",
+            "--server",
+            self.plane.address,
+            "--name",
+            name,
+            "--slots",
+            str(slots),
+            "--workdir",
+            str(self.workdir / name),
+            "--grace",
+            "1s",
+            "--log-format",
+            "json",
+        ]
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]),
+        }
+        log = (self.workdir / f"{name}.log").open("ab")
+        process = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
+        self.agents[name] = process
+        if wait:
+            self.wait_for(
+                lambda: self.agent_state(name) == agent_pb2.AGENT_STATE_CONNECTED,
+                f"agent {name} to connect",
+            )
+        return process
+
+    def agent_state(self, name: str) -> int:
+        for agent in self.client.list_agents(show_disconnected=True):
+            if agent.name == name:
+                return agent.state
+        return agent_pb2.AGENT_STATE_UNSPECIFIED
+
+    def kill_agent(self, name: str) -> None:
+        process = self.agents.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.agents.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        self.agents.clear()
+
+    def apply(self, yaml_text: str) -> str:
+        spec = load_spec_text(textwrap.dedent(yaml_text)).spec
+        self.client.apply_pipeline(spec)
+        return spec.name
+
+    def run(self, pipeline: str, timeout: float = 30, **params: object) -> run_pb2.Run:
+        """Start a run and wait for it to end."""
+        started = self.client.trigger_run(pipeline, params=params or None)
+        return self.wait_run(started.run.id, timeout)
+
+    def wait_run(self, run_id: str, timeout: float = 30) -> run_pb2.Run:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.client.get_run(run_id)
+            if run.status in ENDED:
+                return run
+            time.sleep(0.05)
+        raise AssertionError(
+            f"run {run_id} did not end in {timeout}s: {self.client.get_run(run_id)}"
+        )
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; agent logs in {self.workdir}")
+
+    def logs(self, run_id: str) -> list[str]:
+        return [line.text for line in self.client.get_run_logs(run_id)]
+
+
+def steps_by_name(run: run_pb2.Run) -> dict[str, run_pb2.StepRun]:
+    return {step.name: step for step in run.steps}
+
+
+def status_name(value: int) -> str:
+    return run_pb2.StepStatus.Name(value).removeprefix("STEP_STATUS_").lower()  # type: ignore[arg-type]
