@@ -35,6 +35,7 @@ from control_plane.execution.transitions import Transitions
 from control_plane.registry import Registry
 from control_plane.store import migrate
 from control_plane.store.db import Database
+from legato.telemetry import Tracing
 from legato.v1 import (
     agent_service_pb2,
     agent_service_pb2_grpc,
@@ -69,6 +70,7 @@ class ControlPlane:
     hub: AgentHub = field(default_factory=AgentHub)
     _health: health.aio.HealthServicer | None = None
     _signals: Signals | None = None
+    _tracing: Tracing | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> int:
@@ -86,7 +88,8 @@ class ControlPlane:
             await signals.start()
             self._signals = signals
             plans = PlanCache()
-            transitions = Transitions(plans, clock)
+            self._tracing = Tracing("legato-control-plane")
+            transitions = Transitions(plans, clock, self._tracing)
             runs = Runs(db, plans, transitions, signals, clock=clock)
             agents = Agents(
                 db,
@@ -98,7 +101,16 @@ class ControlPlane:
                 clock=clock,
             )
             signals.on_cancel(self.hub.cancel)
-            dispatcher = Dispatcher(db, self.hub, plans, signals, lease_seconds=lease, clock=clock)
+            dispatcher = Dispatcher(
+                db,
+                self.hub,
+                plans,
+                signals,
+                lease_seconds=lease,
+                clock=clock,
+                tracing=self._tracing,
+            )
+            agents.use_dispatcher(dispatcher)
             reaper = Reaper(db, transitions, signals, clock=clock)
             artifacts = ArtifactStore(
                 db,
@@ -176,6 +188,8 @@ class ControlPlane:
             await self.server.stop(self.config.shutdown_grace if grace is None else grace)
         if self._signals is not None:
             await self._signals.stop()
+        if self._tracing is not None:
+            await asyncio.to_thread(self._tracing.shutdown)
         if self.db is not None:
             await self.db.dispose()
         log.info("server_stopped")

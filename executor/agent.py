@@ -35,9 +35,10 @@ from executor.config import AgentConfig
 from executor.connections import load_connections
 from executor.logship import LogBatcher
 from executor.reports import ReportBuffer
-from executor.runner import Runner
+from executor.runner import Outcome, Runner
 from executor.tasks import result_message, started_time, to_task
 from legato import __version__
+from legato.telemetry import Tracing, parse_traceparent
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
 __all__ = ["Agent"]
@@ -58,11 +59,13 @@ class Agent:
         self.instance_id = uuid.uuid4().hex
         self.connections = load_connections(config.connections_file)
         self._runner = runner or Runner(grace_seconds=config.grace)
+        self._tracing = Tracing("legato-agent")
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._batchers: dict[str, LogBatcher] = {}
         self._reports = ReportBuffer()
         self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
         self._urgent: deque[pb.ConnectRequest] = deque()
+        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._draining = False
         self._last_contact = time.monotonic()
@@ -116,6 +119,7 @@ class Agent:
             await self._runner.kill_all("the agent is stopping")
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await self._runner.stop()
+            await asyncio.to_thread(self._tracing.shutdown)
             if self._channel is not None:
                 await self._channel.close()
 
@@ -158,6 +162,7 @@ class Agent:
             outbox.put_nowait(pb.ConnectRequest(credit=pb.CreditGrant(credits=free)))
         self._urgent.clear()
         self._outbox = outbox
+        self._wake.set()
         self.connected.set()
         log.info(
             "connected", server=self.config.server, name=self.config.name, running=len(self._tasks)
@@ -206,7 +211,14 @@ class Agent:
         """Send queued messages in order, but heartbeats and credits first: they must not
         wait behind a backlog of log batches."""
         while True:
-            request = self._urgent.popleft() if self._urgent else await outbox.get()
+            if self._urgent:
+                request = self._urgent.popleft()
+            elif not outbox.empty():
+                request = outbox.get_nowait()
+            else:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             if not request.seq:
                 request.seq = self._reports.next_seq()
             await call.write(request)
@@ -227,12 +239,12 @@ class Agent:
     def _send_urgent(self, request: pb.ConnectRequest) -> None:
         if self._outbox is not None:
             self._urgent.append(request)
-            # Wake the writer if it is waiting on an empty outbox.
-            self._outbox.put_nowait(pb.ConnectRequest(heartbeat=pb.Heartbeat()))
+            self._wake.set()
 
     def _send(self, request: pb.ConnectRequest) -> None:
         if self._outbox is not None:
             self._outbox.put_nowait(request)
+            self._wake.set()
 
     def _report(self, request: pb.ConnectRequest) -> None:
         self._send(self._reports.add(request))
@@ -292,6 +304,7 @@ class Agent:
                         error=f"storing the output failed: {error.details()}",
                     )
             result = result_message(lease_id, outcome, artifact_id)
+            self._trace(assignment, outcome)
         except Exception as exc:
             log.exception("task_failed_in_agent", lease=lease_id)
             result = pb.TaskResult(
@@ -311,6 +324,31 @@ class Agent:
                 self._stop.set()
         else:
             self._send_urgent(pb.ConnectRequest(credit=pb.CreditGrant(credits=1)))
+
+    def _trace(self, assignment: agent_pb2.TaskAssignment, outcome: Outcome) -> None:
+        """The attempt's span, a child of the run's span (from the assignment)."""
+        parent = parse_traceparent(assignment.traceparent)
+        if parent is None:
+            return
+        self._tracing.span(
+            f"step {assignment.step_name}",
+            trace_id=f"{parent[0]:032x}",
+            parent_span_id=f"{parent[1]:016x}",
+            start=outcome.started_at,
+            end=outcome.ended_at,
+            attributes={
+                "legato.run_id": assignment.run_id,
+                "legato.pipeline": assignment.pipeline,
+                "legato.step": assignment.step_name,
+                "legato.attempt": assignment.attempt,
+                "legato.agent": self.config.name,
+                "legato.records_in": outcome.records_in,
+                "legato.records_out": outcome.records_out,
+                "legato.outcome": outcome.status,
+                "legato.failure_kind": outcome.failure_kind,
+            },
+            error=outcome.error if outcome.status != "succeeded" else "",
+        )
 
     async def _download_inputs(
         self, assignment: agent_pb2.TaskAssignment, workdir: Path

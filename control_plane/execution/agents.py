@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import LeaseLost, NotFound
 from control_plane.execution import leases
+from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
 from control_plane.execution.signals import Signals
@@ -62,6 +64,11 @@ class Agents:
         self._replica = replica
         self._lease = timedelta(seconds=lease_seconds)
         self._clock = clock
+        self._dispatcher: Dispatcher | None = None
+
+    def use_dispatcher(self, dispatcher: Dispatcher) -> None:
+        """Hand steps made ready by a result straight to agents, in the same transaction."""
+        self._dispatcher = dispatcher
 
     # -- the stream's life --------------------------------------------------------------
 
@@ -113,9 +120,9 @@ class Agents:
 
     async def started(self, session: AgentSession, lease_id: str, time: datetime | None) -> None:
         async with self._db.write() as db:
-            run = await self._transitions.attempt_started(db, lease_id, time or self._clock())
-            run_id = run.id
-        await self._signals.run_changed(run_id)
+            run_id = await self._transitions.attempt_started(db, lease_id, time or self._clock())
+        if run_id:
+            await self._signals.run_changed(run_id)
 
     async def logs(
         self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
@@ -173,9 +180,23 @@ class Agents:
     async def result(self, session: AgentSession, lease_id: str, outcome: AttemptOutcome) -> None:
         effects = Effects()
         session.leases.discard(lease_id)
-        async with self._db.write() as db:
-            run, attempt = await self._transitions.current_attempt(db, lease_id)
-            await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
+        claimed: list[Any] = []
+        try:
+            async with self._db.write() as db:
+                run, attempt = await self._transitions.current_attempt(db, lease_id)
+                await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
+                if self._dispatcher is not None:
+                    claimed = await self._dispatcher.claim_inline(
+                        db, effects.ready, effects.siblings
+                    )
+        except BaseException:
+            if self._dispatcher is not None:
+                self._dispatcher.release(claimed)
+            raise
+        if self._dispatcher is not None:
+            await self._dispatcher.send(claimed)
+        if len(claimed) == len(effects.ready):
+            effects.work = False  # nothing left for the dispatcher
         await effects.apply(self._signals, self._clock())
 
     # -- operators ----------------------------------------------------------------------

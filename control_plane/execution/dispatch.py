@@ -24,6 +24,7 @@ from control_plane.execution.plans import PlanCache
 from control_plane.execution.signals import Signals
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow, StepRunRow
+from legato.telemetry import Tracing
 
 __all__ = ["Dispatcher"]
 
@@ -41,7 +42,9 @@ class Dispatcher:
         lease_seconds: float,
         clock: Callable[[], datetime],
         poll_seconds: float = 1.0,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing
         self._db = db
         self._hub = hub
         self._plans = plans
@@ -71,35 +74,99 @@ class Dispatcher:
         if not sessions:
             return 0
         credits = sum(s.credits for s in sessions)
-        sent: list[tuple[AgentSession, Assignment]] = []
-        reserved: list[AgentSession] = []
+        claimed: list[tuple[AgentSession, Assignment]] = []
         try:
             async with self._db.write() as session:
                 now = self._clock()
                 candidates = await self._candidates(session, now, limit=max(64, credits * 4))
-                for step, run in candidates:
-                    agent = _pick(sessions, step.selector or {})
-                    if agent is None:
-                        reason = _no_agent_reason(step.selector or {})
-                        if step.waiting_reason != reason:
-                            step.waiting_reason = reason
-                        continue
-                    agent.credits -= 1
-                    reserved.append(agent)
-                    assignment = await self._claim(session, step, run, agent, now)
-                    sent.append((agent, assignment))
-                    if not any(s.credits > 0 for s in sessions):
-                        break
+                claimed = await self.claim(session, candidates, now)
         except BaseException:
-            for agent in reserved:
-                agent.credits += 1
+            self.release(claimed)
             raise
-        for agent, assignment in sent:
+        await self.send(claimed)
+        return len(claimed)
+
+    async def claim_inline(
+        self,
+        session: AsyncSession,
+        ready: list[tuple[StepRunRow, RunRow]],
+        siblings: dict[str, dict[str, StepRunRow]],
+    ) -> list[tuple[AgentSession, Assignment]]:
+        """Claim steps a transaction has just made ready, in that transaction, when an
+        agent can take them: the step reaches an agent without a dispatcher pass. Runs in
+        a savepoint, so a failure here leaves the steps ready and the transaction whole."""
+        if not ready or not self._hub.available():
+            return []
+        claimed: list[tuple[AgentSession, Assignment]] = []
+        try:
+            async with session.begin_nested():
+                claimed = await self.claim(session, ready, self._clock(), siblings=siblings)
+        except Exception:
+            log.exception("inline_claim_failed")
+            self.release(claimed)
+            return []
+        return claimed
+
+    async def claim(
+        self,
+        session: AsyncSession,
+        candidates: list[tuple[StepRunRow, RunRow]],
+        now: datetime,
+        *,
+        siblings: dict[str, dict[str, StepRunRow]] | None = None,
+    ) -> list[tuple[AgentSession, Assignment]]:
+        """Lease ``candidates`` to agents with credits (reserved here; ``release`` them if
+        the transaction fails, ``send`` them once it has committed)."""
+        sessions = self._hub.available()
+        claimed: list[tuple[AgentSession, Assignment]] = []
+        for step, run in candidates:
+            if not any(s.credits > 0 for s in sessions):
+                break
+            agent = _pick(sessions, step.selector or {})
+            if agent is None:
+                reason = _no_agent_reason(step.selector or {})
+                if step.waiting_reason != reason:
+                    step.waiting_reason = reason
+                continue
+            agent.credits -= 1
+            try:
+                assignment = await self._claim(
+                    session, step, run, agent, now, (siblings or {}).get(run.id)
+                )
+            except BaseException:
+                agent.credits += 1
+                raise
+            claimed.append((agent, assignment))
+        return claimed
+
+    @staticmethod
+    def release(claimed: list[tuple[AgentSession, Assignment]]) -> None:
+        for agent, _ in claimed:
+            agent.credits += 1
+
+    async def send(self, claimed: list[tuple[AgentSession, Assignment]]) -> None:
+        now = self._clock()
+        for agent, assignment in claimed:
             agent.leases.add(assignment.lease_id)
             agent.send(Outgoing(kind="assignment", assignment=assignment))
-        if sent:
-            await self._signals.run_changed(*{a.run_id for _, a in sent})
-        return len(sent)
+            if self._tracing is not None and assignment.traceparent:
+                _, trace_id, span_id, _ = assignment.traceparent.split("-")
+                self._tracing.span(
+                    f"dispatch {assignment.step_name}",
+                    trace_id=trace_id,
+                    parent_span_id=span_id,
+                    start=assignment.lease_expire_time - self._lease,
+                    end=now,
+                    attributes={
+                        "legato.run_id": assignment.run_id,
+                        "legato.step": assignment.step_name,
+                        "legato.attempt": assignment.attempt,
+                        "legato.agent": agent.name,
+                        "legato.lease_id": assignment.lease_id,
+                    },
+                )
+        if claimed:
+            await self._signals.run_changed(*{a.run_id for _, a in claimed})
 
     async def _candidates(
         self, session: AsyncSession, now: datetime, limit: int
@@ -125,6 +192,7 @@ class Dispatcher:
         run: RunRow,
         agent: AgentSession,
         now: datetime,
+        known: dict[str, StepRunRow] | None = None,
     ) -> Assignment:
         plan = await self._plans.get(session, run.pipeline_id, run.pipeline, run.version)
         number = step.attempt + 1
@@ -150,10 +218,14 @@ class Dispatcher:
         parents = plan.dag.parents(step.name)
         inputs: list[InputRef] = []
         if parents:
-            rows = await session.execute(
-                select(StepRunRow).where(StepRunRow.run_id == run.id, StepRunRow.name.in_(parents))
-            )
-            by_name = {row.name: row for row in rows.scalars()}
+            by_name = known or {}
+            if not all(name in by_name for name in parents):
+                rows = await session.execute(
+                    select(StepRunRow).where(
+                        StepRunRow.run_id == run.id, StepRunRow.name.in_(parents)
+                    )
+                )
+                by_name = {row.name: row for row in rows.scalars()}
             inputs = [_input(by_name[name]) for name in parents if name in by_name]
         timeout = plan.timeout(step.name)
         if run.deadline_time is not None:

@@ -4,8 +4,10 @@ that runs changed, cancel leases on agents, wake again when a retry delay ends."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from control_plane.execution.signals import Signals
 
@@ -18,15 +20,25 @@ class Effects:
     runs: set[str] = field(default_factory=set)
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
+    # (step row, run row) pairs made ready in this transaction, for an inline claim.
+    ready: list[tuple[Any, Any]] = field(default_factory=list)
+    # The step rows of those runs, already loaded (run id → name → row).
+    siblings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Trace spans to record once the transaction has committed.
+    spans: list[Callable[[], None]] = field(default_factory=list)
 
     def merge(self, other: Effects) -> None:
         self.work |= other.work
         self.runs |= other.runs
         self.cancels.extend(other.cancels)
         self.wake_at.extend(other.wake_at)
+        self.ready.extend(other.ready)
+        self.spans.extend(other.spans)
 
     async def apply(self, signals: Signals, now: datetime) -> None:
         """Call after the commit."""
+        for record in self.spans:
+            record()
         for agent, lease_id, reason in self.cancels:
             await signals.cancel_lease(agent, lease_id, reason)
         if self.work:

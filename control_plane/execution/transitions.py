@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import runlog
@@ -29,6 +29,7 @@ from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_
 from control_plane.resolver import RunContext, StepFacts
 from control_plane.retries import decide_retry, effective_policy
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
+from legato.telemetry import Tracing
 
 __all__ = ["AttemptOutcome", "Transitions"]
 
@@ -47,9 +48,12 @@ class AttemptOutcome:
 
 
 class Transitions:
-    def __init__(self, plans: PlanCache, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, plans: PlanCache, clock: Callable[[], datetime], tracing: Tracing | None = None
+    ) -> None:
         self.plans = plans
         self.clock = clock
+        self.tracing = tracing
 
     # -- locking ----------------------------------------------------------------------
 
@@ -95,6 +99,18 @@ class Transitions:
     ) -> None:
         """Move a created or queued run to running and decide its first steps."""
         now = self.clock()
+        if self.tracing is not None and (now - run.create_time).total_seconds() > 0.001:
+            tracing, created = self.tracing, run.create_time
+            effects.spans.append(
+                lambda: tracing.span(
+                    "queued",
+                    trace_id=run.trace_id,
+                    parent_span_id=run.span_id,
+                    start=created,
+                    end=now,
+                    attributes={"legato.run_id": run.id},
+                )
+            )
         run.status = "running"
         run.start_time = now
         run.waiting_reason = ""
@@ -136,6 +152,26 @@ class Transitions:
         duration = (now - (run.start_time or run.create_time)).total_seconds()
         self.log(session, run.id, runlog.pipeline_finished(status, error or None, duration), now)
         effects.runs.add(run.id)
+        if self.tracing is not None:
+            tracing, start = self.tracing, run.start_time or run.create_time
+            attributes = {
+                "legato.run_id": run.id,
+                "legato.pipeline": run.pipeline,
+                "legato.version": run.version,
+                "legato.trigger": run.trigger_kind,
+                "legato.status": status,
+            }
+            effects.spans.append(
+                lambda: tracing.span(
+                    f"run {run.pipeline}",
+                    trace_id=run.trace_id,
+                    span_id=run.span_id,
+                    start=start,
+                    end=now,
+                    attributes=attributes,
+                    error=error if status != "succeeded" else "",
+                )
+            )
         await self.promote_queued(session, run.pipeline_id, plan, effects)
 
     async def promote_queued(
@@ -181,7 +217,9 @@ class Transitions:
             return
         now = self.clock()
         plan = await self.plan_of(session, run)
-        steps = await self.steps_of(session, run.id)
+        # Lock the steps: the dispatcher claims ready steps without the run lock, and must
+        # either see them cancelled or have committed its claim (whose attempt we then see).
+        steps = await self.steps_of(session, run.id, for_update=True)
         active = (
             await session.execute(
                 select(AttemptRow)
@@ -206,17 +244,37 @@ class Transitions:
 
     # -- attempts ---------------------------------------------------------------------
 
-    async def attempt_started(
-        self, session: AsyncSession, lease_id: str, started: datetime
-    ) -> RunRow:
-        run, attempt = await self.current_attempt(session, lease_id)
-        attempt.status = "running"
-        attempt.start_time = started
-        step = await session.get(StepRunRow, attempt.step_run_id, with_for_update=True)
-        if step is not None and step.status in ("leased", "running"):
-            step.status = "running"
-            step.start_time = step.start_time or started
-        return run
+    async def attempt_started(self, session: AsyncSession, lease_id: str, started: datetime) -> str:
+        """Mark a leased attempt running; returns its run id. Two fenced UPDATEs and no run
+        lock: this report arrives for every step, just before its result."""
+        row = (
+            await session.execute(
+                update(AttemptRow)
+                .where(AttemptRow.lease_id == lease_id, AttemptRow.status == "leased")
+                .values(status="running", start_time=started)
+                .returning(AttemptRow.step_run_id, AttemptRow.run_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        if row is None:
+            status = (
+                await session.execute(
+                    select(AttemptRow.status).where(AttemptRow.lease_id == lease_id)
+                )
+            ).scalar_one_or_none()
+            if status == "running":
+                return ""  # a repeated report after a reconnect
+            raise LeaseLost(
+                f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
+            )
+        step_run_id, run_id = row
+        await session.execute(
+            update(StepRunRow)
+            .where(StepRunRow.id == step_run_id, StepRunRow.status.in_(("leased", "running")))
+            .values(status="running", start_time=func.coalesce(StepRunRow.start_time, started))
+            .execution_options(synchronize_session=False)
+        )
+        return str(run_id)
 
     async def finish_attempt(
         self,
@@ -231,8 +289,8 @@ class Transitions:
         now = self.clock()
         end = outcome.end_time or now
         plan = await self.plan_of(session, run)
-        step = await session.get(StepRunRow, attempt.step_run_id, with_for_update=True)
-        assert step is not None
+        steps = await self.steps_of(session, run.id)
+        step = next(row for row in steps.values() if row.id == attempt.step_run_id)
         attempt.end_time = end
         attempt.records_in = outcome.records_in
         attempt.records_out = outcome.records_out
@@ -283,7 +341,7 @@ class Transitions:
                 effects.work = True
                 return
             step.status = "timed_out" if kind == "timeout" else "failed"
-        await self.resolve(session, run, plan, [step.name], effects)
+        await self.resolve(session, run, plan, [step.name], effects, steps=steps)
 
     async def resolve(
         self,
@@ -292,23 +350,32 @@ class Transitions:
         plan: Plan,
         finished: Iterable[str],
         effects: Effects,
+        *,
+        steps: dict[str, StepRunRow] | None = None,
     ) -> None:
-        """Decide the steps that depend on ``finished`` and end the run when all are done."""
+        """Decide the steps that depend on ``finished`` and end the run when all are done.
+        ``steps`` are the run's step rows when the caller has them loaded already."""
         now = self.clock()
-        steps = await self.steps_of(session, run.id)
+        if steps is None:
+            steps = await self.steps_of(session, run.id)
         decisions = plan.dag.after(list(finished), self.facts(steps), self.context(run))
         self._apply_decisions(session, run, plan, steps, decisions, effects, now)
         await self._maybe_finish(session, run, plan, steps, effects)
 
     # -- helpers ----------------------------------------------------------------------
 
-    async def steps_of(self, session: AsyncSession, run_id: str) -> dict[str, StepRunRow]:
-        rows = await session.execute(
+    async def steps_of(
+        self, session: AsyncSession, run_id: str, *, for_update: bool = False
+    ) -> dict[str, StepRunRow]:
+        stmt = (
             select(StepRunRow)
             .where(StepRunRow.run_id == run_id)
             .order_by(StepRunRow.position)
             .execution_options(populate_existing=True)
         )
+        if for_update:
+            stmt = stmt.with_for_update()
+        rows = await session.execute(stmt)
         return {row.name: row for row in rows.scalars()}
 
     @staticmethod
@@ -368,6 +435,8 @@ class Transitions:
             if decision.status == "ready":
                 row.waiting_reason = ""
                 effects.work = True
+                effects.ready.append((row, run))
+                effects.siblings[run.id] = steps
                 continue
             row.end_time = now
             row.error = decision.reason if decision.status == "failed" else ""

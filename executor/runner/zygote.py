@@ -29,6 +29,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = ["main"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_SPARE_RETRY = 1.0
 
 
 def _prctl(option: int, value: int) -> None:
@@ -59,6 +61,7 @@ class Zygote:
         self.sock = sock
         self.children: dict[int, int] = {}  # pid → request id
         self.spare: _Spare | None = None
+        self.spare_after = 0.0  # monotonic time before which no spare is forked (after a failure)
         self.stopping = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -73,9 +76,13 @@ class Zygote:
         poller.register(self.wake_r, select.POLLIN)
         while not self.stopping:
             # With no spare, look for work without waiting; when there is none, fork one.
-            events = poller.poll(0 if self.spare is None else None)
-            if not events:
-                self.prepare_spare()
+            events = poller.poll(self._poll_timeout())
+            if not events and self.spare is None:
+                try:
+                    self.prepare_spare()
+                except OSError as exc:  # out of processes or memory: try again later
+                    print(f"legato fork server: cannot fork: {exc}", file=sys.stderr)
+                    self.spare_after = time.monotonic() + _SPARE_RETRY
             for fd, _events in events:
                 if fd == self.wake_r:
                     with contextlib.suppress(BlockingIOError):
@@ -84,6 +91,12 @@ class Zygote:
                 else:
                     self.receive()
         self.shutdown()
+
+    def _poll_timeout(self) -> int | None:
+        """Milliseconds to wait for work: none while a spare is wanted, else forever."""
+        if self.spare is not None:
+            return None
+        return max(0, round((self.spare_after - time.monotonic()) * 1000))
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self.stopping = True
@@ -105,7 +118,10 @@ class Zygote:
         if not data:
             self.stopping = True
             return
-        message = decode(data)
+        try:
+            message = decode(data)
+        except ValueError:
+            message = {}
         if message.get("op") == "fork" and len(fds) == 3:
             try:
                 self.start(data, int(message["id"]), fds)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from executor.runner import Runner
 from tests.executor.runner_support import Logs, MakeTask, alive, wait_until
 
@@ -141,3 +143,14 @@ async def test_kill_all_ends_every_attempt(runner: Runner, make_task: MakeTask) 
     assert [o.status for o in outcomes] == ["cancelled"] * 3
     assert all(o.error.endswith("the agent is stopping") for o in outcomes)
     assert not any(alive(pid) for pid in started)
+
+
+async def test_cancelling_run_itself_kills_the_child(runner: Runner, make_task: MakeTask) -> None:
+    logs = Logs()
+    running = asyncio.create_task(runner.run(make_task(SPAWN + "sleeper.wait()\n"), logs))
+    await wait_until(lambda: logs.lines)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await wait_until(lambda: not any(alive(pid) for pid in pids(logs)))
+    assert runner.running() == []

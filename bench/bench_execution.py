@@ -1,0 +1,132 @@
+"""Execution-plane benchmarks (issue targets in brackets):
+
+  W1  one run of 40 chained no-op steps: step-to-step latency p50/p95, the time from a
+      step's end to the next step's start as the agent saw them [p50 <= 5 ms SQLite,
+      <= 10 ms PostgreSQL], and the run's total time
+  W2  40 parallel no-op steps and a join: total time
+  W3  one-step runs per second, many runs in flight [>= 100 runs/s]
+  W4  sustained no-op steps/s with 4 agents on PostgreSQL [>= 1,000 steps/s]
+
+    .venv/bin/python bench/bench_execution.py [--only W1,W3] [--backend sqlite|postgres|both]
+
+Agents are separate processes; every step runs in a child process of its agent (forked
+from the agent's warm fork server)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import cluster, percentile, wait_run
+
+from legato.testing import LocalControlPlane
+from legato.v1 import spec_pb2
+
+NOOP = spec_pb2.TransformStep(code="pass")
+
+
+def chain(name: str, length: int) -> spec_pb2.PipelineSpec:
+    steps = [spec_pb2.Step(name="s00", transform=NOOP)]
+    for i in range(1, length):
+        steps.append(spec_pb2.Step(name=f"s{i:02d}", needs=[f"s{i - 1:02d}"], transform=NOOP))
+    return spec_pb2.PipelineSpec(name=name, steps=steps)
+
+
+def fan(name: str, width: int) -> spec_pb2.PipelineSpec:
+    steps = [spec_pb2.Step(name=f"p{i:02d}", transform=NOOP) for i in range(width)]
+    steps.append(spec_pb2.Step(name="join", needs=[s.name for s in steps], transform=NOOP))
+    return spec_pb2.PipelineSpec(name=name, steps=steps)
+
+
+def w1(plane: LocalControlPlane, rounds: int = 3) -> None:
+    client = plane.client()
+    client.apply_pipeline(chain("w1", 40))
+    gaps: list[float] = []
+    totals: list[float] = []
+    for _ in range(rounds):
+        run = wait_run(plane, client.trigger_run("w1").run.id)
+        assert run.status == 3, run
+        steps = sorted(run.steps, key=lambda s: s.name)
+        for prev, nxt in itertools.pairwise(steps):
+            gap = nxt.start_time.ToDatetime() - prev.end_time.ToDatetime()
+            gaps.append(gap.total_seconds() * 1000)
+        totals.append((run.end_time.ToDatetime() - run.start_time.ToDatetime()).total_seconds())
+    print(
+        f"  W1 40-step chain: step-to-step p50 {percentile(gaps, 0.5):.1f} ms, "
+        f"p95 {percentile(gaps, 0.95):.1f} ms (n={len(gaps)}); "
+        f"run total {statistics.median(totals):.2f} s"
+    )
+
+
+def w2(plane: LocalControlPlane, rounds: int = 3) -> None:
+    client = plane.client()
+    client.apply_pipeline(fan("w2", 40))
+    totals = []
+    for _ in range(rounds):
+        run = wait_run(plane, client.trigger_run("w2").run.id)
+        assert run.status == 3, run
+        totals.append((run.end_time.ToDatetime() - run.start_time.ToDatetime()).total_seconds())
+    print(
+        f"  W2 40 parallel + join: run total {statistics.median(totals):.2f} s (median of {rounds})"
+    )
+
+
+def w3(plane: LocalControlPlane, runs: int = 400) -> None:
+    client = plane.client()
+    client.apply_pipeline(
+        spec_pb2.PipelineSpec(name="w3", steps=[spec_pb2.Step(name="only", transform=NOOP)])
+    )
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(lambda _: client.trigger_run("w3").run.id, range(runs)))
+    triggered = time.perf_counter() - started
+    for run_id in ids:
+        assert wait_run(plane, run_id).status == 3
+    elapsed = time.perf_counter() - started
+    print(
+        f"  W3 one-step runs: {runs} runs in {elapsed:.2f} s = {runs / elapsed:.0f} runs/s "
+        f"(triggering alone {runs / triggered:.0f} runs/s)"
+    )
+
+
+def w4(plane: LocalControlPlane, runs: int = 50, width: int = 40) -> None:
+    client = plane.client()
+    client.apply_pipeline(fan("w4", width))
+    started = time.perf_counter()
+    ids = [client.trigger_run("w4").run.id for _ in range(runs)]
+    for run_id in ids:
+        assert wait_run(plane, run_id, timeout=600).status == 3
+    elapsed = time.perf_counter() - started
+    steps = runs * (width + 1)
+    print(f"  W4 {steps} no-op steps on 4 agents: {elapsed:.2f} s = {steps / elapsed:.0f} steps/s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", default="W1,W2,W3,W4")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    args = parser.parse_args()
+    only = {w.strip().upper() for w in args.only.split(",")}
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        if only & {"W1", "W2", "W3"}:
+            print(f"{backend}, 1 agent with 8 slots:")
+            with cluster(backend, agents=1, slots=8) as plane:
+                for name, fn in (("W1", w1), ("W2", w2), ("W3", w3)):
+                    if name in only:
+                        fn(plane)
+        if "W4" in only and backend == "postgres":
+            print(f"{backend}, 4 agents with 8 slots each:")
+            with cluster(backend, agents=4, slots=8) as plane:
+                w4(plane)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
