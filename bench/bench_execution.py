@@ -21,7 +21,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import cluster, percentile, wait_run
+from harness import CpuMeter, cluster, percentile, wait_run
 
 from legato.testing import LocalControlPlane
 from legato.v1 import spec_pb2
@@ -80,6 +80,8 @@ def w3(plane: LocalControlPlane, runs: int = 400) -> None:
     client.apply_pipeline(
         spec_pb2.PipelineSpec(name="w3", steps=[spec_pb2.Step(name="only", transform=NOOP)])
     )
+    meter = CpuMeter(plane.agent_pids)  # type: ignore[attr-defined]
+    meter.start()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = list(pool.map(lambda _: client.trigger_run("w3").run.id, range(runs)))
@@ -87,22 +89,32 @@ def w3(plane: LocalControlPlane, runs: int = 400) -> None:
     for run_id in ids:
         assert wait_run(plane, run_id).status == 3
     elapsed = time.perf_counter() - started
+    meter.stop()
     print(
         f"  W3 one-step runs: {runs} runs in {elapsed:.2f} s = {runs / elapsed:.0f} runs/s "
-        f"(triggering alone {runs / triggered:.0f} runs/s)"
+        f"(triggering alone {runs / triggered:.0f} runs/s); CPU per run: control plane "
+        f"{1000 * meter.own / runs:.1f} ms, agent + step process "
+        f"{1000 * meter.agents / runs:.1f} ms"
     )
 
 
 def w4(plane: LocalControlPlane, runs: int = 50, width: int = 40) -> None:
     client = plane.client()
     client.apply_pipeline(fan("w4", width))
+    meter = CpuMeter(plane.agent_pids)  # type: ignore[attr-defined]
+    meter.start()
     started = time.perf_counter()
     ids = [client.trigger_run("w4").run.id for _ in range(runs)]
     for run_id in ids:
         assert wait_run(plane, run_id, timeout=600).status == 3
     elapsed = time.perf_counter() - started
+    meter.stop()
     steps = runs * (width + 1)
-    print(f"  W4 {steps} no-op steps on 4 agents: {elapsed:.2f} s = {steps / elapsed:.0f} steps/s")
+    print(
+        f"  W4 {steps} no-op steps on 4 agents: {elapsed:.2f} s = {steps / elapsed:.0f} steps/s; "
+        f"CPU per step: control plane {1000 * meter.own / steps:.1f} ms, "
+        f"agents + step processes {1000 * meter.agents / steps:.1f} ms"
+    )
 
 
 def main() -> int:

@@ -96,6 +96,7 @@ def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane
                 time.sleep(0.05)
             else:
                 raise RuntimeError("agents did not connect")
+            plane.agent_pids = [p.pid for p in processes]  # type: ignore[attr-defined]
             yield plane
         finally:
             for process in processes:
@@ -105,6 +106,51 @@ def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+
+
+class CpuMeter:
+    """CPU seconds used by this process (control plane + benchmark client) and by the agents
+    (with their fork servers and step processes), between ``start`` and ``stop``. Agents'
+    CPU is read from /proc while they run, so they need not have exited."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.own = 0.0
+        self.agents = 0.0
+
+    def _agents(self) -> float:
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # utime, stime, cutime, cstime (children already reaped: finished steps)
+            total += sum(int(x) for x in fields[11:15]) / tick
+        return total
+
+    def _tree(self) -> list[int]:
+        found, frontier = [], list(self.pids)
+        while frontier:
+            pid = frontier.pop()
+            found.append(pid)
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            frontier.extend(int(c) for c in children)
+        return found
+
+    def start(self) -> None:
+        times = os.times()
+        self.own = -(times.user + times.system)
+        self.agents = -self._agents()
+
+    def stop(self) -> None:
+        times = os.times()
+        self.own += times.user + times.system
+        self.agents += self._agents()
 
 
 def wait_run(plane: LocalControlPlane, run_id: str, timeout: float = 120) -> run_pb2.Run:

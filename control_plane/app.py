@@ -111,6 +111,7 @@ class ControlPlane:
                 tracing=self._tracing,
             )
             agents.use_dispatcher(dispatcher)
+            runs.use_dispatcher(dispatcher)
             reaper = Reaper(db, transitions, signals, clock=clock)
             artifacts = ArtifactStore(
                 db,

@@ -48,6 +48,8 @@ log = structlog.get_logger("legato.agent")
 
 LOG_FLUSH_SECONDS = 0.05
 UPLOAD_CHUNK = 1024 * 1024
+# How long a stopping agent waits for its last reports to be acknowledged.
+STOP_REPORT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 10.0
 
 
@@ -66,6 +68,7 @@ class Agent:
         self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
         self._urgent: deque[pb.ConnectRequest] = deque()
         self._wake = asyncio.Event()
+        self._stop_deadline: float | None = None
         self._stop = asyncio.Event()
         self._draining = False
         self._last_contact = time.monotonic()
@@ -170,23 +173,27 @@ class Agent:
         writer = asyncio.create_task(self._write(call, outbox))
         beat = asyncio.create_task(self._heartbeats(outbox))
         try:
-            while not self._stop.is_set():
-                reading = asyncio.ensure_future(call.read())
-                stopping = asyncio.ensure_future(self._stop.wait())
-                done, _ = await asyncio.wait(
-                    {reading, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                stopping.cancel()
-                if reading not in done:
-                    reading.cancel()
+            # One read stays pending across iterations: cancelling it would cancel the call.
+            reading: asyncio.Future[Any] | None = None
+            while True:
+                if self._stop.is_set() and self._done_reporting():
                     break
-                message = reading.result()
+                if reading is None:
+                    reading = asyncio.ensure_future(call.read())
+                if not self._stop.is_set():
+                    stopping = asyncio.ensure_future(self._stop.wait())
+                    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    stopping.cancel()
+                else:
+                    # Stopping: keep reading acknowledgements until every report has one.
+                    await asyncio.wait({reading}, timeout=0.2)
+                if not reading.done():
+                    continue
+                message, reading = reading.result(), None
                 if message is grpc.aio.EOF:
                     raise ConnectionError("the control plane closed the stream")
                 self._last_contact = time.monotonic()
                 self._handle(message)
-            if self._stop.is_set():
-                await self._drain_outbox(outbox)
         finally:
             self.connected.clear()
             self._outbox = None
@@ -223,11 +230,11 @@ class Agent:
                 request.seq = self._reports.next_seq()
             await call.write(request)
 
-    async def _drain_outbox(self, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
-        """Give queued reports a moment to leave before the stream closes."""
-        deadline = time.monotonic() + 2
-        while not outbox.empty() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    def _done_reporting(self) -> bool:
+        """When stopping: every report acknowledged, or too long spent waiting for that."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + STOP_REPORT_SECONDS
+        return len(self._reports) == 0 or time.monotonic() > self._stop_deadline
 
     async def _heartbeats(self, outbox: asyncio.Queue[pb.ConnectRequest]) -> None:
         while True:

@@ -74,6 +74,11 @@ class Dispatcher:
         if not sessions:
             return 0
         credits = sum(s.credits for s in sessions)
+        # Most wake-ups find nothing to claim: look first with a read, so that they do not
+        # take the write lock (one writer at a time on SQLite).
+        async with self._db.read() as probe:
+            if not await self._anything_due(probe, self._clock()):
+                return 0
         claimed: list[tuple[AgentSession, Assignment]] = []
         try:
             async with self._db.write() as session:
@@ -168,17 +173,22 @@ class Dispatcher:
         if claimed:
             await self._signals.run_changed(*{a.run_id for _, a in claimed})
 
+    async def _anything_due(self, session: AsyncSession, now: datetime) -> bool:
+        stmt = (
+            select(StepRunRow.id)
+            .join(RunRow, RunRow.id == StepRunRow.run_id)
+            .where(_due(now), RunRow.status == "running")
+            .limit(1)
+        )
+        return (await session.execute(stmt)).first() is not None
+
     async def _candidates(
         self, session: AsyncSession, now: datetime, limit: int
     ) -> list[tuple[StepRunRow, RunRow]]:
-        due = or_(
-            StepRunRow.status == "ready",
-            (StepRunRow.status == "pending") & (StepRunRow.not_before <= now),
-        )
         stmt = (
             select(StepRunRow, RunRow)
             .join(RunRow, RunRow.id == StepRunRow.run_id)
-            .where(due, RunRow.status == "running")
+            .where(_due(now), RunRow.status == "running")
             .order_by(RunRow.create_time, StepRunRow.position)
             .limit(limit)
             .with_for_update(of=StepRunRow, skip_locked=True)
@@ -282,3 +292,11 @@ def _no_agent_reason(selector: dict[str, Any]) -> str:
         return "waiting for a free agent slot"
     labels = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
     return f"waiting: no connected agent with a free slot has labels {labels}"
+
+
+def _due(now: datetime) -> Any:
+    """Steps an agent may take now: ready, or pending with a retry delay that has ended."""
+    return or_(
+        StepRunRow.status == "ready",
+        (StepRunRow.status == "pending") & (StepRunRow.not_before <= now),
+    )

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id, new_span_id, new_trace_id
 from control_plane.execution.params import resolve_params
@@ -61,6 +62,11 @@ class Runs:
         self._transitions = transitions
         self._signals = signals
         self._clock = clock
+        self._dispatcher: Dispatcher | None = None
+
+    def use_dispatcher(self, dispatcher: Dispatcher) -> None:
+        """Lease a new run's first steps in the transaction that creates it."""
+        self._dispatcher = dispatcher
 
     # -- mutations ----------------------------------------------------------------------
 
@@ -75,10 +81,32 @@ class Runs:
     ) -> tuple[RunView, bool]:
         """Create a run; returns it and whether it was created (False: request id replay)."""
         effects = Effects()
+        claimed: list[Any] = []
+        try:
+            created, view = await self._trigger(
+                pipeline, version, params, trigger, actor, effects, claimed
+            )
+        except BaseException:
+            self._release(claimed)
+            raise
+        await self._send(claimed, effects)
+        await effects.apply(self._signals, self._clock())
+        return view, created
+
+    async def _trigger(
+        self,
+        pipeline: str,
+        version: int,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        effects: Effects,
+        claimed: list[Any],
+    ) -> tuple[bool, RunView]:
         async with self._db.write() as session:
             replay = await requests.find_result(session, "TriggerRun", actor.request_id)
             if replay is not None:
-                return await self._view(session, str(replay["run_id"])), False
+                return False, await self._view(session, str(replay["run_id"]))
             row = await pipeline_queries.find_pipeline(session, pipeline, for_update=True)
             if row is None:
                 raise NotFound(
@@ -101,6 +129,7 @@ class Runs:
                 session.add(step)
             await session.flush()
             await self._start_or_queue(session, run, plan, effects)
+            claimed.extend(await self._claim(session, effects))
             await requests.record_result(
                 session, "TriggerRun", actor.request_id, {"run_id": run.id}, run.create_time
             )
@@ -117,9 +146,7 @@ class Runs:
                     "trigger": trigger.kind,
                 },
             )
-            view = await self._view(session, run.id)
-        await effects.apply(self._signals, self._clock())
-        return view, True
+            return True, await self._view(session, run.id)
 
     async def cancel(self, run_id: str, reason: str, actor: Actor) -> RunView:
         effects = Effects()
@@ -147,6 +174,25 @@ class Runs:
         """A new run from a finished one: by default only its steps that did not succeed
         run again; the others keep their outputs."""
         effects = Effects()
+        claimed: list[Any] = []
+        try:
+            view = await self._rerun(run_id, all_steps, latest_version, actor, effects, claimed)
+        except BaseException:
+            self._release(claimed)
+            raise
+        await self._send(claimed, effects)
+        await effects.apply(self._signals, self._clock())
+        return view
+
+    async def _rerun(
+        self,
+        run_id: str,
+        all_steps: bool,
+        latest_version: bool,
+        actor: Actor,
+        effects: Effects,
+        claimed: list[Any],
+    ) -> RunView:
         async with self._db.write() as session:
             replay = await requests.find_result(session, "RerunRun", actor.request_id)
             if replay is not None:
@@ -190,6 +236,7 @@ class Runs:
                 session.add(step)
             await session.flush()
             await self._start_or_queue(session, run, plan, effects)
+            claimed.extend(await self._claim(session, effects))
             await requests.record_result(
                 session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time
             )
@@ -202,9 +249,22 @@ class Runs:
                 request_id=actor.request_id,
                 details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
             )
-            view = await self._view(session, run.id)
-        await effects.apply(self._signals, self._clock())
-        return view
+            return await self._view(session, run.id)
+
+    async def _claim(self, session: AsyncSession, effects: Effects) -> list[Any]:
+        if self._dispatcher is None:
+            return []
+        return await self._dispatcher.claim_inline(session, effects.ready, effects.siblings)
+
+    def _release(self, claimed: list[Any]) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.release(claimed)
+
+    async def _send(self, claimed: list[Any], effects: Effects) -> None:
+        if self._dispatcher is not None:
+            await self._dispatcher.send(claimed)
+        if len(claimed) == len(effects.ready):
+            effects.work = False  # nothing left for the dispatcher
 
     # -- reads --------------------------------------------------------------------------
 

@@ -228,3 +228,35 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert first.returncode == 0 and f"schema upgraded from empty to {head}" in first.stdout
     second = legato(None, "db", "upgrade", "--db", url)
     assert f"schema already at revision {head}" in second.stdout
+
+
+def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
+    """The README's first command: one process, a pipeline run to success with its log."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [LEGATO, "up", "--demo", "--listen", "127.0.0.1:0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Try: "):
+                break
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    output = "\n".join(lines)
+    assert process.returncode == 0, output + (process.stderr.read() if process.stderr else "")
+    assert "Legato is up: control plane on 127.0.0.1:" in output
+    assert "Pipeline started (hello-legato v1, trigger manual)" in output
+    assert "Step 1: extract (127 records)" in output
+    assert "Step 2: transform (127 → " in output and "after filtering)" in output
+    assert "Pipeline completed successfully" in output
+    assert " succeeded" in lines[-2] or any(line.endswith(" succeeded") for line in lines)
+    assert (tmp_path / ".legato" / "legato.db").exists()
+    assert time.monotonic() - started < 60

@@ -14,7 +14,7 @@ from cluster import Cluster, status_name, steps_by_name
 
 from legato import RpcError
 from legato.testing import LocalControlPlane
-from legato.v1 import run_pb2, spec_pb2
+from legato.v1 import agent_pb2, run_pb2, spec_pb2
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -399,3 +399,28 @@ def test_logs_of_a_chatty_step_arrive_in_order(cluster: Cluster) -> None:
     ]
     assert len(lines) == 100_000
     assert lines[:2] == ["line 0", "line 1"] and lines[-1] == "line 99999"
+
+
+def test_drain_finishes_running_steps_then_stops_the_agent(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    process = cluster.start_agent("leaving")
+    marker = tmp_path / "pid"
+    cluster.apply(
+        f"""
+        name: drained
+        steps:
+          - name: nap
+            function:
+              function: legato_test_steps:slow
+              args: {{seconds: 1, marker: "{marker}"}}
+        """
+    )
+    run_id = cluster.client.trigger_run("drained").run.id
+    cluster.wait_for(marker.exists, "the step to start")
+    agent = cluster.client.drain_agent("leaving")
+    assert agent.name == "leaving"
+    assert process.wait(timeout=20) == 0
+    assert cluster.wait_run(run_id).status == run_pb2.RUN_STATUS_SUCCEEDED
+    listed = {a.name: a for a in cluster.client.list_agents(show_disconnected=True)}
+    assert listed["leaving"].state == agent_pb2.AGENT_STATE_DISCONNECTED

@@ -90,3 +90,6 @@ async def _finish_tasks() -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.get_running_loop().shutdown_asyncgens()
+    # A cancelled task may have left a call running in a database driver's thread (aiosqlite);
+    # let it report back while the loop can still take the callback.
+    await asyncio.sleep(0.1)
