@@ -16,7 +16,7 @@ from control_plane.errors import LeaseLost
 from control_plane.execution.effects import Effects
 from control_plane.execution.leases import expired_leases
 from control_plane.execution.signals import Signals
-from control_plane.execution.transitions import AttemptOutcome, Transitions
+from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
 from control_plane.store.db import Database
 from control_plane.store.models import RunRow
 
@@ -101,14 +101,7 @@ class Reaper:
                 if run.status != "running" or run.deadline_time is None or run.deadline_time >= now:
                     continue
                 plan = await self._transitions.plan_of(session, run)
-                limit = plan.max_duration or 0
-                reason = f"the run exceeded limits.max_duration of {_human(limit)}"
+                reason = deadline_reason(plan)
                 await self._transitions.stop_run(session, run, "timed_out", reason, effects)
             await effects.apply(self._signals, self._clock())
         return len(overdue)
-
-
-def _human(seconds: float) -> str:
-    from legato.spec.units import format_duration
-
-    return format_duration(seconds)

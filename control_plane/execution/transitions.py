@@ -29,9 +29,13 @@ from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_
 from control_plane.resolver import RunContext, StepFacts
 from control_plane.retries import decide_retry, effective_policy
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
+from legato.spec.units import format_duration
 from legato.telemetry import Tracing
 
-__all__ = ["AttemptOutcome", "Transitions"]
+__all__ = ["AttemptOutcome", "Transitions", "deadline_reason"]
+
+# A step that fails this close to its run's deadline was stopped by it.
+DEADLINE_SLACK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,11 @@ class Transitions:
                 export_target=_export_target(plan, step.name),
             )
             self.log(session, run.id, text, now, step=step.name, attempt=attempt.number)
+        elif self._past_deadline(run, end):
+            # The step was stopped because the run ran out of time: its timeout is capped
+            # by what is left of limits.max_duration. The run times out, not the step.
+            await self.stop_run(session, run, "timed_out", deadline_reason(plan), effects)
+            return
         else:
             kind = outcome.failure_kind or "error"
             attempt.status = "timed_out" if kind == "timeout" else "failed"
@@ -363,6 +372,11 @@ class Transitions:
         await self._maybe_finish(session, run, plan, steps, effects)
 
     # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _past_deadline(run: RunRow, moment: datetime) -> bool:
+        slack = timedelta(seconds=DEADLINE_SLACK_SECONDS)
+        return run.deadline_time is not None and moment >= run.deadline_time - slack
 
     async def steps_of(
         self, session: AsyncSession, run_id: str, *, for_update: bool = False
@@ -479,3 +493,7 @@ def _export_target(plan: Plan, step: str) -> str | None:
     if spec_step.WhichOneof("kind") != "export":
         return None
     return spec_step.export.WhichOneof("target")
+
+
+def deadline_reason(plan: Plan) -> str:
+    return f"the run exceeded limits.max_duration of {format_duration(plan.max_duration or 0)}"

@@ -424,3 +424,37 @@ def test_drain_finishes_running_steps_then_stops_the_agent(
     assert cluster.wait_run(run_id).status == run_pb2.RUN_STATUS_SUCCEEDED
     listed = {a.name: a for a in cluster.client.list_agents(show_disconnected=True)}
     assert listed["leaving"].state == agent_pb2.AGENT_STATE_DISCONNECTED
+
+
+def test_run_max_duration_times_the_run_out(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_agent("a1")
+    marker = tmp_path / "pid"
+    cluster.apply(
+        f"""
+        name: bounded
+        limits: {{max_duration: 2s}}
+        steps:
+          - name: nap
+            function:
+              function: legato_test_steps:slow
+              args: {{seconds: 60, marker: "{marker}"}}
+          - name: after
+            needs: [nap]
+            transform: {{code: "result = 1"}}
+        """
+    )
+    run = cluster.run("bounded", timeout=30)
+    assert run.status == run_pb2.RUN_STATUS_TIMED_OUT
+    assert "limits.max_duration of 2s" in run.error
+    assert [status_name(s.status) for s in run.steps] == ["timed_out", "timed_out"]
+    pid = int(marker.read_text())
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    cluster.wait_for(gone, "the step's process to be stopped", timeout=15)
+    assert any(line.startswith("Pipeline timed out after") for line in cluster.logs(run.id))
