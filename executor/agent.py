@@ -226,8 +226,7 @@ class Agent:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not request.seq:
-                request.seq = self._reports.next_seq()
+            request.seq = self._reports.next_seq()
             await call.write(request)
 
     def _done_reporting(self) -> bool:

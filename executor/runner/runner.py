@@ -431,8 +431,9 @@ class Runner:
             raise
         finally:
             self._watchdog.unwatch(pid)
-        ended_at = _now()
         await asyncio.wait([asyncio.ensure_future(r.done) for r in readers], timeout=DRAIN_SECONDS)
+        # The attempt ends once its last output line is read: no line is stamped after it.
+        ended_at = _now()
         await _until_group_gone(pid, DRAIN_SECONDS)
         result = readers[2]
         assert isinstance(result, pipes.BlobReader)
