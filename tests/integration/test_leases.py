@@ -4,6 +4,7 @@ replicas sharing one PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
+import os
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -181,3 +182,38 @@ def test_two_replicas_never_hand_out_one_attempt_twice(db_url: str, tmp_path: Pa
             assert len(step.attempts) == 1, (run.id, step.name, step.attempts)
             agents.add(step.attempts[0].agent)
     assert agents == {"agent-one", "agent-two"}
+
+
+def test_an_agent_cut_off_longer_than_its_lease_stops_its_steps(tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    plane = LocalControlPlane(db=f"sqlite:///{tmp_path}/legato.db", lease_timeout=2.0).start()
+    cluster = Cluster(plane, tmp_path)
+    try:
+        cluster.start_agent("island")
+        cluster.apply(
+            f"""
+            name: stranded
+            steps:
+              - name: nap
+                function:
+                  function: legato_test_steps:slow
+                  args: {{seconds: 60, marker: "{marker}"}}
+            """
+        )
+        cluster.client.trigger_run("stranded")
+        cluster.wait_for(marker.exists, "the step to start")
+        pid = int(marker.read_text())
+        plane.stop()  # the control plane goes away; the agent cannot renew its lease
+
+        def gone() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        started = time.monotonic()
+        cluster.wait_for(gone, "the stranded step to be stopped", timeout=20)
+        assert time.monotonic() - started >= 1.0  # not before the lease could have expired
+    finally:
+        cluster.stop()
