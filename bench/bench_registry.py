@@ -10,20 +10,15 @@ uses a throwaway database on LEGATO_TEST_POSTGRES_URL (default: local postgres).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import partial
 
-import asyncpg
-from sqlalchemy.engine import make_url
+from harness import database
 
 from legato.logsetup import configure_logging
 from legato.testing import LocalControlPlane
@@ -52,28 +47,6 @@ def spec(name: str, variant: int = 0) -> spec_pb2.PipelineSpec:
             ),
         ],
     )
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            yield f"sqlite:///{tmp}/legato.db"
-        return
-    name = f"legato_bench_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -133,3 +133,16 @@ def steps_by_name(run: run_pb2.Run) -> dict[str, run_pb2.StepRun]:
 
 def status_name(value: int) -> str:
     return run_pb2.StepStatus.Name(value).removeprefix("STEP_STATUS_").lower()  # type: ignore[arg-type]
+
+
+def process_gone(pid: int) -> Callable[[], bool]:
+    """A condition for ``wait_for``: the process ``pid`` no longer exists."""
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    return gone

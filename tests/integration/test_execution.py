@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cluster import Cluster, status_name, steps_by_name
+from cluster import Cluster, process_gone, status_name, steps_by_name
 
 from legato import RpcError
 from legato.testing import LocalControlPlane
@@ -229,14 +229,7 @@ def test_cancel_stops_running_steps(cluster: Cluster, tmp_path: Path) -> None:
     assert [status_name(s.status) for s in cancelled.steps] == ["cancelled", "cancelled"]
     pid = int(marker.read_text())
 
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    cluster.wait_for(gone, "the step's process to be killed", timeout=10)
+    cluster.wait_for(process_gone(pid), "the step's process to be killed", timeout=10)
     assert "Pipeline cancelled: changed my mind" in cluster.logs(run_id)
 
 
@@ -452,12 +445,5 @@ def test_run_max_duration_times_the_run_out(cluster: Cluster, tmp_path: Path) ->
     assert [status_name(s.status) for s in run.steps] == ["timed_out", "timed_out"]
     pid = int(marker.read_text())
 
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    cluster.wait_for(gone, "the step's process to be stopped", timeout=15)
+    cluster.wait_for(process_gone(pid), "the step's process to be stopped", timeout=15)
     assert any(line.startswith("Pipeline timed out after") for line in cluster.logs(run.id))

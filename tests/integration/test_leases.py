@@ -4,7 +4,6 @@ replicas sharing one PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from cluster import Cluster, status_name
+from cluster import Cluster, process_gone, status_name
 
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
@@ -205,15 +204,8 @@ def test_an_agent_cut_off_longer_than_its_lease_stops_its_steps(tmp_path: Path) 
         pid = int(marker.read_text())
         plane.stop()  # the control plane goes away; the agent cannot renew its lease
 
-        def gone() -> bool:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
         started = time.monotonic()
-        cluster.wait_for(gone, "the stranded step to be stopped", timeout=20)
+        cluster.wait_for(process_gone(pid), "the stranded step to be stopped", timeout=20)
         assert time.monotonic() - started >= 1.0  # not before the lease could have expired
     finally:
         cluster.stop()
