@@ -82,7 +82,9 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            await self._agents.disconnect(session)
+            # Shielded: when the agent cancels the call, this handler is cancelled too, and
+            # the agent must still be recorded as disconnected.
+            await asyncio.shield(self._agents.disconnect(session))
             log.info("agent_disconnected", agent=session.name)
 
     async def _read(

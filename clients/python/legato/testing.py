@@ -12,6 +12,7 @@ only its event loop runs in a thread of the test process. Needs the server extra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import Future
 from types import TracebackType
@@ -88,8 +89,11 @@ async def _finish_tasks() -> None:
     tasks = [task for task in asyncio.all_tasks() if task is not current]
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.get_running_loop().shutdown_asyncgens()
+    if tasks:
+        # Bounded: a task that does not finish promptly must not hang the caller's teardown.
+        await asyncio.wait(tasks, timeout=5)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.get_running_loop().shutdown_asyncgens(), timeout=5)
     # A cancelled task may have left a call running in a database driver's thread (aiosqlite);
     # let it report back while the loop can still take the callback.
     await asyncio.sleep(0.1)
