@@ -404,6 +404,9 @@ class Agent:
 
     def _flush_logs(self, lease_id: str, *, everything: bool) -> None:
         batcher = self._batchers.get(lease_id)
+        if batcher is not None:
+            # Lines the report buffer had to drop while the stream was down.
+            batcher.dropped += self._reports.take_dropped(lease_id)
         while batcher is not None and (len(batcher) or batcher.dropped):
             lines, dropped = batcher.take()
             self._report(

@@ -34,7 +34,7 @@ class ReportBuffer:
         self._pending: OrderedDict[int, _Entry] = OrderedDict()
         self._key = 0
         self._seq = 0
-        self.dropped_lines = 0
+        self._dropped: dict[str, int] = {}
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -64,13 +64,18 @@ class ReportBuffer:
             request.seq = 0
         return requests
 
+    def take_dropped(self, lease_id: str) -> int:
+        """Lines of ``lease_id`` dropped since the last call, for its next log batch."""
+        return self._dropped.pop(lease_id, 0)
+
     def __len__(self) -> int:
         return len(self._pending)
 
     def _drop_oldest_log(self) -> bool:
         for key, entry in self._pending.items():
             if entry.droppable and entry.request.seq == 0:
-                self.dropped_lines += entry.lines
+                lease_id = entry.request.logs.lease_id
+                self._dropped[lease_id] = self._dropped.get(lease_id, 0) + entry.lines
                 del self._pending[key]
                 return True
         return False

@@ -128,9 +128,14 @@ class Agents:
         self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
     ) -> None:
         async with self._db.write() as db:
-            attempt = (
-                await db.execute(select(AttemptRow).where(AttemptRow.lease_id == lease_id))
-            ).scalar_one_or_none()
+            found = (
+                await db.execute(
+                    select(AttemptRow, StepRunRow.name)
+                    .join(StepRunRow, StepRunRow.id == AttemptRow.step_run_id)
+                    .where(AttemptRow.lease_id == lease_id)
+                )
+            ).first()
+            attempt, name = found if found is not None else (None, "")
             if attempt is None or attempt.status not in ACTIVE_ATTEMPT:
                 raise LeaseLost(
                     f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
@@ -138,7 +143,6 @@ class Agents:
             # Output proves the agent is alive: it renews the lease like a heartbeat, so a
             # heartbeat queued behind a flood of lines does not let the lease expire.
             attempt.lease_expire_time = max(attempt.lease_expire_time, self._clock() + self._lease)
-            name = await self._step_name(db, attempt)
             rows = [
                 LogLineRow(
                     run_id=attempt.run_id,
@@ -211,17 +215,7 @@ class Agents:
         if page.after is not None:
             stmt = stmt.where(AgentRow.name > page.after)
         async with self._db.read() as db:
-            rows = list((await db.execute(stmt)).scalars())
-            counts = await db.execute(
-                select(AttemptRow.agent, func.count())
-                .where(
-                    AttemptRow.status.in_(ACTIVE_ATTEMPT),
-                    AttemptRow.agent.in_([r.name for r in rows]),
-                )
-                .group_by(AttemptRow.agent)
-            )
-            used = {str(agent): int(count) for agent, count in counts.all()}
-        infos = [AgentInfo(row=row, slots_used=int(used.get(row.name, 0))) for row in rows]
+            infos = await _with_slots_used(db, list((await db.execute(stmt)).scalars()))
         return page.page(infos, key=lambda info: info.row.name)
 
     async def drain(self, name: str, actor: Actor) -> AgentInfo:
@@ -243,14 +237,19 @@ class Agents:
                 resource=f"agents/{name}",
                 request_id=actor.request_id,
             )
+            (info,) = await _with_slots_used(db, [row])
         if session is not None:
             session.draining = True
             session.send(Outgoing(kind="drain", reason=f"drained by {actor.name}"))
-        page = await self.list_agents(show_disconnected=True, page_size=1000, page_token="")
-        return next(info for info in page.items if info.row.name == name)
+        return info
 
-    async def _step_name(self, db: AsyncSession, attempt: AttemptRow) -> str:
-        name = (
-            await db.execute(select(StepRunRow.name).where(StepRunRow.id == attempt.step_run_id))
-        ).scalar_one()
-        return str(name)
+
+async def _with_slots_used(db: AsyncSession, rows: list[AgentRow]) -> list[AgentInfo]:
+    """Each agent with the number of leases it holds (one query for all of them)."""
+    counts = await db.execute(
+        select(AttemptRow.agent, func.count())
+        .where(AttemptRow.status.in_(ACTIVE_ATTEMPT), AttemptRow.agent.in_([r.name for r in rows]))
+        .group_by(AttemptRow.agent)
+    )
+    used = {str(agent): int(count) for agent, count in counts.all()}
+    return [AgentInfo(row=row, slots_used=used.get(row.name, 0)) for row in rows]

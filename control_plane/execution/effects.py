@@ -27,14 +27,6 @@ class Effects:
     # Trace spans to record once the transaction has committed.
     spans: list[Callable[[], None]] = field(default_factory=list)
 
-    def merge(self, other: Effects) -> None:
-        self.work |= other.work
-        self.runs |= other.runs
-        self.cancels.extend(other.cancels)
-        self.wake_at.extend(other.wake_at)
-        self.ready.extend(other.ready)
-        self.spans.extend(other.spans)
-
     async def apply(self, signals: Signals, now: datetime) -> None:
         """Call after the commit."""
         for record in self.spans:

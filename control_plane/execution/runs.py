@@ -3,10 +3,10 @@ request ids honoured), cancel, rerun, and read runs and their logs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
 from sqlalchemy import select
@@ -29,6 +29,8 @@ from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, LogLineRow, RunRow, StepRunRow
 
 __all__ = ["RunView", "Runs", "TriggerSpec"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,17 +82,11 @@ class Runs:
         actor: Actor,
     ) -> tuple[RunView, bool]:
         """Create a run; returns it and whether it was created (False: request id replay)."""
-        effects = Effects()
-        claimed: list[Any] = []
-        try:
-            created, view = await self._trigger(
+        created, view = await self._leasing(
+            lambda effects, claimed: self._trigger(
                 pipeline, version, params, trigger, actor, effects, claimed
             )
-        except BaseException:
-            self._release(claimed)
-            raise
-        await self._send(claimed, effects)
-        await effects.apply(self._signals, self._clock())
+        )
         return view, created
 
     async def _trigger(
@@ -173,16 +169,11 @@ class Runs:
     ) -> RunView:
         """A new run from a finished one: by default only its steps that did not succeed
         run again; the others keep their outputs."""
-        effects = Effects()
-        claimed: list[Any] = []
-        try:
-            view = await self._rerun(run_id, all_steps, latest_version, actor, effects, claimed)
-        except BaseException:
-            self._release(claimed)
-            raise
-        await self._send(claimed, effects)
-        await effects.apply(self._signals, self._clock())
-        return view
+        return await self._leasing(
+            lambda effects, claimed: self._rerun(
+                run_id, all_steps, latest_version, actor, effects, claimed
+            )
+        )
 
     async def _rerun(
         self,
@@ -250,6 +241,20 @@ class Runs:
                 details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
             )
             return await self._view(session, run.id)
+
+    async def _leasing(self, create: Callable[[Effects, list[Any]], Awaitable[T]]) -> T:
+        """Run ``create`` (a transaction that starts a run and leases its first steps into
+        ``claimed``); release the leases' credits if it fails, push them once it commits."""
+        effects = Effects()
+        claimed: list[Any] = []
+        try:
+            result = await create(effects, claimed)
+        except BaseException:
+            self._release(claimed)
+            raise
+        await self._send(claimed, effects)
+        await effects.apply(self._signals, self._clock())
+        return result
 
     async def _claim(self, session: AsyncSession, effects: Effects) -> list[Any]:
         if self._dispatcher is None:
@@ -355,9 +360,6 @@ class Runs:
         elif attempt:
             raise InvalidArgument("attempt needs step: name the step whose attempt you want")
         return list((await session.execute(stmt)).scalars())
-
-    async def view(self, session: AsyncSession, run_id: str) -> RunView:
-        return await self._view(session, run_id)
 
     # -- internals ----------------------------------------------------------------------
 

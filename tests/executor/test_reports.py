@@ -45,4 +45,5 @@ def test_when_full_unsent_log_batches_go_first_and_results_stay() -> None:
     buffer.add(result())
     kinds = [r.WhichOneof("message") for r in buffer.unacknowledged()]
     assert kinds == ["result", "logs", "result"]
-    assert buffer.dropped_lines == 10
+    assert buffer.take_dropped("l") == 10
+    assert buffer.take_dropped("l") == 0

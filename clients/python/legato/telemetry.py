@@ -106,10 +106,6 @@ class Tracing:
             self._provider.add_span_processor(BatchSpanProcessor(exporter))
             self._tracer = self._provider.get_tracer("legato")
 
-    @property
-    def enabled(self) -> bool:
-        return self._tracer is not None
-
     def span(
         self,
         name: str,

@@ -22,7 +22,6 @@ from legato.errors import RpcError
 __all__ = ["main"]
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
