@@ -106,6 +106,46 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def warehouse_postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for user data (what query and export steps read and
+    write), apart from the control plane's; a SQLAlchemy URL with the psycopg driver."""
+    name = f"legato_wh_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = (
+            f"PostgreSQL is not reachable at {make_url(_admin_url()).render_as_string()} ({exc}); "
+            "set LEGATO_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB to run these tests"
+        )
+        if os.environ.get("LEGATO_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A user-data database on each backend, empty at the start of the test: a fresh SQLite
+    file, or the session's PostgreSQL warehouse with its public schema recreated."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/warehouse.db"
+    url: str = request.getfixturevalue("warehouse_postgres_url")
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+
+    asyncio.run(reset())
+    return url
+
+
 def make_spec(
     name: str = "etl", *, code: str = "result = data", cron: str = "0 2 * * *"
 ) -> spec_pb2.PipelineSpec:

@@ -9,6 +9,7 @@ message; anything else it raises is reported as an internal error of the kind.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -73,6 +74,35 @@ class StepContext:
     params: dict[str, Any]
     upstreams: tuple[Upstream, ...]
     workdir: Path
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """The named connections and secrets this step uses (name → URL or secret value),
+    as configured on the agent: only the ones the step names are handed to it."""
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """Values the control plane evaluated for this step from the run's params and its
+    upstream results: ``parameters`` (a query's bound values by name) and ``text`` (a
+    Slack export's message, its template filled in)."""
+
+    def connection(self, name: str) -> str:
+        """The URL or secret configured on this agent under ``name``."""
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise StepError(
+                f"this agent has no connection {name!r}; configure it in the agent's "
+                f"--connections file or as LEGATO_CONNECTION_{name.upper().replace('-', '__')}"
+            ) from None
+
+    @property
+    def idempotency_key(self) -> str:
+        """``<run>:<step>:<attempt>``: names this attempt's writes for receivers and logs."""
+        return f"{self.run_id}:{self.step}:{self.attempt}"
+
+    def upstream(self, name: str) -> Upstream:
+        for upstream in self.upstreams:
+            if upstream.step == name:
+                return upstream
+        known = ", ".join(repr(u.step) for u in self.upstreams) or "none"
+        raise StepError(f"step {self.step!r} has no upstream {name!r} (its upstreams: {known})")
 
     def records_in(self) -> int | None:
         """Total rows of the upstream tables; None when no upstream has a table."""
@@ -96,10 +126,13 @@ class StepResult:
     table: pa.Table | None = None
     values: dict[str, Any] = field(default_factory=dict)
     records_in: int | None = None
+    written: int | None = None
+    """Records a step wrote or delivered without producing a table: rows an export
+    inserted, items a webhook took, rows a statement changed."""
 
     @property
     def records_out(self) -> int | None:
-        return None if self.table is None else self.table.num_rows
+        return self.written if self.table is None else self.table.num_rows
 
 
 class StepKind(Protocol):

@@ -37,6 +37,8 @@ def _context(task: dict[str, Any]) -> StepContext:
             for i in task["inputs"]
         ),
         workdir=Path(task["workdir"]),
+        connections=dict(task.get("connections") or {}),
+        resolved=dict(task.get("resolved") or {}),
     )
 
 

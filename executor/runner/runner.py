@@ -293,8 +293,13 @@ class Runner:
                 "LEGATO_LEASE_ID": task.lease_id,
             },
         )
+        document["connections"] = dict(task.connections)
+        document["resolved"] = dict(task.resolved)
         path = task.workdir / TASK_FILE
-        path.write_text(json.dumps(document, default=str))
+        # It may hold connection URLs with credentials: readable by this user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(document, default=str))
         return path
 
     async def _run(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,10 @@ class Task:
     workdir: Path
     """Created and removed by the caller; the runner writes ``task.json`` and the child
     writes ``output.arrow`` there, and it is the step's working directory."""
+    connections: Mapping[str, str] = field(default_factory=dict)
+    """The agent's connections and secrets that this step names (name → value)."""
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """Values the control plane evaluated for the step (see ``StepContext.resolved``)."""
 
 
 @dataclass(frozen=True)
