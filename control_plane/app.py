@@ -25,6 +25,7 @@ from control_plane.config import ServerConfig
 from control_plane.errors import FailedPrecondition
 from control_plane.execution.agents import Agents
 from control_plane.execution.artifacts import ArtifactStore
+from control_plane.execution.child_runs import ChildRuns
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.hub import AgentHub
 from control_plane.execution.plans import PlanCache
@@ -113,6 +114,7 @@ class ControlPlane:
             agents.use_dispatcher(dispatcher)
             runs.use_dispatcher(dispatcher)
             reaper = Reaper(db, transitions, signals, clock=clock)
+            child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             artifacts = ArtifactStore(
                 db,
                 directory=None if self.config.artifacts == "db" else Path(self.config.artifacts),
@@ -132,7 +134,7 @@ class ControlPlane:
                 PipelineServicer(registry), server
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
-                RunServicer(runs, signals, db), server
+                RunServicer(runs, signals, db, artifacts), server
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
                 unimplemented_servicer(
@@ -166,6 +168,7 @@ class ControlPlane:
             self._tasks = [
                 asyncio.create_task(dispatcher.run_forever(), name="legato-dispatcher"),
                 asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
+                asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
             ]
         except BaseException:
             if self._signals is not None:

@@ -23,6 +23,8 @@ from .retries import RetryDecision
 
 __all__ = [
     "MAX_ERROR",
+    "child_run_finished",
+    "child_run_started",
     "human_duration",
     "pipeline_finished",
     "pipeline_started",
@@ -75,6 +77,18 @@ def step_succeeded(
     if duration_s is not None:
         line += f" in {human_duration(duration_s)}"
     return line
+
+
+def child_run_started(position: int, name: str, child_run: str, pipeline: str, wait: bool) -> str:
+    """``Step 4: publish started run 01J… of reports, waiting for it to end`` (a trigger
+    step; without ``wait`` the step succeeds with this line)."""
+    line = f"{_step(position, name)} started run {child_run} of {_clean(pipeline)}"
+    return line + (", waiting for it to end" if wait else "")
+
+
+def child_run_finished(position: int, name: str, child_run: str, pipeline: str) -> str:
+    """``Step 4: publish (run 01J… of reports succeeded)``."""
+    return f"{_step(position, name)} (run {child_run} of {_clean(pipeline)} succeeded)"
 
 
 def step_failed(

@@ -34,10 +34,12 @@ import structlog
 from executor.config import AgentConfig
 from executor.connections import load_connections
 from executor.logship import LogBatcher
+from executor.masking import Masker
 from executor.reports import ReportBuffer
 from executor.runner import Outcome, Runner
 from executor.tasks import result_message, started_time, to_task
 from legato import __version__
+from legato.spec.connections import connections_of
 from legato.telemetry import Tracing, parse_traceparent
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
@@ -60,6 +62,7 @@ class Agent:
         self._workdir = config.workdir.expanduser().resolve()
         self.instance_id = uuid.uuid4().hex
         self.connections = load_connections(config.connections_file)
+        self._mask = Masker(self.connections.values())
         self._runner = runner or Runner(grace_seconds=config.grace)
         self._tracing = Tracing("legato-agent")
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -279,7 +282,7 @@ class Agent:
         workdir = self._workdir / lease_id
         workdir.mkdir(parents=True, exist_ok=True)
         self._batchers[lease_id] = LogBatcher(
-            on_batch=lambda: self._flush_logs(lease_id, everything=False)
+            on_batch=lambda: self._flush_logs(lease_id, everything=False), mask=self._mask
         )
         self._tasks[lease_id] = asyncio.create_task(
             self._execute(assignment, workdir), name=f"task-{lease_id}"
@@ -295,9 +298,11 @@ class Agent:
 
         try:
             tables = await self._download_inputs(assignment, workdir)
-            outcome = await self._runner.run(
-                to_task(assignment, workdir, tables), batcher.add, on_started
-            )
+            names = connections_of(assignment.step)
+            named = {n: self.connections[n] for n in names if n in self.connections}
+            task = to_task(assignment, workdir, tables, named)
+            outcome = await self._runner.run(task, batcher.add, on_started)
+            outcome = replace(outcome, error=self._mask(outcome.error))
             artifact_id = ""
             if outcome.status == "succeeded" and outcome.table_path is not None:
                 try:
@@ -316,7 +321,7 @@ class Agent:
             result = pb.TaskResult(
                 lease_id=lease_id,
                 outcome=agent_pb2.TASK_OUTCOME_FAILED,
-                error=f"the agent failed to run the step: {type(exc).__name__}: {exc}",
+                error=self._mask(f"the agent failed to run the step: {type(exc).__name__}: {exc}"),
             )
             result.end_time.FromDatetime(datetime.now(UTC))
         finally:

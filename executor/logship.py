@@ -24,17 +24,21 @@ class LogBatcher:
         max_lines: int = 20_000,
         batch_lines: int = 500,
         on_batch: Callable[[], None] | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> None:
         self._lines: deque[agent_pb2.TaskLogLine] = deque()
         self._max = max_lines
         self.batch_lines = batch_lines
         self.dropped = 0
         self._on_batch = on_batch
+        self._mask = mask
 
     def add(self, stream: str, text: str, time: datetime) -> None:
         if len(self._lines) >= self._max:
             self.dropped += 1
             return
+        if self._mask is not None:
+            text = self._mask(text)
         stamp = timestamp_pb2.Timestamp()
         stamp.FromDatetime(time)
         self._lines.append(

@@ -28,7 +28,10 @@ _OUTCOMES = {
 
 
 def to_task(
-    assignment: agent_pb2.TaskAssignment, workdir: Path, tables: dict[str, Path] | None = None
+    assignment: agent_pb2.TaskAssignment,
+    workdir: Path,
+    tables: dict[str, Path] | None = None,
+    connections: dict[str, str] | None = None,
 ) -> Task:
     step = assignment.step
     kind = step.WhichOneof("kind") or ""
@@ -59,6 +62,8 @@ def to_task(
         else None,
         memory_bytes=assignment.memory_bytes or None,
         workdir=workdir,
+        connections=dict(connections or {}),
+        resolved=_plain(json_format.MessageToDict(assignment.resolved)),
     )
 
 

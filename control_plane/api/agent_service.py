@@ -330,6 +330,7 @@ def _assignment(a: Assignment) -> agent_pb2.TaskAssignment:
         memory_bytes=a.memory_bytes or 0,
         traceparent=a.traceparent,
         run_context=struct(a.run_context),
+        resolved=struct(a.resolved),
     )
     if a.timeout is not None:
         message.timeout.CopyFrom(_seconds(a.timeout))

@@ -14,10 +14,13 @@ from control_plane.api.run_convert import (
     log_message,
     run_message,
     step_message,
+    struct,
     trigger_kind_name,
 )
 from control_plane.api.unimplemented import not_yet
-from control_plane.errors import InvalidArgument
+from control_plane.errors import FieldViolation, InvalidArgument, NotFound
+from control_plane.execution.artifacts import ArtifactStore
+from control_plane.execution.previews import preview_rows
 from control_plane.execution.runs import Runs, RunView, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
@@ -30,10 +33,14 @@ __all__ = ["RunServicer"]
 Context = grpc.aio.ServicerContext[Any, Any]
 WATCH_POLL_SECONDS = 1.0
 WATCH_LOG_BATCH = 500
+MAX_PREVIEW_ROWS = 1000
 
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
-    def __init__(self, runs: Runs, signals: Signals, db: Database) -> None:
+    def __init__(
+        self, runs: Runs, signals: Signals, db: Database, artifacts: ArtifactStore
+    ) -> None:
+        self._artifacts = artifacts
         self._runs = runs
         self._signals = signals
         self._db = db
@@ -164,7 +171,30 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def GetStepOutput(
         self, request: pb.GetStepOutputRequest, context: Context
     ) -> pb.GetStepOutputResponse:
-        raise not_yet("RunService.GetStepOutput", "data steps (artifacts)")
+        if request.limit > MAX_PREVIEW_ROWS:
+            raise InvalidArgument(
+                f"limit {request.limit} is more than {MAX_PREVIEW_ROWS} rows; a preview is for "
+                "reading, download the artifact for the whole table",
+                reason="LIMIT_TOO_LARGE",
+                violations=[FieldViolation("limit", f"at most {MAX_PREVIEW_ROWS}")],
+            )
+        view = await self._runs.get(request.run_id)
+        step = next((s for s in view.steps if s.name == request.step), None)
+        if step is None:
+            names = ", ".join(s.name for s in view.steps)
+            raise NotFound(
+                f"run {request.run_id} has no step {request.step!r}; its steps are {names}",
+                reason="STEP_NOT_FOUND",
+                metadata={"run_id": request.run_id, "step": request.step},
+            )
+        message = step_message(step, view.attempts.get(step.id, []))
+        response = pb.GetStepOutputResponse(summary=message.output)
+        artifact_id = message.output.artifact_id
+        if artifact_id:
+            data = b"".join([chunk async for chunk in self._artifacts.read(artifact_id)])
+            rows = await asyncio.to_thread(preview_rows, data, request.limit or 20)
+            response.rows.extend(struct(row) for row in rows)
+        return response
 
     async def CreateBackfill(
         self, request: pb.CreateBackfillRequest, context: Context

@@ -18,6 +18,13 @@ import structlog
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.execution.bindings import (
+    CONNECTION_LABEL,
+    needs_resolution,
+    resolved_values,
+    run_context,
+    step_facts,
+)
 from control_plane.execution.hub import AgentHub, AgentSession, Assignment, InputRef, Outgoing
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.plans import PlanCache
@@ -29,6 +36,8 @@ from legato.telemetry import Tracing
 __all__ = ["Dispatcher"]
 
 log = structlog.get_logger("legato.dispatch")
+
+TRIGGER_KIND = "trigger"
 
 
 class Dispatcher:
@@ -125,11 +134,13 @@ class Dispatcher:
         sessions = self._hub.available()
         claimed: list[tuple[AgentSession, Assignment]] = []
         for step, run in candidates:
+            if step.kind == TRIGGER_KIND:
+                continue  # the control plane runs these itself (child_runs)
             if not any(s.credits > 0 for s in sessions):
                 break
             agent = _pick(sessions, step.selector or {})
             if agent is None:
-                reason = _no_agent_reason(step.selector or {})
+                reason = _no_agent_reason(step.selector or {}, self._hub.sessions())
                 if step.waiting_reason != reason:
                     step.waiting_reason = reason
                 continue
@@ -225,18 +236,25 @@ class Dispatcher:
         step.agent = agent.name
         step.not_before = None
         step.waiting_reason = ""
+        spec_step = plan.steps[step.name]
         parents = plan.dag.parents(step.name)
+        resolve = needs_resolution(spec_step)
         inputs: list[InputRef] = []
-        if parents:
+        resolved: dict[str, Any] = {}
+        if parents or resolve:
             by_name = known or {}
-            if not all(name in by_name for name in parents):
+            # Expressions may read any upstream step, not only the direct ones.
+            wanted = set(plan.dag.order) if resolve else set(parents)
+            if not wanted <= by_name.keys():
                 rows = await session.execute(
                     select(StepRunRow).where(
-                        StepRunRow.run_id == run.id, StepRunRow.name.in_(parents)
+                        StepRunRow.run_id == run.id, StepRunRow.name.in_(wanted)
                     )
                 )
                 by_name = {row.name: row for row in rows.scalars()}
             inputs = [_input(by_name[name]) for name in parents if name in by_name]
+            if resolve:
+                resolved = resolved_values(spec_step, step_facts(by_name), run_context(run))
         timeout = plan.timeout(step.name)
         if run.deadline_time is not None:
             remaining = max(1.0, (run.deadline_time - now).total_seconds())
@@ -249,7 +267,7 @@ class Dispatcher:
             version=run.version,
             step_name=step.name,
             attempt=number,
-            step=plan.steps[step.name],
+            step=spec_step,
             params=dict(run.params or {}),
             inputs=inputs,
             timeout=timeout,
@@ -262,6 +280,7 @@ class Dispatcher:
                 "trigger": run.trigger_kind,
                 "logical_time": run.logical_time.isoformat() if run.logical_time else None,
             },
+            resolved=resolved,
         )
 
 
@@ -287,16 +306,27 @@ def _pick(sessions: list[AgentSession], selector: dict[str, Any]) -> AgentSessio
     return best
 
 
-def _no_agent_reason(selector: dict[str, Any]) -> str:
+def _no_agent_reason(selector: dict[str, Any], connected: list[AgentSession]) -> str:
+    """Why no agent took the step: none connected can reach its connections or has its
+    labels, or those that can are busy or draining."""
     if not selector:
         return "waiting for a free agent slot"
+    connections = sorted(
+        key.removeprefix(CONNECTION_LABEL) for key in selector if key.startswith(CONNECTION_LABEL)
+    )
+    for name in connections:
+        if not any(s.matches({CONNECTION_LABEL + name: "true"}) for s in connected):
+            return f"waiting: no connected agent has connection '{name}'"
     labels = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    return f"waiting: no connected agent with a free slot has labels {labels}"
+    if not any(s.matches(selector) for s in connected):
+        return f"waiting: no connected agent has labels {labels}"
+    return f"waiting: every connected agent with labels {labels} is busy or draining"
 
 
 def _due(now: datetime) -> Any:
-    """Steps an agent may take now: ready, or pending with a retry delay that has ended."""
-    return or_(
+    """Steps an agent may take now: ready, or pending with a retry delay that has ended
+    (not trigger steps: the control plane runs those)."""
+    return (StepRunRow.kind != TRIGGER_KIND) & or_(
         StepRunRow.status == "ready",
         (StepRunRow.status == "pending") & (StepRunRow.not_before <= now),
     )

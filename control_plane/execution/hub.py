@@ -42,6 +42,7 @@ class Assignment:
     memory_bytes: int | None
     traceparent: str
     run_context: dict[str, Any]
+    resolved: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.execution.bindings import required_labels
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id, new_span_id, new_trace_id
@@ -103,28 +104,9 @@ class Runs:
             replay = await requests.find_result(session, "TriggerRun", actor.request_id)
             if replay is not None:
                 return False, await self._view(session, str(replay["run_id"]))
-            row = await pipeline_queries.find_pipeline(session, pipeline, for_update=True)
-            if row is None:
-                raise NotFound(
-                    f"pipeline {pipeline!r} does not exist; `legato pipelines` lists them",
-                    reason="PIPELINE_NOT_FOUND",
-                    metadata={"pipeline": pipeline},
-                )
-            if row.archived:
-                raise FailedPrecondition(
-                    f"pipeline {pipeline!r} is archived; restore it to run it "
-                    f"(legato restore {pipeline})",
-                    reason="PIPELINE_ARCHIVED",
-                    metadata={"pipeline": pipeline},
-                )
-            plan = await self._plans.get(session, row.id, row.name, version or row.latest_version)
-            values = resolve_params(plan.spec, params)
-            run = self._new_run(plan, values, trigger, actor)
-            session.add(run)
-            for step in self._new_steps(run.id, plan, reuse={}):
-                session.add(step)
-            await session.flush()
-            await self._start_or_queue(session, run, plan, effects)
+            run, plan = await self._create(
+                session, pipeline, version, params, trigger, actor, effects
+            )
             claimed.extend(await self._claim(session, effects))
             await requests.record_result(
                 session, "TriggerRun", actor.request_id, {"run_id": run.id}, run.create_time
@@ -143,6 +125,66 @@ class Runs:
                 },
             )
             return True, await self._view(session, run.id)
+
+    async def create_child(
+        self,
+        session: AsyncSession,
+        pipeline: str,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        effects: Effects,
+    ) -> RunRow:
+        """Create a run of ``pipeline``'s latest version in the caller's transaction (a
+        trigger step starting its child run); raises like ``trigger``."""
+        run, _ = await self._create(session, pipeline, 0, params, trigger, actor, effects)
+        return run
+
+    async def in_transaction(self, work: Callable[[AsyncSession, Effects], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction; steps it makes ready are leased in it and
+        pushed to agents once it commits, like a new run's first steps."""
+
+        async def create(effects: Effects, claimed: list[Any]) -> T:
+            async with self._db.write() as session:
+                result = await work(session, effects)
+                claimed.extend(await self._claim(session, effects))
+                return result
+
+        return await self._leasing(create)
+
+    async def _create(
+        self,
+        session: AsyncSession,
+        pipeline: str,
+        version: int,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        effects: Effects,
+    ) -> tuple[RunRow, Plan]:
+        row = await pipeline_queries.find_pipeline(session, pipeline, for_update=True)
+        if row is None:
+            raise NotFound(
+                f"pipeline {pipeline!r} does not exist; `legato pipelines` lists them",
+                reason="PIPELINE_NOT_FOUND",
+                metadata={"pipeline": pipeline},
+            )
+        if row.archived:
+            raise FailedPrecondition(
+                f"pipeline {pipeline!r} is archived; restore it to run it "
+                f"(legato restore {pipeline})",
+                reason="PIPELINE_ARCHIVED",
+                metadata={"pipeline": pipeline},
+            )
+        plan = await self._plans.get(session, row.id, row.name, version or row.latest_version)
+        values = resolve_params(plan.spec, params)
+        run = self._new_run(plan, values, trigger, actor)
+        session.add(run)
+        for step in self._new_steps(run.id, plan, reuse={}):
+            session.add(step)
+        await session.flush()
+        await self._start_or_queue(session, run, plan, effects)
+        return run, plan
 
     async def cancel(self, run_id: str, reason: str, actor: Actor) -> RunView:
         effects = Effects()
@@ -400,7 +442,7 @@ class Runs:
                     kind=step.WhichOneof("kind") or "",
                     status="succeeded" if old else "pending",
                     attempt=0,
-                    selector=dict(step.agent_selector),
+                    selector=required_labels(step),
                     agent=old.agent if old else "",
                     records_in=old.records_in if old else None,
                     records_out=old.records_out if old else None,

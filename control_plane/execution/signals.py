@@ -31,6 +31,8 @@ class Signals:
     def __init__(self, replica: str, *, postgres_url: URL | None = None) -> None:
         self.replica = replica
         self.work = asyncio.Event()
+        # The same wake-ups, for the trigger steps the control plane runs itself.
+        self.pipeline_triggers = asyncio.Event()
         self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._cancel_handler: CancelHandler | None = None
         self._url = postgres_url
@@ -56,8 +58,9 @@ class Signals:
     # -- raising --------------------------------------------------------------------
 
     async def work_ready(self) -> None:
-        """Steps may be ready for agents."""
+        """Steps may be ready for agents (or trigger steps for the control plane)."""
         self.work.set()
+        self.pipeline_triggers.set()
         await self._publish({"k": "work"})
 
     async def run_changed(self, *run_ids: str) -> None:
@@ -113,6 +116,7 @@ class Signals:
         kind = message.get("k")
         if kind == "work":
             self.work.set()
+            self.pipeline_triggers.set()
         elif kind == "runs":
             for run_id in message.get("ids", []):
                 self._wake_watchers(str(run_id))

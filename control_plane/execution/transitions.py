@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import runlog
 from control_plane.errors import LeaseLost, NotFound
+from control_plane.execution.bindings import run_context, step_facts
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_TERMINAL
-from control_plane.resolver import RunContext, StepFacts
 from control_plane.retries import decide_retry, effective_policy
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
 from legato.spec.units import format_duration
@@ -156,6 +156,8 @@ class Transitions:
         duration = (now - (run.start_time or run.create_time)).total_seconds()
         self.log(session, run.id, runlog.pipeline_finished(status, error or None, duration), now)
         effects.runs.add(run.id)
+        if (run.trigger or {}).get("parent_run_id"):
+            effects.work = True  # a trigger step may be waiting for this run
         if self.tracing is not None:
             tracing, start = self.tracing, run.start_time or run.create_time
             attributes = {
@@ -392,29 +394,8 @@ class Transitions:
         rows = await session.execute(stmt)
         return {row.name: row for row in rows.scalars()}
 
-    @staticmethod
-    def facts(steps: dict[str, StepRunRow]) -> dict[str, StepFacts]:
-        return {
-            name: StepFacts(
-                status=row.status,
-                records=row.records_out,
-                outputs=dict((row.output or {}).get("values") or {}),
-            )
-            for name, row in steps.items()
-        }
-
-    @staticmethod
-    def context(run: RunRow) -> RunContext:
-        return RunContext(
-            params=dict(run.params or {}),
-            run={
-                "id": run.id,
-                "trigger": run.trigger_kind,
-                "pipeline": run.pipeline,
-                "version": run.version,
-                "logical_time": run.logical_time.isoformat() if run.logical_time else None,
-            },
-        )
+    facts = staticmethod(step_facts)
+    context = staticmethod(run_context)
 
     def log(
         self,

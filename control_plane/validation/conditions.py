@@ -1,5 +1,6 @@
-"""Expressions inside a step (``when``, query parameters, trigger params): they must parse,
-and every ``steps.<name>`` they read must be a step upstream of the one they belong to."""
+"""Expressions inside a step (``when``, query parameters, trigger params) and templates (a
+Slack export's text): they must parse, and every ``steps.<name>`` they read must be a step
+upstream of the one they belong to."""
 
 from __future__ import annotations
 
@@ -7,11 +8,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..expressions import ExpressionError, parse_expression
+from ..templates import TemplateError, parse_template
 from .dag import StepGraph
 from .fields import did_you_mean, pipeline_label, quote_list
 from .violations import Violation
 
-__all__ = ["STEP_ROOTS", "StepScope", "check_step_expression", "unknown_step"]
+__all__ = [
+    "STEP_ROOTS",
+    "StepScope",
+    "check_step_expression",
+    "check_step_template",
+    "unknown_step",
+]
 
 STEP_ROOTS = ("params", "steps", "run")
 
@@ -49,7 +57,22 @@ def check_step_expression(path: str, text: str, scope: StepScope) -> Iterator[Vi
     except ExpressionError as exc:
         yield Violation(path, str(exc))
         return
-    for name in sorted(expression.step_references()):
+    yield from _check_references(path, expression.step_references(), scope)
+
+
+def check_step_template(path: str, text: str, scope: StepScope) -> Iterator[Violation]:
+    try:
+        template = parse_template(text, allowed_roots=STEP_ROOTS)
+    except TemplateError as exc:
+        yield Violation(path, str(exc))
+        return
+    yield from _check_references(path, template.step_references(), scope)
+
+
+def _check_references(
+    path: str, references: frozenset[str], scope: StepScope
+) -> Iterator[Violation]:
+    for name in sorted(references):
         if scope.is_upstream(name):
             continue
         if name not in scope.steps:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from legato.v1 import spec_pb2
 
-from .conditions import StepScope, check_step_expression
+from .conditions import StepScope, check_step_expression, check_step_template
 from .fields import (
     COLUMN,
     IDENTIFIER,
@@ -136,6 +136,10 @@ def _check_export(path: str, step: spec_pb2.Step, scope: StepScope) -> Iterator[
             "a slack export needs webhook, the name of the secret that holds the "
             "incoming-webhook URL",
         )
+        if export.slack.text:
+            yield from check_step_template(
+                join(export_path, "slack.text"), export.slack.text, scope
+            )
     else:
         yield Violation(
             export_path,

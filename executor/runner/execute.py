@@ -61,6 +61,9 @@ def _execute(task: dict[str, Any]) -> dict[str, Any]:
         return _failed(
             "error", f"this agent cannot run steps of kind {task['kind']!r} (it runs: {known})"
         )
+    unresolved = (task.get("resolved") or {}).get("error")
+    if unresolved:
+        return _failed("error", str(unresolved))
     try:
         result = kind.run(task["config"], _context(task))
         document: dict[str, Any] = {

@@ -41,7 +41,14 @@ class Cluster:
         return self.plane.client()
 
     def start_agent(
-        self, name: str, *, slots: int = 2, labels: dict[str, str] | None = None, wait: bool = True
+        self,
+        name: str,
+        *,
+        slots: int = 2,
+        labels: dict[str, str] | None = None,
+        wait: bool = True,
+        connections: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         args = [
             LEGATO,
@@ -61,12 +68,17 @@ class Cluster:
         ]
         for key, value in (labels or {}).items():
             args += ["--label", f"{key}={value}"]
-        env = {
+        if connections is not None:
+            args += ["--connections", str(connections)]
+        environ = {
             **os.environ,
+            **(env or {}),
             "PYTHONPATH": os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]),
         }
         log = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(args, stdout=log, stderr=log, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=log, env=environ, start_new_session=True
+        )
         self.agents[name] = process
         if wait:
             self.wait_for(

@@ -237,13 +237,34 @@ def status(client: Client, args: argparse.Namespace) -> int:
             local_time(s.start_time),
             _duration(s.duration if s.HasField("duration") else None, s.start_time, s.end_time),
             _records(s),
-            _shorten(s.error or s.waiting_reason) or "-",
+            _shorten(s.error or s.waiting_reason or _child(s)) or "-",
         ]
         for s in found.steps
     ]
     headers = ["STEP", "STATUS", "ATTEMPT", "AGENT", "STARTED", "DURATION", "RECORDS"]
     print(render_table([*headers, "ERROR/WAITING"], rows))
+    outputs = [(s.name, _output_text(s.output)) for s in found.steps if s.HasField("output")]
+    outputs = [(name, text) for name, text in outputs if text]
+    if outputs:
+        print()
+        print("outputs (legato output RUN STEP shows the rows):")
+        for name, text in outputs:
+            print(f"  {name}: {text}")
     return 0
+
+
+def _child(step: run_pb2.StepRun) -> str:
+    return f"started run {step.child_run_id}" if step.child_run_id else ""
+
+
+def _output_text(summary: run_pb2.OutputSummary) -> str:
+    parts: list[str] = []
+    if summary.HasField("rows"):
+        columns = ", ".join(f"{c.name} {c.type}" for c in summary.columns)
+        parts.append(f"{summary.rows:,} rows ({columns})" if columns else f"{summary.rows:,} rows")
+    if summary.values.fields:
+        parts.append(f"values {_shorten(_compact_json(summary.values))}")
+    return "; ".join(parts)
 
 
 def logs(client: Client, args: argparse.Namespace) -> int:

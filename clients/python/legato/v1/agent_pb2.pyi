@@ -203,6 +203,7 @@ class TaskAssignment(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     RUN_CONTEXT_FIELD_NUMBER: _builtins.int
+    RESOLVED_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     run_id: _builtins.str
     pipeline: _builtins.str
@@ -230,6 +231,14 @@ class TaskAssignment(_message.Message):
     def run_context(self) -> _struct_pb2.Struct:
         """Run facts for templates: trigger kind, logical time, ids."""
 
+    @_builtins.property
+    def resolved(self) -> _struct_pb2.Struct:
+        """Values the control plane evaluated for this step from the run's params and its
+        upstream results: `parameters` (a query's bound values by name), `text` (a Slack
+        export's message with its template filled in). `error` is set instead when one of
+        them could not be evaluated; the attempt then fails with it.
+        """
+
     def __init__(
         self,
         *,
@@ -247,10 +256,11 @@ class TaskAssignment(_message.Message):
         memory_bytes: _builtins.int = ...,
         traceparent: _builtins.str = ...,
         run_context: _struct_pb2.Struct | None = ...,
+        resolved: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "params", b"params", "run_context", b"run_context", "step", b"step", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "params", b"params", "resolved", b"resolved", "run_context", b"run_context", "step", b"step", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "inputs", b"inputs", "lease_expire_time", b"lease_expire_time", "lease_id", b"lease_id", "memory_bytes", b"memory_bytes", "params", b"params", "pipeline", b"pipeline", "pipeline_version", b"pipeline_version", "run_context", b"run_context", "run_id", b"run_id", "step", b"step", "step_name", b"step_name", "timeout", b"timeout", "traceparent", b"traceparent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "inputs", b"inputs", "lease_expire_time", b"lease_expire_time", "lease_id", b"lease_id", "memory_bytes", b"memory_bytes", "params", b"params", "pipeline", b"pipeline", "pipeline_version", b"pipeline_version", "resolved", b"resolved", "run_context", b"run_context", "run_id", b"run_id", "step", b"step", "step_name", b"step_name", "timeout", b"timeout", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
