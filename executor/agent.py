@@ -33,15 +33,17 @@ import structlog
 
 from executor.config import AgentConfig
 from executor.connections import load_connections
+from executor.files import OUTPUT_NAME, TooManyFilesError, media_type, step_files
 from executor.logship import LogBatcher
 from executor.masking import Masker
 from executor.reports import ReportBuffer
 from executor.runner import Outcome, Runner
+from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
 from legato import __version__
 from legato.spec.connections import connections_of
 from legato.telemetry import Tracing, parse_traceparent
-from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
+from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2
 
 __all__ = ["Agent"]
 
@@ -304,9 +306,13 @@ class Agent:
             outcome = await self._runner.run(task, batcher.add, on_started)
             outcome = replace(outcome, error=self._mask(outcome.error))
             artifact_id = ""
-            if outcome.status == "succeeded" and outcome.table_path is not None:
+            files: list[run_pb2.Artifact] = []
+            if outcome.status == "succeeded":
                 try:
-                    artifact_id = await self._upload(lease_id, outcome.table_path)
+                    if outcome.table_path is not None:
+                        artifact_id = (await self._upload(lease_id, outcome.table_path)).id
+                    for path, name in step_files(workdir / ARTIFACTS_DIR):
+                        files.append(await self._upload(lease_id, path, name))
                 except grpc.aio.AioRpcError as error:
                     outcome = replace(
                         outcome,
@@ -314,7 +320,11 @@ class Agent:
                         failure_kind="error",
                         error=f"storing the output failed: {error.details()}",
                     )
-            result = result_message(lease_id, outcome, artifact_id)
+                except TooManyFilesError as error:
+                    outcome = replace(
+                        outcome, status="failed", failure_kind="error", error=str(error)
+                    )
+            result = result_message(lease_id, outcome, artifact_id, files)
             self._trace(assignment, outcome)
         except Exception as exc:
             log.exception("task_failed_in_agent", lease=lease_id)
@@ -383,15 +393,12 @@ class Agent:
             tables[item.step] = path
         return tables
 
-    async def _upload(self, lease_id: str, path: Path) -> str:
+    async def _upload(self, lease_id: str, path: Path, name: str = OUTPUT_NAME) -> run_pb2.Artifact:
         size = (await asyncio.to_thread(path.stat)).st_size
 
         async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
             header = pb.ArtifactHeader(
-                lease_id=lease_id,
-                name="output.arrow",
-                media_type="application/vnd.apache.arrow.file",
-                size_bytes=size,
+                lease_id=lease_id, name=name, media_type=media_type(name), size_bytes=size
             )
             yield pb.UploadArtifactRequest(header=header)
             with path.open("rb") as handle:
@@ -399,7 +406,8 @@ class Agent:
                     yield pb.UploadArtifactRequest(chunk=chunk)
 
         response = await self._stub.UploadArtifact(requests())
-        return str(response.artifact.id)
+        artifact: run_pb2.Artifact = response.artifact
+        return artifact
 
     async def _flush_logs_forever(self) -> None:
         while True:

@@ -86,7 +86,10 @@ def _stamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 
 def result_message(
-    lease_id: str, outcome: Outcome, artifact_id: str = ""
+    lease_id: str,
+    outcome: Outcome,
+    artifact_id: str = "",
+    files: list[run_pb2.Artifact] | None = None,
 ) -> agent_service_pb2.TaskResult:
     values = struct_pb2.Struct()
     json_format.ParseDict(outcome.values or {}, values)
@@ -94,6 +97,7 @@ def result_message(
         values=values,
         columns=[run_pb2.Column(name=c.name, type=c.type) for c in outcome.columns],
         artifact_id=artifact_id,
+        artifacts=files or [],
     )
     if outcome.rows is not None:
         summary.rows = outcome.rows

@@ -258,6 +258,16 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
             "values": json_format.MessageToDict(summary.values),
             "columns": [{"name": c.name, "type": c.type} for c in summary.columns],
             "artifact_id": summary.artifact_id,
+            "artifacts": [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "media_type": a.media_type,
+                    "size_bytes": a.size_bytes,
+                    "sha256": a.sha256,
+                }
+                for a in summary.artifacts
+            ],
         }
         if summary.HasField("rows"):
             output["rows"] = summary.rows

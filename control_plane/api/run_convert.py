@@ -133,6 +133,16 @@ def step_message(step: StepRunRow, attempts: list[AttemptRow]) -> run_pb2.StepRu
             columns=[
                 run_pb2.Column(name=c["name"], type=c["type"]) for c in output.get("columns") or []
             ],
+            artifacts=[
+                run_pb2.Artifact(
+                    id=a["id"],
+                    name=a["name"],
+                    media_type=a["media_type"],
+                    size_bytes=int(a["size_bytes"]),
+                    sha256=a["sha256"],
+                )
+                for a in output.get("artifacts") or []
+            ],
         )
         if output.get("rows") is not None:
             summary.rows = int(output["rows"])

@@ -8,7 +8,9 @@ process. Adding a kind is one module and one line below.
 from __future__ import annotations
 
 from executor.kinds.base import StepContext, StepError, StepKind, StepResult, Upstream
+from executor.kinds.export import ExportKind
 from executor.kinds.function import FunctionKind
+from executor.kinds.query import QueryKind
 from executor.kinds.transform import TransformKind
 
 __all__ = ["KINDS", "StepContext", "StepError", "StepKind", "StepResult", "Upstream"]
@@ -16,7 +18,9 @@ __all__ = ["KINDS", "StepContext", "StepError", "StepKind", "StepResult", "Upstr
 KINDS: dict[str, StepKind] = {
     kind.name: kind
     for kind in (
+        QueryKind(),
         TransformKind(),
         FunctionKind(),
+        ExportKind(),
     )
 }

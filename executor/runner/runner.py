@@ -40,6 +40,8 @@ log = structlog.get_logger("legato.runner")
 DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas", "pyarrow", "pyarrow.ipc", "executor.kinds")
 TASK_FILE = "task.json"
 OUTPUT_FILE = "output.arrow"
+ARTIFACTS_DIR = "artifacts"
+"""Files a step writes here (``$LEGATO_ARTIFACTS_DIR``) are stored as its artifacts."""
 DRAIN_SECONDS = 2.0
 """How long the pipes may stay open after the child exited (something that left its
 process group may hold them) before the runner stops reading."""
@@ -291,6 +293,7 @@ class Runner:
                 "LEGATO_RUN_ID": task.run_id,
                 "LEGATO_ATTEMPT": str(task.attempt),
                 "LEGATO_LEASE_ID": task.lease_id,
+                "LEGATO_ARTIFACTS_DIR": str((task.workdir / ARTIFACTS_DIR).resolve()),
             },
         )
         document["connections"] = dict(task.connections)

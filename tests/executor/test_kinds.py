@@ -31,7 +31,7 @@ def context(*upstreams: Upstream, params: dict[str, Any] | None = None) -> StepC
 
 
 def test_the_registry_names_each_kind_by_its_proto_field() -> None:
-    assert sorted(KINDS) == ["function", "transform"]
+    assert sorted(KINDS) == ["export", "function", "query", "transform"]
     assert all(kind.name == name for name, kind in KINDS.items())
 
 

@@ -16,12 +16,14 @@ delivered. Failures raise ``legato.RpcError``."""
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -362,6 +364,33 @@ class Client:
         """The summary of a step's output and the first ``limit`` rows of its table."""
         request = runs.GetStepOutputRequest(run_id=run_id, step=step, limit=limit)
         return self._call(self._runs.GetStepOutput, request)
+
+    def download_artifact(self, artifact_id: str, destination: Path) -> run_pb2.Artifact:
+        """Write an artifact (a step's output table or a file it produced) to
+        ``destination``, checking its SHA-256; returns its description."""
+        request = agents.DownloadArtifactRequest(artifact_id=artifact_id)
+        digest = hashlib.sha256()
+        info = run_pb2.Artifact()
+        partial = destination.with_name(destination.name + ".part")
+        try:
+            with partial.open("wb") as out:
+                stream = self._agents.DownloadArtifact(
+                    request, timeout=self._timeout, metadata=self._metadata
+                )
+                for message in stream:
+                    if message.WhichOneof("message") == "artifact":
+                        info = message.artifact
+                    else:
+                        out.write(message.chunk)
+                        digest.update(message.chunk)
+        except grpc.RpcError as error:
+            partial.unlink(missing_ok=True)
+            raise from_grpc_error(error, self.target) from None
+        if info.sha256 and digest.hexdigest() != info.sha256:
+            partial.unlink(missing_ok=True)
+            raise OSError(f"artifact {artifact_id} arrived damaged (its SHA-256 does not match)")
+        partial.replace(destination)
+        return info
 
     # -- agents -------------------------------------------------------------------------
 

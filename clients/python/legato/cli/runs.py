@@ -137,6 +137,12 @@ def register(
     p.add_argument("run", metavar="RUN")
     p.add_argument("step", metavar="STEP")
     p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    p.add_argument(
+        "--save",
+        metavar="DIR",
+        type=Path,
+        help="also download the step's artifacts (its table as output.arrow, files it made) to DIR",
+    )
 
 
 # -- commands --------------------------------------------------------------------------
@@ -350,6 +356,8 @@ def output(client: Client, args: argparse.Namespace) -> int:
             f"{a.name} ({a.media_type}, {a.size_bytes} bytes)" for a in summary.artifacts
         )
         print(f"{'artifacts:':<10}{names}")
+    if args.save is not None:
+        _save_artifacts(client, args, summary)
     if not has_table:
         return 0
     print()
@@ -360,6 +368,27 @@ def output(client: Client, args: argparse.Namespace) -> int:
     if len(rows) < summary.rows:
         print(f"({len(rows)} of {summary.rows} rows; --limit N shows more)")
     return 0
+
+
+def _save_artifacts(
+    client: Client, args: argparse.Namespace, summary: run_pb2.OutputSummary
+) -> None:
+    wanted = [(summary.artifact_id, "output.arrow")] if summary.artifact_id else []
+    wanted += [(a.id, a.name) for a in summary.artifacts]
+    if not wanted:
+        print(f"{'saved:':<10}nothing (the step stored no artifacts)")
+        return
+    root = args.save.resolve()
+    for artifact_id, name in wanted:
+        target = (root / name).resolve()
+        if not target.is_relative_to(root):
+            _fail(args, f"artifact name {name!r} points outside {root}; not saved")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_artifact(artifact_id, target)
+        except OSError as exc:
+            _fail(args, f"cannot save artifact {name!r} to {target}: {exc}")
+        print(f"{'saved:':<10}{target}")
 
 
 # -- following a run -------------------------------------------------------------------
