@@ -73,7 +73,9 @@ class Cluster:
         environ = {
             **os.environ,
             **(env or {}),
-            "PYTHONPATH": os.pathsep.join([HELPERS, os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [HELPERS, (env or {}).get("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")]
+            ),
         }
         log = (self.workdir / f"{name}.log").open("ab")
         process = subprocess.Popen(
