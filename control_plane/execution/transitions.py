@@ -238,8 +238,11 @@ class Transitions:
             attempt.end_time = now
             attempt.error = reason
             effects.cancels.append((attempt.agent, attempt.lease_id, reason))
+        waited_for: list[str] = []
         for step in steps.values():
             if step.status not in STEP_TERMINAL:
+                if step.status == "running" and step.child_run_id:
+                    waited_for.append(step.child_run_id)
                 step.status = status
                 step.end_time = now
                 step.error = reason
@@ -247,6 +250,12 @@ class Transitions:
                 text = runlog.step_cancelled(plan.dag.position(step.name), step.name, reason)
                 self.log(session, run.id, text, now, step=step.name, attempt=step.attempt)
         await self.finish_run(session, run, plan, status, reason, effects)
+        # A trigger step waiting for its child run takes the child with it (locks go
+        # parent → child, the order every other path uses).
+        for child_id in waited_for:
+            child = await self.lock_run(session, child_id)
+            why = f"its parent run {run.id} was {status.replace('_', ' ')}"
+            await self.stop_run(session, child, "cancelled", why, effects)
 
     # -- attempts ---------------------------------------------------------------------
 

@@ -296,6 +296,7 @@ class Runner:
                 "LEGATO_ARTIFACTS_DIR": str((task.workdir / ARTIFACTS_DIR).resolve()),
             },
         )
+        (task.workdir / ARTIFACTS_DIR).mkdir(exist_ok=True)
         document["connections"] = dict(task.connections)
         document["resolved"] = dict(task.resolved)
         path = task.workdir / TASK_FILE

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cluster import Cluster, status_name, steps_by_name
+from cluster import LEGATO, Cluster, status_name, steps_by_name
 
 from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
@@ -316,3 +318,38 @@ def test_status_says_which_step_waits_for_what(cluster: Cluster) -> None:
     step = steps_by_name(cluster.client.get_run(started.id))["q"]
     assert status_name(step.status) == "ready"
     cluster.client.cancel_run(started.id)
+
+
+def test_cli_shows_outputs_and_saves_artifacts(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_agent("a1")
+    cluster.apply(
+        """
+        name: report
+        steps:
+          - name: table
+            transform:
+              code: |
+                import os
+                with open(os.path.join(os.environ["LEGATO_ARTIFACTS_DIR"], "note.txt"), "w") as f:
+                    f.write("hello from the step")
+                result = pd.DataFrame({"region": ["north", "south", "east"], "amount": [3, 2, 1]})
+        """
+    )
+    run = cluster.run("report")
+    assert run.status == run_pb2.RUN_STATUS_SUCCEEDED, run
+    env = {**os.environ, "LEGATO_SERVER": cluster.plane.address}
+
+    def legato(*args: str) -> str:
+        done = subprocess.run([LEGATO, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    status = legato("status", run.id)
+    assert "table: 3 rows (region large_string, amount int64)" in status
+    shown = legato("output", run.id, "table", "--limit", "2", "--save", str(tmp_path / "out"))
+    assert "rows:     3" in shown
+    assert "note.txt (text/plain, 19 bytes)" in shown
+    assert "north" in shown and "east" not in shown
+    assert "(2 of 3 rows; --limit N shows more)" in shown
+    assert (tmp_path / "out" / "note.txt").read_text() == "hello from the step"
+    assert (tmp_path / "out" / "output.arrow").read_bytes().startswith(b"ARROW1")

@@ -130,3 +130,35 @@ def test_pipelines_triggering_each_other_stop_at_the_cycle(cluster: Cluster) -> 
     error = steps_by_name(pong_run)["next"].error
     assert error.startswith("trigger cycle: ping → pong → ping"), error
     assert not steps_by_name(pong_run)["next"].child_run_id
+
+
+def test_cancelling_a_parent_cancels_the_child_it_waits_for(cluster: Cluster) -> None:
+    cluster.start_agent("a1")
+    cluster.apply(
+        """
+        name: slow
+        steps:
+          - name: sleep
+            transform: {code: "import time; time.sleep(60)"}
+        """
+    )
+    cluster.apply(
+        """
+        name: boss
+        steps:
+          - name: wait_for_slow
+            trigger: {pipeline: slow, wait: true}
+        """
+    )
+    started = cluster.client.trigger_run("boss").run
+    cluster.wait_for(
+        lambda: bool(
+            steps_by_name(cluster.client.get_run(started.id))["wait_for_slow"].child_run_id
+        ),
+        "the child run to start",
+    )
+    child_id = steps_by_name(cluster.client.get_run(started.id))["wait_for_slow"].child_run_id
+    cluster.client.cancel_run(started.id)
+    child = cluster.wait_run(child_id, timeout=20)
+    assert child.status == run_pb2.RUN_STATUS_CANCELLED
+    assert child.error == f"its parent run {started.id} was cancelled"
