@@ -270,6 +270,8 @@ def _output_text(summary: run_pb2.OutputSummary) -> str:
         parts.append(f"{summary.rows:,} rows ({columns})" if columns else f"{summary.rows:,} rows")
     if summary.values.fields:
         parts.append(f"values {_shorten(_compact_json(summary.values))}")
+    if summary.artifacts:
+        parts.append("files " + ", ".join(a.name for a in summary.artifacts))
     return "; ".join(parts)
 
 
@@ -355,7 +357,7 @@ def output(client: Client, args: argparse.Namespace) -> int:
         names = ", ".join(
             f"{a.name} ({a.media_type}, {a.size_bytes} bytes)" for a in summary.artifacts
         )
-        print(f"{'artifacts:':<10}{names}")
+        print(f"artifacts: {names}")
     if args.save is not None:
         _save_artifacts(client, args, summary)
     if not has_table:
