@@ -52,10 +52,9 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a migrated throwaway database for this test session."""
-    name = f"legato_test_{uuid.uuid4().hex[:10]}"
+def _create_database(prefix: str) -> tuple[str, str]:
+    """A new database on the test server: (name, URL); skips (or fails in CI) without one."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -66,7 +65,13 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("LEGATO_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    url = make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+    return name, make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a migrated throwaway database for this test session."""
+    name, url = _create_database("legato_test")
 
     async def migrate() -> None:
         db = Database(url)
@@ -109,20 +114,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def warehouse_postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database for user data (what query and export steps read and
-    write), apart from the control plane's; a SQLAlchemy URL with the psycopg driver."""
-    name = f"legato_wh_{uuid.uuid4().hex[:10]}"
+    write), apart from the control plane's."""
+    name, url = _create_database("legato_wh")
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        message = (
-            f"PostgreSQL is not reachable at {make_url(_admin_url()).render_as_string()} ({exc}); "
-            "set LEGATO_TEST_POSTGRES_URL=postgresql://USER@HOST:PORT/DB to run these tests"
-        )
-        if os.environ.get("LEGATO_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -139,11 +139,10 @@ class ChildRuns:
     async def _start_in(
         self, session: AsyncSession, effects: Effects, run_id: str, step_name: str
     ) -> int:
-        run = await self._transitions.lock_run(session, run_id)
-        steps = await self._transitions.steps_of(session, run_id)
-        step = steps.get(step_name)
-        if run.status != "running" or step is None or step.status != "ready":
+        found = await self._locked(session, run_id, step_name, "ready")
+        if found is None:
             return 0  # another pass or replica got here first
+        run, steps, step = found
         plan = await self._transitions.plan_of(session, run)
         spec = plan.steps[step_name].trigger
         now = self._clock()
@@ -190,11 +189,10 @@ class ChildRuns:
     async def _settle_in(
         self, session: AsyncSession, effects: Effects, run_id: str, step_name: str
     ) -> int:
-        run = await self._transitions.lock_run(session, run_id)
-        steps = await self._transitions.steps_of(session, run_id)
-        step = steps.get(step_name)
-        if run.status != "running" or step is None or step.status != "running":
+        found = await self._locked(session, run_id, step_name, "running")
+        if found is None:
             return 0
+        run, steps, step = found
         values = dict((step.output or {}).get("values") or {})
         child = await session.get(RunRow, step.child_run_id or "")
         if child is None or child.status not in RUN_TERMINAL:
@@ -215,6 +213,18 @@ class ChildRuns:
         self._transitions.log(session, run.id, text, now, step=step_name, attempt=1)
         await self._transitions.resolve(session, run, plan, [step_name], effects, steps=steps)
         return 1
+
+    async def _locked(
+        self, session: AsyncSession, run_id: str, step_name: str, status: str
+    ) -> tuple[RunRow, dict[str, StepRunRow], StepRunRow] | None:
+        """The run (locked), its steps and the step, when the run is running and the step
+        still has ``status``; None when someone else has moved it on."""
+        run = await self._transitions.lock_run(session, run_id)
+        steps = await self._transitions.steps_of(session, run_id)
+        step = steps.get(step_name)
+        if run.status != "running" or step is None or step.status != status:
+            return None
+        return run, steps, step
 
     async def _fail(
         self,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from cluster import Cluster, steps_by_name
@@ -26,7 +25,11 @@ from legato.spec import load_spec_file
 from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
 
-pytestmark = pytest.mark.timeout(180)
+# The daily report's SQL is PostgreSQL's: the examples run on the PostgreSQL warehouse only.
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.parametrize("warehouse_url", ["postgres"], indirect=True),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -95,19 +98,9 @@ def world() -> Iterator[tuple[World, str]]:
 
 
 @pytest.fixture
-def warehouse(warehouse_postgres_url: str) -> str:
-    async def reset() -> None:
-        conn = await asyncpg.connect(warehouse_postgres_url)
-        try:
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        finally:
-            await conn.close()
-
-    import asyncio
-
-    asyncio.run(reset())
-    create_warehouse(warehouse_postgres_url)
-    return warehouse_postgres_url
+def warehouse(warehouse_url: str) -> str:
+    create_warehouse(warehouse_url)
+    return warehouse_url
 
 
 @pytest.fixture
