@@ -40,6 +40,7 @@ log = structlog.get_logger("legato.runner")
 DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas", "pyarrow", "pyarrow.ipc", "executor.kinds")
 TASK_FILE = "task.json"
 OUTPUT_FILE = "output.arrow"
+CONNECTION_PREFIX = "LEGATO_CONNECTION_"
 ARTIFACTS_DIR = "artifacts"
 """Files a step writes here (``$LEGATO_ARTIFACTS_DIR``) are stored as its artifacts."""
 DRAIN_SECONDS = 2.0
@@ -161,7 +162,8 @@ class Runner:
         return server.pid if server is not None and server.alive else None
 
     def _server_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Steps get the connections they name in their task, never the agent's others.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(CONNECTION_PREFIX)}
         self._environ = {name: os.environ.get(name) for name in SINGLE_THREADED}
         env.update(SINGLE_THREADED)
         # User modules come from module_path, then the agent's PYTHONPATH; `executor` and

@@ -254,10 +254,9 @@ async def test_an_error_in_a_function_names_the_user_line(
 
 
 async def test_an_unknown_kind_is_refused(runner: Runner, make_task: MakeTask) -> None:
-    outcome = await runner.run(make_task(kind="query", config={"sql": "select 1"}), Logs())
-    assert (
-        outcome.error
-        == "this agent cannot run steps of kind 'query' (it runs: function, transform)"
+    outcome = await runner.run(make_task(kind="sensor", config={"poke": "x"}), Logs())
+    assert outcome.error == (
+        "this agent cannot run steps of kind 'sensor' (it runs: export, function, query, transform)"
     )
 
 

@@ -174,9 +174,10 @@ def test_credentials_never_leave_the_agent(cluster: Cluster, warehouse_url: str)
             transform:
               code: |
                 import os
-                print("url is", os.environ["LEGATO_CONNECTION_WAREHOUSE"])
-                raise RuntimeError("cannot use " + os.environ["LEGATO_CONNECTION_WAREHOUSE"])
-        """
+                print("sees the variable:", "LEGATO_CONNECTION_WAREHOUSE" in os.environ)
+                print("url is", "SECRET_URL")
+                raise RuntimeError("cannot use " + "SECRET_URL")
+        """.replace("SECRET_URL", url)
     )
     run = cluster.run("leaky")
     assert run.status == run_pb2.RUN_STATUS_FAILED
@@ -187,6 +188,7 @@ def test_credentials_never_leave_the_agent(cluster: Cluster, warehouse_url: str)
     )
     assert secret not in everything
     assert "url is ***" in cluster.logs(run.id)
+    assert "sees the variable: False" in cluster.logs(run.id)
     assert steps["nosy"].error.startswith("RuntimeError: cannot use ***")
 
 

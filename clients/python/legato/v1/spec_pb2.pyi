@@ -1277,7 +1277,7 @@ class TriggerStep(_message.Message):
     """When true, the step ends when the child run ends, and fails when it fails."""
     @_builtins.property
     def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Parameters of the child run, as templates over params and upstream values."""
+        """Parameters of the child run, as expressions over params and upstream values."""
 
     def __init__(
         self,
