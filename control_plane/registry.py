@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,10 +87,36 @@ class ApplyResult:
     created: bool
 
 
+class PipelineWatcher(Protocol):
+    """Kept in step with pipelines: told, inside the transaction, when a pipeline gets a new
+    latest version or is archived or restored (the schedule, event subscriptions), and
+    once that transaction has committed."""
+
+    async def pipeline_changed(
+        self,
+        session: AsyncSession,
+        pipeline: PipelineRow,
+        spec: spec_pb2.PipelineSpec,
+        now: datetime,
+    ) -> None: ...
+
+    async def committed(self) -> None: ...
+
+
 class Registry:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
         self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._watchers: list[PipelineWatcher] = []
+
+    def watch(self, watcher: PipelineWatcher) -> None:
+        self._watchers.append(watcher)
+
+    async def _changed(
+        self, session: AsyncSession, pipeline: PipelineRow, spec: spec_pb2.PipelineSpec
+    ) -> None:
+        for watcher in self._watchers:
+            await watcher.pipeline_changed(session, pipeline, spec, self._clock())
 
     # -- validation ---------------------------------------------------------------------
 
@@ -171,6 +197,7 @@ class Registry:
                 pipeline.archived = archived
                 pipeline.archive_time = now if archived else None
                 pipeline.update_time = now
+                await self._changed(session, pipeline, (await self._info(session, pipeline)).spec)
                 audit.record(
                     session,
                     now=now,
@@ -252,9 +279,12 @@ class Registry:
         for _ in range(_WRITE_ATTEMPTS):
             try:
                 async with self._db.write() as session:
-                    return await attempt(session)
+                    result = await attempt(session)
             except IntegrityError:
                 continue
+            for watcher in self._watchers:
+                await watcher.committed()
+            return result
         raise Conflict(
             "the pipeline is being changed by other requests at the same time; try again",
             reason="CONCURRENT_MODIFICATION",
@@ -293,6 +323,7 @@ class Registry:
         pipeline.description = valid.spec.description
         pipeline.update_time = now
         await session.flush()
+        await self._changed(session, pipeline, valid.spec)
         info = PipelineInfo(
             name=pipeline.name,
             description=pipeline.description,

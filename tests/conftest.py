@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = [
+    "events",
+    "backfills",
+    "schedules",
     "artifacts",
     "log_lines",
     "attempts",

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,12 +28,15 @@ __all__ = [
     "ArtifactRow",
     "AttemptRow",
     "AuditEntryRow",
+    "BackfillRow",
     "Base",
+    "EventRow",
     "LogLineRow",
     "PipelineRow",
     "PipelineVersionRow",
     "RequestRow",
     "RunRow",
+    "ScheduleRow",
     "StepRunRow",
 ]
 
@@ -116,6 +120,16 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_pipeline_create_time", "pipeline_id", "create_time"),
         Index("ix_runs_status", "status"),
+        Index("ix_runs_backfill_id", "backfill_id"),
+        # A scheduled fire time makes one run, whatever the number of replicas.
+        Index(
+            "uq_runs_scheduled_logical_time",
+            "pipeline_id",
+            "logical_time",
+            unique=True,
+            sqlite_where=text("trigger_kind = 'schedule'"),
+            postgresql_where=text("trigger_kind = 'schedule'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -136,6 +150,7 @@ class RunRow(Base):
     waiting_reason: Mapped[str] = mapped_column(Text, default="")
     trace_id: Mapped[str] = mapped_column(String(32), default="")
     span_id: Mapped[str] = mapped_column(String(16), default="")
+    backfill_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class StepRunRow(Base):
@@ -246,4 +261,60 @@ class ArtifactRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage: Mapped[str] = mapped_column(String(8))
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    create_time: Mapped[datetime]
+
+
+class ScheduleRow(Base):
+    """The live state of a pipeline's schedule: its next fire time (indexed, so the
+    scheduler reads only what is due), whether it is paused and why, and its failure run."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_next_fire_time", "next_fire_time"),)
+
+    pipeline_id: Mapped[int] = mapped_column(
+        BigIntId,
+        ForeignKey("pipelines.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    next_fire_time: Mapped[datetime | None]
+    last_fire_time: Mapped[datetime | None]
+    paused: Mapped[bool] = mapped_column(default=False)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")
+    pause_time: Mapped[datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    update_time: Mapped[datetime]
+
+
+class BackfillRow(Base):
+    """Runs for the fire times of a range, created at once, run in order behind live runs."""
+
+    __tablename__ = "backfills"
+    __table_args__ = (Index("ix_backfills_pipeline_id", "pipeline_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="RESTRICT"))
+    pipeline: Mapped[str] = mapped_column(String(63))
+    start_time: Mapped[datetime]
+    end_time: Mapped[datetime]
+    only_missing: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    runs_total: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+    finish_time: Mapped[datetime | None]
+
+
+class EventRow(Base):
+    """A published event and the runs it started."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_type_create_time", "type", "create_time"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    type: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]]
+    run_ids: Mapped[list[str]]
     create_time: Mapped[datetime]
