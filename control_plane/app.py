@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +19,10 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.agent_service import AgentServicer
 from control_plane.api.errors import ErrorInterceptor
+from control_plane.api.event_service import EventServicer
+from control_plane.api.http_hooks import HookListener
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
-from control_plane.api.unimplemented import unimplemented_servicer
 from control_plane.config import ServerConfig
 from control_plane.errors import FailedPrecondition
 from control_plane.execution.agents import Agents
@@ -34,8 +36,15 @@ from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.registry import Registry
+from control_plane.scheduling.control import ScheduleControl
+from control_plane.scheduling.scheduler import Scheduler
+from control_plane.scheduling.schedules import ScheduleSync
+from control_plane.secrets import Secrets, SecretsError, load_secrets
 from control_plane.store import migrate
 from control_plane.store.db import Database
+from control_plane.triggers.events import Events
+from control_plane.triggers.subscriptions import EventSubscriptions
+from control_plane.triggers.webhooks import Webhooks
 from legato.telemetry import Tracing
 from legato.v1 import (
     agent_service_pb2,
@@ -68,21 +77,28 @@ class ControlPlane:
     db: Database | None = None
     server: grpc.aio.Server | None = None
     port: int = 0
+    http_port: int = 0
     hub: AgentHub = field(default_factory=AgentHub)
     _health: health.aio.HealthServicer | None = None
     _signals: Signals | None = None
     _tracing: Tracing | None = None
+    _hooks: HookListener | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    clock: Callable[[], datetime] = field(default=lambda: _utcnow())
+    """Now, in UTC: injectable so tests can move time (schedules) without sleeping."""
+    scheduler: Scheduler | None = None
 
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
+        secrets = _load_secrets(self.config.secrets_file)
         db = Database(self.config.db)
         self.db = db
         try:
             await db.check_connection()
             await self._prepare_schema(db)
             registry = Registry(db)
-            clock = _utcnow
+            registry.watch(EventSubscriptions())
+            clock = self.clock
             replica = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
             lease = self.config.lease_timeout
             signals = Signals(replica, postgres_url=db.url if db.is_postgres else None)
@@ -115,6 +131,9 @@ class ControlPlane:
             runs.use_dispatcher(dispatcher)
             reaper = Reaper(db, transitions, signals, clock=clock)
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
+            registry.watch(ScheduleSync(signals.schedules_changed))
+            self.scheduler = Scheduler(db, runs, plans, signals, clock=clock)
+            schedules = ScheduleControl(db, clock=clock, on_change=signals.schedules_changed)
             artifacts = ArtifactStore(
                 db,
                 directory=None if self.config.artifacts == "db" else Path(self.config.artifacts),
@@ -131,16 +150,13 @@ class ControlPlane:
                 ],
             )
             pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
-                PipelineServicer(registry), server
+                PipelineServicer(registry, schedules), server
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
                 RunServicer(runs, signals, db, artifacts), server
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
-                unimplemented_servicer(
-                    event_service_pb2_grpc.EventServiceServicer, "EventService", "triggers"
-                ),
-                server,
+                EventServicer(Events(db, runs, plans, clock=clock)), server
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
                 AgentServicer(
@@ -161,6 +177,11 @@ class ControlPlane:
                     "available here; choose another with --listen HOST:PORT",
                     reason="LISTEN_FAILED",
                 ) from None
+            if self.config.http_listen != "off":
+                webhooks = Webhooks(db, runs, plans, secrets, clock=clock)
+                self._hooks = HookListener(webhooks, self.config.http_listen)
+                self.http_port = await self._hooks.start()
+                log.info("http_listening", listen=self.config.http_listen, port=self.http_port)
             await server.start()
             self.server = server
             for name in ["", *SERVICE_NAMES]:
@@ -169,8 +190,11 @@ class ControlPlane:
                 asyncio.create_task(dispatcher.run_forever(), name="legato-dispatcher"),
                 asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
+                asyncio.create_task(self.scheduler.run_forever(), name="legato-scheduler"),
             ]
         except BaseException:
+            if self._hooks is not None:
+                await self._hooks.stop()
             if self._signals is not None:
                 await self._signals.stop()
             await db.dispose()
@@ -188,6 +212,8 @@ class ControlPlane:
         # Agent streams never end by themselves: close them so shutdown does not wait.
         for session in self.hub.sessions():
             session.send(None)
+        if self._hooks is not None:
+            await self._hooks.stop()
         if self.server is not None:
             await self.server.stop(self.config.shutdown_grace if grace is None else grace)
         if self._signals is not None:
@@ -215,6 +241,15 @@ class ControlPlane:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _load_secrets(path: str) -> Secrets:
+    try:
+        secrets = load_secrets(Path(path) if path else None)
+    except SecretsError as exc:
+        raise FailedPrecondition(f"--secrets: {exc}", reason="INVALID_SECRETS") from None
+    log.info("secrets_loaded", names=secrets.names)
+    return secrets
 
 
 async def run(config: ServerConfig) -> None:

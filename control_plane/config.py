@@ -7,15 +7,23 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from control_plane.store.urls import DatabaseUrlError, to_async_url
 from legato.spec.units import UnitError, parse_duration
 
-__all__ = ["DEFAULT_DB", "DEFAULT_LISTEN", "ConfigError", "ServerConfig", "add_server_arguments"]
+__all__ = [
+    "DEFAULT_DB",
+    "DEFAULT_HTTP_LISTEN",
+    "DEFAULT_LISTEN",
+    "ConfigError",
+    "ServerConfig",
+    "add_server_arguments",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:7470"
+DEFAULT_HTTP_LISTEN = "0.0.0.0:7471"
 DEFAULT_DB = "sqlite:///./.legato/legato.db"
 ENV_PREFIX = "LEGATO_SERVER_"
 
@@ -36,6 +44,9 @@ class ServerConfig:
     lease_timeout: float = 20.0
     artifacts: str = "db"
     artifact_max_mb: int = 256
+    # Webhooks: "off" serves none.
+    http_listen: str = DEFAULT_HTTP_LISTEN
+    secrets_file: str = field(default="", metadata={"flag": "--secrets", "env": "SECRETS"})
 
     @classmethod
     def load(
@@ -44,8 +55,8 @@ class ServerConfig:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            flag = f"--{f.name.replace('_', '-')}"
-            var = ENV_PREFIX + f.name.upper()
+            flag = f.metadata.get("flag", f"--{f.name.replace('_', '-')}")
+            var = ENV_PREFIX + f.metadata.get("env", f.name.upper())
             raw = getattr(args, f.name, None) if args is not None else None
             source = flag
             if raw is None and var in env:
@@ -63,6 +74,15 @@ def _listen(raw: str, where: str) -> str:
             f"{where} is not HOST:PORT; e.g. 127.0.0.1:7470, 0.0.0.0:7470 or [::]:7470"
         )
     return f"{host or '0.0.0.0'}:{port}"
+
+
+def _http_listen(raw: str, where: str) -> str:
+    if raw.strip().lower() == "off":
+        return "off"
+    try:
+        return _listen(raw, where)
+    except ConfigError:
+        raise ConfigError(f"{where} is not HOST:PORT or off; e.g. 0.0.0.0:7471") from None
 
 
 def _db(raw: str, where: str) -> str:
@@ -116,6 +136,8 @@ _PARSERS: dict[str, Any] = {
     "lease_timeout": _duration,
     "artifacts": lambda raw, where: raw.strip() or "db",
     "artifact_max_mb": _positive_int,
+    "http_listen": _http_listen,
+    "secrets_file": lambda raw, where: raw.strip(),
 }
 
 
@@ -153,6 +175,18 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--artifact-max-mb",
         help="largest step output in MiB; bigger ones fail the step "
         "(LEGATO_SERVER_ARTIFACT_MAX_MB, default 256)",
+    )
+    add(
+        "--http-listen",
+        help="HTTP address HOST:PORT of webhook triggers (POST /hooks/<pipeline>), or off "
+        f"(LEGATO_SERVER_HTTP_LISTEN, default {DEFAULT_HTTP_LISTEN})",
+    )
+    add(
+        "--secrets",
+        dest="secrets_file",
+        metavar="FILE",
+        help="YAML file of secret name: value (${ENV} substituted), e.g. webhook keys; "
+        "LEGATO_SECRET_<NAME> variables add to it (LEGATO_SERVER_SECRETS)",
     )
     add(
         "--no-migrate",

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import heapq
 import zoneinfo
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -88,6 +89,10 @@ _DAY = timedelta(days=1)
 # Hours on either side of a moment whose offsets decide where a search starts: a wall time
 # and its instant differ by at most 14 hours one way and 12 the other.
 _REACH_HOURS = 26
+_REACH = timedelta(hours=_REACH_HOURS)
+# Wall times whose instants Python's datetime can hold in every zone.
+_FIRST_WALL = datetime.combine(date.min, time.min) + _DAY
+_LAST_WALL = datetime.combine(date.max, time.max) - _DAY
 
 
 @dataclass(frozen=True)
@@ -189,13 +194,16 @@ class FireTimes:
         _check_aware("end", end)
         return self._until(self._forward(start), end, limit)
 
-    def previous_before(self, moment: datetime) -> FireTime | None:
+    def previous_before(self, moment: datetime, *, within: timedelta = LOOKBACK) -> FireTime | None:
         """The last fire time whose instant is at or before ``moment`` (aware, any zone).
 
-        ``None`` when there is none within :data:`LOOKBACK` of ``moment``.
+        ``None`` when no fire time falls in ``[moment - within, moment]``.
         """
-        for fire in self._backward(moment):
-            return fire
+        if within < timedelta(0):
+            raise ValueError(f"within must not be negative, got {within}")
+        moment = _check_aware("moment", moment).astimezone(UTC)
+        for fire in self._backward(moment, within):
+            return fire if moment - fire.instant <= within else None
         return None
 
     @staticmethod
@@ -218,12 +226,12 @@ class FireTimes:
             yield from _pop(heap, _micros(candidate.earliest))
         yield from _pop(heap, None)
 
-    def _backward(self, moment: datetime) -> Iterator[FireTime]:
-        """Every fire time at or before ``moment`` within the lookback, latest first."""
-        moment = _check_aware("moment", moment).astimezone(UTC)
+    def _backward(self, moment: datetime, within: timedelta) -> Iterator[FireTime]:
+        """The fire times at or before ``moment`` (UTC), latest first, back to about ``within``."""
         end = (moment + max(self._offsets(moment, -1))).replace(tzinfo=None)
+        stop = _back_by(_back_by(end, within), _REACH)
         heap: list[_Entry] = []
-        for candidate in map(self._candidate, self._walls_down(end, end - LOOKBACK)):
+        for candidate in map(self._candidate, self._walls_down(end, stop)):
             for fire in self._fires(candidate):
                 if fire.instant <= moment:
                     heapq.heappush(heap, (-_micros(fire.instant), _rank(fire), fire.wall, fire))
@@ -280,32 +288,49 @@ class FireTimes:
         return FireTime(instant, wall, instant.astimezone(self.zone), dst)
 
     def _walls_up(self, start: datetime) -> Iterator[datetime]:
-        """The cron's wall times at or after ``start`` (naive), in order, to the calendar's end."""
-        start = start.replace(second=0, microsecond=0)
-        day = start.date()
+        """The cron's wall times at or after ``start`` (naive), in order, up to _LAST_WALL."""
+        day, first = start.date(), start.time().replace(second=0, microsecond=0)
         while True:
             if self._day_matches(day):
-                for hour in self._hours:
-                    for minute in self._minutes:
-                        wall = datetime.combine(day, time(hour, minute))
-                        if wall >= start:
-                            yield wall
+                for moment in self._times_up(first):
+                    yield datetime.combine(day, moment)
+            first = time.min
             try:
                 day = self._next_day(day)
             except OverflowError:
                 return
+            if day > _LAST_WALL.date():
+                return
 
     def _walls_down(self, end: datetime, stop: datetime) -> Iterator[datetime]:
         """The cron's wall times in ``[stop, end]`` (naive), latest first."""
-        day = end.date()
+        day, last = end.date(), end.time()
         while day >= stop.date():
             if self._day_matches(day):
-                for hour in reversed(self._hours):
-                    for minute in reversed(self._minutes):
-                        wall = datetime.combine(day, time(hour, minute))
-                        if stop <= wall <= end:
-                            yield wall
-            day = self._previous_day(day)
+                for moment in self._times_down(last):
+                    wall = datetime.combine(day, moment)
+                    if wall < stop:
+                        return
+                    yield wall
+            last = time.max
+            try:
+                day = self._previous_day(day)
+            except OverflowError:
+                return
+
+    def _times_up(self, first: time) -> Iterator[time]:
+        """The cron's times of day at or after ``first`` (a whole minute), in order."""
+        for hour in self._hours[bisect_left(self._hours, first.hour) :]:
+            low = first.minute if hour == first.hour else 0
+            for minute in self._minutes[bisect_left(self._minutes, low) :]:
+                yield time(hour, minute)
+
+    def _times_down(self, last: time) -> Iterator[time]:
+        """The cron's times of day at or before ``last``, latest first."""
+        for hour in reversed(self._hours[: bisect_right(self._hours, last.hour)]):
+            high = last.minute if hour == last.hour else 59
+            for minute in reversed(self._minutes[: bisect_right(self._minutes, high)]):
+                yield time(hour, minute)
 
     def _day_matches(self, day: date) -> bool:
         return self.spec.matches(datetime.combine(day, self._first_time))
@@ -337,6 +362,11 @@ def _pop(heap: list[_Entry], below: int | None) -> Iterator[FireTime]:
         if fire.instant != last:
             yield fire
         last = fire.instant
+
+
+def _back_by(wall: datetime, delta: timedelta) -> datetime:
+    """``wall - delta``, or the first wall time searched when that is earlier."""
+    return wall - delta if wall - _FIRST_WALL > delta else _FIRST_WALL
 
 
 def _micros(instant: datetime) -> int:

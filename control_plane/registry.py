@@ -30,7 +30,7 @@ from control_plane.pagination import Page, PageRequest
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as repo
 from control_plane.store.db import Database
-from control_plane.store.models import PipelineRow, PipelineVersionRow
+from control_plane.store.models import PipelineRow, PipelineVersionRow, ScheduleRow
 from control_plane.validation import validate_spec
 from legato.v1 import spec_pb2
 
@@ -66,6 +66,7 @@ class PipelineInfo:
     update_time: datetime
     archive_time: datetime | None
     spec: spec_pb2.PipelineSpec
+    schedule: ScheduleRow | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ class Registry:
                 after_name=page.after,
                 limit=page.size + 1,
             )
-        infos = [_pipeline_info(row, spec) for row, spec in rows]
+            schedules = await repo.schedules_of(session, [row.id for row, _ in rows])
+        infos = [_pipeline_info(row, spec, schedules.get(row.id)) for row, spec in rows]
         return page.page(infos, key=lambda info: info.name)
 
     async def get_version(self, name: str, number: int) -> VersionInfo:
@@ -325,6 +327,7 @@ class Registry:
         await session.flush()
         await self._changed(session, pipeline, valid.spec)
         info = PipelineInfo(
+            schedule=await session.get(ScheduleRow, pipeline.id),
             name=pipeline.name,
             description=pipeline.description,
             latest_version=number,
@@ -394,10 +397,13 @@ class Registry:
 
     async def _info(self, session: AsyncSession, pipeline: PipelineRow) -> PipelineInfo:
         latest = await repo.find_version(session, pipeline.id, pipeline.latest_version)
-        return _pipeline_info(pipeline, latest.spec if latest else None)
+        schedule = await session.get(ScheduleRow, pipeline.id)
+        return _pipeline_info(pipeline, latest.spec if latest else None, schedule)
 
 
-def _pipeline_info(pipeline: PipelineRow, spec_json: str | None) -> PipelineInfo:
+def _pipeline_info(
+    pipeline: PipelineRow, spec_json: str | None, schedule: ScheduleRow | None = None
+) -> PipelineInfo:
     return PipelineInfo(
         name=pipeline.name,
         description=pipeline.description,
@@ -407,6 +413,7 @@ def _pipeline_info(pipeline: PipelineRow, spec_json: str | None) -> PipelineInfo
         update_time=pipeline.update_time,
         archive_time=pipeline.archive_time,
         spec=versioning.spec_from_json(spec_json) if spec_json else spec_pb2.PipelineSpec(),
+        schedule=schedule,
     )
 
 

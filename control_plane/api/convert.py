@@ -6,7 +6,9 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
+from control_plane.fire_times import FireTime
 from control_plane.registry import PipelineInfo, VersionInfo
+from control_plane.store.models import ScheduleRow
 from control_plane.versioning import SpecDiff
 from legato.v1 import pipeline_pb2
 
@@ -31,6 +33,18 @@ def pipeline_message(info: PipelineInfo) -> pipeline_pb2.Pipeline:
         update_time=timestamp(info.update_time),
         archive_time=timestamp(info.archive_time),
         spec=info.spec,
+        schedule=schedule_state(info.schedule),
+    )
+
+
+def schedule_state(row: ScheduleRow | None) -> pipeline_pb2.ScheduleState | None:
+    if row is None:
+        return None
+    return pipeline_pb2.ScheduleState(
+        paused=row.paused,
+        pause_reason=row.pause_reason,
+        next_fire_time=timestamp(row.next_fire_time),
+        consecutive_failures=row.consecutive_failures,
     )
 
 
@@ -62,4 +76,21 @@ def pipeline_diff(
             pipeline_pb2.StepChange(step=c.step, fields=c.fields) for c in diff.steps_changed
         ],
         unified_diff=diff.unified_diff,
+    )
+
+
+_DST_NOTES = {
+    "shifted": "does not exist (clocks jump forward): fires at the first instant after",
+    "first": "happens twice (clocks fall back): this is the first",
+    "second": "happens twice (clocks fall back): this is the second",
+}
+
+
+def fire_time_message(fire: FireTime) -> pipeline_pb2.FireTime:
+    """A fire time as the API shows it: UTC, local wall time, what DST did to it."""
+    note = f"{fire.wall:%H:%M} {_DST_NOTES[fire.dst]}" if fire.dst else ""
+    if fire.dst == "shifted":
+        note += f", {fire.local:%H:%M %Z}"
+    return pipeline_pb2.FireTime(
+        time=timestamp(fire.instant), local_time=fire.local.isoformat(), dst_note=note
     )

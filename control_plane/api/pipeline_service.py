@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import grpc
 
 from control_plane.api import convert
 from control_plane.api.context import actor_from
-from control_plane.api.unimplemented import not_yet
 from control_plane.registry import Registry
+from control_plane.scheduling.control import ScheduleControl
 from legato.v1 import pipeline_service_pb2 as pb
 from legato.v1 import pipeline_service_pb2_grpc
 
@@ -19,8 +20,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, schedules: ScheduleControl) -> None:
         self._registry = registry
+        self._schedules = schedules
 
     async def ValidatePipeline(
         self, request: pb.ValidatePipelineRequest, context: Context
@@ -121,14 +123,30 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
     async def PreviewSchedule(
         self, request: pb.PreviewScheduleRequest, context: Context
     ) -> pb.PreviewScheduleResponse:
-        raise not_yet("PipelineService.PreviewSchedule", "the scheduler")
+        start = (
+            request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None
+        )
+        preview = await self._schedules.preview(request.pipeline, request.count, start)
+        return pb.PreviewScheduleResponse(
+            cron=preview.schedule.cron,
+            timezone=preview.schedule.timezone or "UTC",
+            fire_times=[convert.fire_time_message(f) for f in preview.fire_times],
+            state=convert.schedule_state(preview.state),
+            waiting_reason=preview.waiting_reason,
+        )
 
     async def PauseSchedule(
         self, request: pb.PauseScheduleRequest, context: Context
     ) -> pb.PauseScheduleResponse:
-        raise not_yet("PipelineService.PauseSchedule", "the scheduler")
+        actor = actor_from(context, request.request_id)
+        await self._schedules.pause(request.pipeline, request.reason, actor)
+        info = await self._registry.get(request.pipeline)
+        return pb.PauseScheduleResponse(pipeline=convert.pipeline_message(info))
 
     async def ResumeSchedule(
         self, request: pb.ResumeScheduleRequest, context: Context
     ) -> pb.ResumeScheduleResponse:
-        raise not_yet("PipelineService.ResumeSchedule", "the scheduler")
+        actor = actor_from(context, request.request_id)
+        await self._schedules.resume(request.pipeline, actor)
+        info = await self._registry.get(request.pipeline)
+        return pb.ResumeScheduleResponse(pipeline=convert.pipeline_message(info))

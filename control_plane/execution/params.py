@@ -1,5 +1,11 @@
 """The parameters of a run: what the caller gave, checked against the spec's ``params``,
-with defaults filled in."""
+with defaults filled in.
+
+``event`` and ``webhook`` are reserved: runs started by an event or a webhook carry the
+event (type, payload, source, id, time) or the request's JSON body under that name, and a
+pipeline reads it without declaring it. An undeclared reserved parameter is passed through
+as given, from any caller (so a run started by hand can stand in for an event); a pipeline
+that declares one gets it checked like any other parameter."""
 
 from __future__ import annotations
 
@@ -12,13 +18,27 @@ from control_plane.validation.params import check_param_values, has_value, to_py
 from control_plane.validation.violations import map_key
 from legato.v1 import spec_pb2
 
-__all__ = ["resolve_params"]
+__all__ = ["RESERVED_PARAMS", "resolve_params"]
+
+RESERVED_PARAMS = frozenset({"event", "webhook"})
 
 
 def resolve_params(spec: spec_pb2.PipelineSpec, given: struct_pb2.Struct) -> dict[str, Any]:
     """Declared parameters with their values: given, else default, else None. Unknown
     names, wrong types, values outside ``choices`` and missing required parameters are
-    refused together, one field violation each."""
+    refused together, one field violation each. Reserved parameters the spec does not
+    declare are kept as given."""
+    reserved = {
+        name: to_python(given.fields[name])
+        for name in RESERVED_PARAMS
+        if name in given.fields and name not in spec.params
+    }
+    if reserved:
+        rest = struct_pb2.Struct()
+        rest.CopyFrom(given)
+        for name in reserved:
+            del rest.fields[name]
+        given = rest
     violations = [
         FieldViolation(v.field, v.description) for v in check_param_values("params", given, spec)
     ]
@@ -46,4 +66,4 @@ def resolve_params(spec: spec_pb2.PipelineSpec, given: struct_pb2.Struct) -> dic
             reason="INVALID_PARAMS",
             metadata={"pipeline": spec.name},
         )
-    return values
+    return {**values, **reserved}

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane import runlog
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
 from control_plane.execution.bindings import required_labels
 from control_plane.execution.dispatch import Dispatcher
@@ -463,15 +464,63 @@ class Runs:
         active = await self._transitions.active_runs(session, plan.pipeline_id)
         if limit and len(active) >= limit:
             shown = ", ".join(active[:5]) + (" ..." if len(active) > 5 else "")
-            run.waiting_reason = (
-                f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
-            )
-            self._transitions.log(
-                session, run.id, f"Run queued: {run.waiting_reason}", run.create_time
-            )
-            effects.runs.add(run.id)
+            why = f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
+            self._queue(session, run, why, effects)
             return
         await self._transitions.start_run(session, run, plan, effects)
+
+    def _queue(self, session: AsyncSession, run: RunRow, why: str, effects: Effects) -> None:
+        run.waiting_reason = why
+        self._transitions.log(session, run.id, f"Run queued: {why}", run.create_time)
+        effects.runs.add(run.id)
+
+    async def create_scheduled(
+        self,
+        session: AsyncSession,
+        plan: Plan,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        effects: Effects,
+        *,
+        queue_reason: str | None,
+        backfill_id: str | None = None,
+    ) -> RunRow:
+        """A run of ``plan`` for a fire time, in the caller's transaction: started, or
+        queued with ``queue_reason`` (the scheduler has applied the overlap policy)."""
+        run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
+        run.backfill_id = backfill_id
+        session.add(run)
+        for step in self._new_steps(run.id, plan, reuse={}):
+            session.add(step)
+        await session.flush()
+        if queue_reason is None:
+            await self._transitions.start_run(session, run, plan, effects)
+        else:
+            self._queue(session, run, queue_reason, effects)
+        return run
+
+    async def record_skipped(
+        self,
+        session: AsyncSession,
+        plan: Plan,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        reason: str,
+        effects: Effects,
+    ) -> RunRow:
+        """A fire time the overlap policy skipped, kept in the history as a skipped run."""
+        run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
+        run.status = "skipped"
+        run.end_time = run.create_time
+        run.error = reason
+        session.add(run)
+        await session.flush()
+        text = runlog.pipeline_finished("skipped", reason, None)
+        self._transitions.log(session, run.id, text, run.create_time)
+        effects.runs.add(run.id)
+        return run
 
     async def _view(self, session: AsyncSession, run_id: str) -> RunView:
         run = await session.get(RunRow, run_id, populate_existing=True)

@@ -33,6 +33,8 @@ class Signals:
         self.work = asyncio.Event()
         # The same wake-ups, for the trigger steps the control plane runs itself.
         self.pipeline_triggers = asyncio.Event()
+        # A pipeline's schedule may have changed: the scheduler recomputes its sleep.
+        self.schedules = asyncio.Event()
         self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._cancel_handler: CancelHandler | None = None
         self._url = postgres_url
@@ -62,6 +64,10 @@ class Signals:
         self.work.set()
         self.pipeline_triggers.set()
         await self._publish({"k": "work"})
+
+    async def schedules_changed(self) -> None:
+        self.schedules.set()
+        await self._publish({"k": "schedules"})
 
     async def run_changed(self, *run_ids: str) -> None:
         for run_id in run_ids:
@@ -117,6 +123,8 @@ class Signals:
         if kind == "work":
             self.work.set()
             self.pipeline_triggers.set()
+        elif kind == "schedules":
+            self.schedules.set()
         elif kind == "runs":
             for run_id in message.get("ids", []):
                 self._wake_watchers(str(run_id))

@@ -28,6 +28,7 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_TERMINAL
 from control_plane.retries import decide_retry, effective_policy
+from control_plane.scheduling.schedules import record_outcome
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
 from legato.spec.units import format_duration
 from legato.telemetry import Tracing
@@ -179,25 +180,30 @@ class Transitions:
                 )
             )
         await self.promote_queued(session, run.pipeline_id, plan, effects)
+        paused = await record_outcome(session, run, plan.spec, now)
+        if paused:
+            self.log(session, run.id, f"Schedule paused: {paused}", now)
 
     async def promote_queued(
         self, session: AsyncSession, pipeline_id: int, plan: Plan, effects: Effects
     ) -> None:
-        """Start queued runs of the pipeline while it is under max_concurrent_runs."""
-        limit = plan.spec.limits.max_concurrent_runs
+        """Start queued runs of the pipeline while it is under max_concurrent_runs (1 when
+        unset: then only the scheduler's overlap policy and backfills queue runs), live
+        runs before backfill runs, oldest first."""
+        limit = plan.spec.limits.max_concurrent_runs or 1
         # Promotions of one pipeline take turns on its row (lock order: run, pipeline).
         await session.execute(
             select(PipelineRow.id).where(PipelineRow.id == pipeline_id).with_for_update()
         )
         while True:
             active = await self.active_runs(session, pipeline_id)
-            if limit and len(active) >= limit:
+            if len(active) >= limit:
                 return
             queued = (
                 await session.execute(
                     select(RunRow)
                     .where(RunRow.pipeline_id == pipeline_id, RunRow.status == "queued")
-                    .order_by(RunRow.create_time, RunRow.id)
+                    .order_by(RunRow.backfill_id.is_not(None), RunRow.create_time, RunRow.id)
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 )

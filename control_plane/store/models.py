@@ -31,6 +31,7 @@ __all__ = [
     "BackfillRow",
     "Base",
     "EventRow",
+    "EventSubscriptionRow",
     "LogLineRow",
     "PipelineRow",
     "PipelineVersionRow",
@@ -318,3 +319,19 @@ class EventRow(Base):
     payload: Mapped[dict[str, Any]]
     run_ids: Mapped[list[str]]
     create_time: Mapped[datetime]
+
+
+class EventSubscriptionRow(Base):
+    """An event type the latest version of a non-archived pipeline has a trigger for, kept
+    by ``triggers.subscriptions`` so a publish reads only its subscribers."""
+
+    __tablename__ = "event_subscriptions"
+    __table_args__ = (Index("ix_event_subscriptions_type", "type"),)
+
+    pipeline_id: Mapped[int] = mapped_column(
+        BigIntId,
+        ForeignKey("pipelines.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    )
+    type: Mapped[str] = mapped_column(String(200), primary_key=True)

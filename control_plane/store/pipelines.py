@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.store.models import PipelineRow, PipelineVersionRow
+from control_plane.store.models import PipelineRow, PipelineVersionRow, ScheduleRow
 
 __all__ = [
     "find_pipeline",
     "find_version",
     "list_pipelines",
     "list_versions",
+    "schedules_of",
 ]
 
 
@@ -79,3 +80,13 @@ async def list_versions(
     if before_number is not None:
         stmt = stmt.where(PipelineVersionRow.number < before_number)
     return (await session.execute(stmt)).scalars().all()
+
+
+async def schedules_of(session: AsyncSession, pipeline_ids: list[int]) -> dict[int, ScheduleRow]:
+    """The schedule rows of these pipelines, by pipeline id (pipelines without one absent)."""
+    if not pipeline_ids:
+        return {}
+    rows = await session.execute(
+        select(ScheduleRow).where(ScheduleRow.pipeline_id.in_(pipeline_ids))
+    )
+    return {row.pipeline_id: row for row in rows.scalars()}

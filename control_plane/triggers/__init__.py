@@ -1,0 +1,1 @@
+"""Triggers from outside the schedule: published events and signed webhooks."""
