@@ -23,16 +23,21 @@ here), it stands for them all, with its own wall time and ``dst=""``; otherwise 
 ``shifted`` and carries the earliest wall time that was shifted. So instants strictly
 increase along the sequence, and ``between`` never yields the same logical time twice.
 
-Worked example, ``30 2 * * *`` in Europe/Berlin, where 2026-03-29 02:00 CET jumps to 03:00
-CEST (01:00Z) and 2026-10-25 03:00 CEST falls back to 02:00 CET (01:00Z)::
+Worked example, ``30 2 * * *`` in Europe/Berlin. On 2026-03-29 the clocks jump from 02:00
+CET to 03:00 CEST (at 01:00Z), so 02:30 does not exist; on 2026-10-25 they fall back from
+03:00 CEST to 02:00 CET (at 01:00Z), so 02:30 happens at 00:30Z and again at 01:30Z::
 
-    wall              shift / first (defaults)          skip        last        both
-    2026-03-28 02:30  01:30Z ""                         same        same        same
-    2026-03-29 02:30  01:00Z "shifted" (03:00 CEST)     no fire     as shift    as shift
-    2026-03-30 02:30  00:30Z ""                         same        same        same
-    2026-10-25 02:30  00:30Z "first" (02:30 CEST)       as shift    01:30Z      00:30Z "first",
-                                                                    "second"    01:30Z "second"
-    2026-10-26 02:30  01:30Z ""                         same        same        same
+    skipped   03-28        03-29                            03-30
+    shift     01:30Z ""    01:00Z "shifted" (03:00 CEST)    00:30Z ""
+    skip      01:30Z ""    (no fire)                        00:30Z ""
+
+    repeated  10-24        10-25                            10-26
+    first     00:30Z ""    00:30Z "first"                   01:30Z ""
+    last      00:30Z ""    01:30Z "second"                  01:30Z ""
+    both      00:30Z ""    00:30Z "first", 01:30Z "second"  01:30Z ""
+
+The shifted fire has ``wall`` 2026-03-29 02:30 and ``local`` 03:00+02:00; the second 02:30
+of 10-25 has ``local`` 02:30+01:00 with ``fold=1``.
 
 The same expression hourly (``0 * * * *``) fires 23 times on 2026-03-29 under either
 ``skipped`` policy (02:00 is shifted onto 03:00 CEST, which fires anyway) and 25 times on
@@ -42,8 +47,8 @@ Searching starts near the moment asked about, not at some epoch: :meth:`FireTime
 reads the offsets the zone has in the 26 hours after the moment (UTC offsets lie between
 -12:00 and +14:00, and every offset in tzdata lasts days, not minutes) to find the earliest
 wall time that can still fire, and walks the cron's matches from there.
-:meth:`FireTimes.previous_before` does the same backwards and gives up after
-:data:`LOOKBACK`.
+:meth:`FireTimes.previous_before` does the same backwards, looking back at most ``within``
+(:data:`LOOKBACK` unless told).
 """
 
 from __future__ import annotations
@@ -187,7 +192,10 @@ class FireTimes:
     def between(
         self, start: datetime, end: datetime, *, limit: int | None = None
     ) -> Iterator[FireTime]:
-        """The fire times with instants in ``(start, end]``, in order, at most ``limit``."""
+        """The fire times with instants in ``(start, end]``, in order, at most ``limit``.
+
+        ``start`` and ``end`` are aware, in any zone; the fire times are computed lazily.
+        """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
         _check_aware("start", start)
