@@ -36,6 +36,7 @@ from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.registry import Registry
+from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
 from control_plane.scheduling.scheduler import Scheduler
 from control_plane.scheduling.schedules import ScheduleSync
@@ -87,6 +88,8 @@ class ControlPlane:
     clock: Callable[[], datetime] = field(default=lambda: _utcnow())
     """Now, in UTC: injectable so tests can move time (schedules) without sleeping."""
     scheduler: Scheduler | None = None
+    scheduler_loop: bool = True
+    """False: schedules fire only when ``scheduler.tick`` is called (tests)."""
 
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
@@ -96,9 +99,9 @@ class ControlPlane:
         try:
             await db.check_connection()
             await self._prepare_schema(db)
-            registry = Registry(db)
-            registry.watch(EventSubscriptions())
             clock = self.clock
+            registry = Registry(db, clock=clock)
+            registry.watch(EventSubscriptions())
             replica = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
             lease = self.config.lease_timeout
             signals = Signals(replica, postgres_url=db.url if db.is_postgres else None)
@@ -133,6 +136,7 @@ class ControlPlane:
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             registry.watch(ScheduleSync(signals.schedules_changed))
             self.scheduler = Scheduler(db, runs, plans, signals, clock=clock)
+            backfills = Backfills(db, runs, plans, transitions, clock=clock)
             schedules = ScheduleControl(db, clock=clock, on_change=signals.schedules_changed)
             artifacts = ArtifactStore(
                 db,
@@ -153,7 +157,7 @@ class ControlPlane:
                 PipelineServicer(registry, schedules), server
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
-                RunServicer(runs, signals, db, artifacts), server
+                RunServicer(runs, signals, db, artifacts, backfills), server
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
                 EventServicer(Events(db, runs, plans, clock=clock)), server
@@ -190,8 +194,11 @@ class ControlPlane:
                 asyncio.create_task(dispatcher.run_forever(), name="legato-dispatcher"),
                 asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
-                asyncio.create_task(self.scheduler.run_forever(), name="legato-scheduler"),
             ]
+            if self.scheduler_loop:
+                self._tasks.append(
+                    asyncio.create_task(self.scheduler.run_forever(), name="legato-scheduler")
+                )
         except BaseException:
             if self._hooks is not None:
                 await self._hooks.stop()
@@ -248,7 +255,8 @@ def _load_secrets(path: str) -> Secrets:
         secrets = load_secrets(Path(path) if path else None)
     except SecretsError as exc:
         raise FailedPrecondition(f"--secrets: {exc}", reason="INVALID_SECRETS") from None
-    log.info("secrets_loaded", names=secrets.names)
+    if secrets.names:
+        log.info("secrets_loaded", names=secrets.names)
     return secrets
 
 

@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2
 from control_plane.api.convert import timestamp
 from control_plane.execution.agents import AgentInfo
 from control_plane.execution.runs import RunView
+from control_plane.scheduling.backfills import BackfillView
 from control_plane.store.models import AttemptRow, LogLineRow, RunRow, StepRunRow
 from legato.v1 import agent_pb2, run_pb2, spec_pb2
 
@@ -214,4 +215,20 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
         hostname=row.hostname,
         connections=list(row.connections or []),
         instance_id=row.instance_id,
+    )
+
+
+def backfill_message(view: BackfillView) -> run_pb2.Backfill:
+    row = view.row
+    return run_pb2.Backfill(
+        id=row.id,
+        pipeline=row.pipeline,
+        start_time=timestamp(row.start_time),
+        end_time=timestamp(row.end_time),
+        only_missing=row.only_missing,
+        status=run_pb2.BackfillStatus.Value(f"BACKFILL_STATUS_{view.status.upper()}"),
+        runs_total=row.runs_total,
+        runs_done=view.runs_done,
+        runs_failed=view.runs_failed,
+        create_time=timestamp(row.create_time),
     )

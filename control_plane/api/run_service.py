@@ -11,19 +11,20 @@ import grpc
 
 from control_plane.api.context import actor_from
 from control_plane.api.run_convert import (
+    backfill_message,
     log_message,
     run_message,
     step_message,
     struct,
     trigger_kind_name,
 )
-from control_plane.api.unimplemented import not_yet
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
 from control_plane.execution.artifacts import ArtifactStore
 from control_plane.execution.previews import preview_rows
 from control_plane.execution.runs import Runs, RunView, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
+from control_plane.scheduling.backfills import Backfills
 from control_plane.store.db import Database
 from legato.v1 import run_pb2, run_service_pb2_grpc
 from legato.v1 import run_service_pb2 as pb
@@ -38,9 +39,15 @@ MAX_PREVIEW_ROWS = 1000
 
 class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     def __init__(
-        self, runs: Runs, signals: Signals, db: Database, artifacts: ArtifactStore
+        self,
+        runs: Runs,
+        signals: Signals,
+        db: Database,
+        artifacts: ArtifactStore,
+        backfills: Backfills,
     ) -> None:
         self._artifacts = artifacts
+        self._backfills = backfills
         self._runs = runs
         self._signals = signals
         self._db = db
@@ -78,6 +85,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             since=request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None,
             page_size=request.page_size,
             page_token=request.page_token,
+            backfill_id=request.backfill_id,
         )
         return pb.ListRunsResponse(
             runs=[run_message(row) for row in page.items], next_page_token=page.next_page_token
@@ -199,12 +207,40 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateBackfill(
         self, request: pb.CreateBackfillRequest, context: Context
     ) -> pb.CreateBackfillResponse:
-        raise not_yet("RunService.CreateBackfill", "the scheduler")
+        missing = [f for f in ("start_time", "end_time") if not request.HasField(f)]
+        if missing:
+            raise InvalidArgument(
+                f"a backfill needs {' and '.join(missing)}",
+                reason="INVALID_RANGE",
+                violations=[FieldViolation(f, "required") for f in missing],
+            )
+        view, times = await self._backfills.create(
+            request.pipeline,
+            request.start_time.ToDatetime(tzinfo=UTC),
+            request.end_time.ToDatetime(tzinfo=UTC),
+            dry_run=request.dry_run,
+            only_missing=request.only_missing,
+            actor=actor_from(context, request.request_id),
+        )
+        response = pb.CreateBackfillResponse()
+        for fire in times:
+            response.logical_times.add().FromDatetime(fire.instant)
+        if view is not None:
+            response.backfill.CopyFrom(backfill_message(view))
+        return response
 
     async def CancelBackfill(
         self, request: pb.CancelBackfillRequest, context: Context
     ) -> pb.CancelBackfillResponse:
-        raise not_yet("RunService.CancelBackfill", "the scheduler")
+        view = await self._backfills.cancel(request.id, actor_from(context, request.request_id))
+        return pb.CancelBackfillResponse(backfill=backfill_message(view))
+
+    async def GetBackfill(
+        self, request: pb.GetBackfillRequest, context: Context
+    ) -> pb.GetBackfillResponse:
+        return pb.GetBackfillResponse(
+            backfill=backfill_message(await self._backfills.get(request.id))
+        )
 
 
 def _step_key(view: RunView, name: str) -> tuple[str, int, str, str]:

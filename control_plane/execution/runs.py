@@ -329,10 +329,12 @@ class Runs:
         since: datetime | None,
         page_size: int,
         page_token: str,
+        backfill_id: str = "",
     ) -> Page[RunRow]:
         page = PageRequest.parse(
             page_size,
             page_token,
+            backfill_id=backfill_id,
             pipeline=pipeline,
             statuses=sorted(statuses),
             triggers=sorted(triggers),
@@ -351,6 +353,8 @@ class Runs:
             stmt = stmt.where(RunRow.trigger_kind.in_(list(triggers)))
         if since is not None:
             stmt = stmt.where(RunRow.create_time >= since)
+        if backfill_id:
+            stmt = stmt.where(RunRow.backfill_id == backfill_id)
         if page.after is not None:
             after_time, after_id = datetime.fromisoformat(page.after[0]), page.after[1]
             stmt = stmt.where(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,7 +60,8 @@ TOLERANCE_SECONDS = 300
 # Deeper bodies would exceed protobuf's nesting limit once carried in a run's params.
 MAX_DEPTH = 32
 _METHOD = "Webhook"
-_HEX_DIGEST = 64
+_SECONDS = re.compile(r"[0-9]{1,12}")
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SignatureError(LegatoError):
@@ -103,9 +105,9 @@ def parse_signature(header: str | None) -> Signature:
         key, sep, value = part.strip().partition("=")
         if not sep:
             continue
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        if key == "t" and _SECONDS.fullmatch(value):
             timestamp = int(value)
-        elif key == "v1" and len(value) == _HEX_DIGEST:
+        elif key == "v1" and _HEX_DIGEST.fullmatch(value):
             digests.append(value.lower())
     if timestamp is None or not digests:
         raise SignatureError(

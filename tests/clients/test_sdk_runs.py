@@ -170,6 +170,11 @@ class FakeRuns(run_service_pb2_grpc.RunServiceServicer):
     ) -> run_service_pb2.CancelBackfillResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
 
+    def GetBackfill(
+        self, request: run_service_pb2.GetBackfillRequest, context: grpc.ServicerContext
+    ) -> run_service_pb2.GetBackfillResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
 
 class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
     def __init__(self, runs: FakeRuns) -> None:

@@ -56,6 +56,8 @@ def start_server(db_url: str, *extra: str) -> Server:
             "server",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--db",
             db_url,
             "--log-format",
@@ -234,7 +236,7 @@ def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
     """The README's first command: one process, a pipeline run to success with its log."""
     started = time.monotonic()
     process = subprocess.Popen(
-        [LEGATO, "up", "--demo", "--listen", "127.0.0.1:0"],
+        [LEGATO, "up", "--demo", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

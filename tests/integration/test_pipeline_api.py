@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from legato import RpcError
 from legato.testing import LocalControlPlane
-from legato.v1 import event_service_pb2, event_service_pb2_grpc, spec_pb2
+from legato.v1 import spec_pb2
 
 Spec = Callable[..., spec_pb2.PipelineSpec]
 
@@ -116,15 +116,6 @@ def test_health_and_reflection(plane: LocalControlPlane) -> None:
             "legato.v1.AgentService",
             "grpc.health.v1.Health",
         } <= names
-
-
-def test_services_of_later_releases_answer_unimplemented(plane: LocalControlPlane) -> None:
-    with grpc.insecure_channel(plane.address) as channel:
-        events = event_service_pb2_grpc.EventServiceStub(channel)
-        with pytest.raises(grpc.RpcError) as caught:
-            events.Publish(event_service_pb2.PublishRequest(type="orders.changed"), timeout=5)
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "EventService.Publish" in (caught.value.details() or "")
 
 
 def test_sqlite_store_survives_a_restart(tmp_path: object, make_spec: Spec) -> None:

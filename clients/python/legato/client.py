@@ -8,6 +8,8 @@
         for event in legato.watch_run(run.id):
             ...
 
+        started = legato.publish_event("orders.created", {"order": 42}).run_ids
+
 Mutations send a ``request_id`` (generated when not given) so that a call retried after a
 lost response takes effect once; unary calls are retried on UNAVAILABLE by the channel's
 retry policy, and ``watch_run`` reconnects on its own, resuming after the last log line it
@@ -22,7 +24,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +35,7 @@ from legato.errors import from_grpc_error
 from legato.v1 import (
     agent_pb2,
     agent_service_pb2_grpc,
+    event_service_pb2_grpc,
     pipeline_pb2,
     pipeline_service_pb2_grpc,
     run_pb2,
@@ -40,6 +43,7 @@ from legato.v1 import (
     spec_pb2,
 )
 from legato.v1 import agent_service_pb2 as agents
+from legato.v1 import event_service_pb2 as events
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
@@ -61,6 +65,7 @@ _SERVICE_CONFIG = json.dumps(
                     {"service": "legato.v1.PipelineService"},
                     {"service": "legato.v1.RunService"},
                     {"service": "legato.v1.AgentService"},
+                    {"service": "legato.v1.EventService"},
                 ],
                 "retryPolicy": {
                     "maxAttempts": 4,
@@ -118,6 +123,7 @@ class Client:
         self._pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(self._channel)
         self._runs = run_service_pb2_grpc.RunServiceStub(self._channel)
         self._agents = agent_service_pb2_grpc.AgentServiceStub(self._channel)
+        self._events = event_service_pb2_grpc.EventServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -225,6 +231,70 @@ class Client:
         )
         return self._call(self._pipelines.RestorePipeline, request).pipeline
 
+    # -- schedules ----------------------------------------------------------------------
+
+    def preview_schedule(
+        self, pipeline: str, *, count: int = 10, start: datetime | None = None
+    ) -> pipelines.PreviewScheduleResponse:
+        """The next ``count`` fire times (after ``start``, default now), the schedule's
+        state and why it is not firing, when it is not."""
+        request = pipelines.PreviewScheduleRequest(pipeline=pipeline, count=count)
+        if start is not None:
+            request.start_time.FromDatetime(_utc(start))
+        return self._call(self._pipelines.PreviewSchedule, request)
+
+    def pause_schedule(
+        self, pipeline: str, *, reason: str = "", request_id: str | None = None
+    ) -> pipeline_pb2.Pipeline:
+        request = pipelines.PauseScheduleRequest(
+            pipeline=pipeline, reason=reason, request_id=request_id or _request_id()
+        )
+        return self._call(self._pipelines.PauseSchedule, request).pipeline
+
+    def resume_schedule(
+        self, pipeline: str, *, request_id: str | None = None
+    ) -> pipeline_pb2.Pipeline:
+        """Resume a paused schedule from its next fire time (the paused period is not
+        caught up) and clear its count of failed runs."""
+        request = pipelines.ResumeScheduleRequest(
+            pipeline=pipeline, request_id=request_id or _request_id()
+        )
+        return self._call(self._pipelines.ResumeSchedule, request).pipeline
+
+    # -- backfills ----------------------------------------------------------------------
+
+    def create_backfill(
+        self,
+        pipeline: str,
+        start: datetime,
+        end: datetime,
+        *,
+        dry_run: bool = False,
+        only_missing: bool = False,
+        request_id: str | None = None,
+    ) -> runs.CreateBackfillResponse:
+        """Runs for the schedule's fire times in ``[start, end)``; with ``dry_run`` only
+        their logical times. Naive datetimes are local time."""
+        request = runs.CreateBackfillRequest(
+            pipeline=pipeline,
+            dry_run=dry_run,
+            only_missing=only_missing,
+            request_id=request_id or _request_id(),
+        )
+        request.start_time.FromDatetime(_utc(start))
+        request.end_time.FromDatetime(_utc(end))
+        return self._call(self._runs.CreateBackfill, request)
+
+    def get_backfill(self, backfill_id: str) -> run_pb2.Backfill:
+        return self._call(self._runs.GetBackfill, runs.GetBackfillRequest(id=backfill_id)).backfill
+
+    def cancel_backfill(
+        self, backfill_id: str, *, request_id: str | None = None
+    ) -> run_pb2.Backfill:
+        """Cancel the backfill's queued and running runs."""
+        request = runs.CancelBackfillRequest(id=backfill_id, request_id=request_id or _request_id())
+        return self._call(self._runs.CancelBackfill, request).backfill
+
     # -- runs ---------------------------------------------------------------------------
 
     def trigger_run(
@@ -260,11 +330,17 @@ class Client:
         triggers: Sequence[run_pb2.TriggerKind.ValueType] = (),
         since: datetime | None = None,
         page_size: int = 0,
+        backfill_id: str = "",
     ) -> Iterator[run_pb2.Run]:
         """Runs newest first (without their steps), fetching pages as the iterator
-        advances. ``since`` (timezone-aware) keeps runs created at or after it."""
+        advances. ``since`` (timezone-aware) keeps runs created at or after it;
+        ``backfill_id`` keeps the runs of one backfill."""
         request = runs.ListRunsRequest(
-            pipeline=pipeline, statuses=statuses, triggers=triggers, page_size=page_size
+            pipeline=pipeline,
+            statuses=statuses,
+            triggers=triggers,
+            page_size=page_size,
+            backfill_id=backfill_id,
         )
         if since is not None:
             if since.tzinfo is None:
@@ -392,6 +468,27 @@ class Client:
         partial.replace(destination)
         return info
 
+    # -- events -------------------------------------------------------------------------
+
+    def publish_event(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        source: str = "",
+    ) -> events.PublishResponse:
+        """Publish an event: every pipeline with an event trigger of ``type`` whose filter
+        matches starts a run. ``payload`` holds JSON values (dates as ISO strings). A
+        repeated ``request_id`` starts nothing new and returns the first event's id and
+        runs with ``duplicate`` set."""
+        request = events.PublishRequest(
+            type=type, request_id=request_id or _request_id(), source=source
+        )
+        if payload:
+            request.payload.update(_json_value(payload, "payload"))
+        return self._call(self._events.Publish, request)
+
     # -- agents -------------------------------------------------------------------------
 
     def list_agents(
@@ -423,6 +520,11 @@ class Client:
             return method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_grpc_error(error, self.target) from None
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive datetime is taken as local time."""
+    return moment.astimezone(UTC)
 
 
 def _request_id() -> str:

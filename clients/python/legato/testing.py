@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -25,27 +27,45 @@ __all__ = ["LocalControlPlane"]
 
 class LocalControlPlane:
     """A control plane serving on 127.0.0.1 at a free port until ``stop()`` (or the end
-    of the ``with`` block)."""
+    of the ``with`` block); its webhook listener too, at ``http_address``."""
 
-    def __init__(self, *, db: str, listen: str = "127.0.0.1:0", **settings: Any) -> None:
+    def __init__(
+        self,
+        *,
+        db: str,
+        listen: str = "127.0.0.1:0",
+        http_listen: str = "127.0.0.1:0",
+        clock: Callable[[], datetime] | None = None,
+        scheduler_loop: bool = True,
+        **settings: Any,
+    ) -> None:
+        """``clock`` replaces the control plane's "now" (tests move time with it);
+        ``scheduler_loop=False`` leaves firing schedules to explicit ``tick`` calls."""
         from control_plane.config import ServerConfig
 
-        self.config = ServerConfig(listen=listen, db=db, **settings)
+        self.config = ServerConfig(listen=listen, db=db, http_listen=http_listen, **settings)
         self.address = ""
+        self.http_address = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="legato-control-plane", daemon=True
         )
         self._plane: Any = None
         self._clients: list[Client] = []
+        self._clock = clock
+        self._scheduler_loop = scheduler_loop
 
     def start(self) -> LocalControlPlane:
         from control_plane.app import ControlPlane
 
         self._thread.start()
-        self._plane = ControlPlane(self.config)
+        self._plane = ControlPlane(self.config, scheduler_loop=self._scheduler_loop)
+        if self._clock is not None:
+            self._plane.clock = self._clock
         port = self._run(self._plane.start())
         self.address = f"127.0.0.1:{port}"
+        if self._plane.http_port:
+            self.http_address = f"127.0.0.1:{self._plane.http_port}"
         return self
 
     def stop(self) -> None:
@@ -59,6 +79,12 @@ class LocalControlPlane:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
         self._loop.close()
+
+    def tick(self, now: datetime | None = None) -> list[str]:
+        """Fire the schedules due at ``now`` (default: the plane's clock); returns the ids
+        of the runs created."""
+        created: list[str] = self._run(self._plane.scheduler.tick(now))
+        return created
 
     def client(self, *, user: str = "tester", timeout: float = 30.0) -> Client:
         """A client of this control plane, closed when the plane stops."""

@@ -31,9 +31,13 @@ _DEFAULT_ADDRESS = "127.0.0.1:7470"
 DEMO_SPEC = Path(__file__).with_name("demo.yaml")
 
 
-def run_up(*, db: str, listen: str, examples: Path | None, demo: bool, state: Path) -> int:
+def run_up(
+    *, db: str, listen: str, http_listen: str, examples: Path | None, demo: bool, state: Path
+) -> int:
     try:
-        config = ServerConfig.load(argparse.Namespace(db=db, listen=listen, log_level="warning"))
+        config = ServerConfig.load(
+            argparse.Namespace(db=db, listen=listen, http_listen=http_listen, log_level="warning")
+        )
     except ConfigError as exc:
         print(f"legato up: {exc}", file=sys.stderr)
         return 2

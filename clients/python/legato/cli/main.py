@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from legato import __version__
-from legato.cli import agents, pipelines, runs, server
+from legato.cli import agents, events, pipelines, runs, schedules, server
 from legato.cli.output import FORMATS
 from legato.cli.specfiles import CommandError
 from legato.client import Client, default_server
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines.register(sub, common)
     runs.register(sub, common)
     agents.register(sub, common)
+    events.register(sub, common)
+    schedules.register(sub, common)
     server.register(sub, common)
     return parser
 

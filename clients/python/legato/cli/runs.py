@@ -86,6 +86,7 @@ def register(
 
     p = command("runs", list_runs, "list runs, newest first")
     p.add_argument("pipeline", nargs="?", default="", help="only runs of this pipeline")
+    p.add_argument("--backfill", default="", metavar="ID", help="only the runs of this backfill")
     p.add_argument(
         "--status",
         dest="statuses",
@@ -179,13 +180,14 @@ def list_runs(client: Client, args: argparse.Namespace) -> int:
         statuses=[run_pb2.RunStatus.ValueType(_number(RUN_STATUS, s)) for s in args.statuses],
         triggers=[run_pb2.TriggerKind.ValueType(_number(TRIGGER_KIND, t)) for t in args.triggers],
         page_size=min(args.limit, 1000) if args.limit > 0 else 0,
+        backfill_id=args.backfill,
     )
     items = list(itertools.islice(found, args.limit) if args.limit > 0 else found)
     if args.output != "table":
         emit_message(pb.ListRunsResponse(runs=items), args.output)
         return 0
     if not items:
-        filtered = args.pipeline or args.statuses or args.triggers
+        filtered = args.pipeline or args.statuses or args.triggers or args.backfill
         print("no runs match" if filtered else "no runs")
         return 0
     rows = [

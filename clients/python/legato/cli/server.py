@@ -15,6 +15,7 @@ __all__ = ["register", "run_agent", "run_server"]
 EXTRAS_HINT = "this command needs the server extras: pip install 'legato[server]'"
 UP_DB = "sqlite:///./.legato/legato.db"
 UP_LISTEN = "127.0.0.1:7470"
+UP_HTTP_LISTEN = "127.0.0.1:7471"
 
 
 def _import(name: str) -> ModuleType:
@@ -51,6 +52,11 @@ def register(
     up = sub.add_parser("up", help="run Legato on its embedded default: SQLite under ./.legato/")
     up.add_argument("--db", default=UP_DB, help=f"database URL (default {UP_DB})")
     up.add_argument("--listen", default=UP_LISTEN, help=f"gRPC address (default {UP_LISTEN})")
+    up.add_argument(
+        "--http-listen",
+        default=UP_HTTP_LISTEN,
+        help=f"webhook listener address, or off (default {UP_HTTP_LISTEN})",
+    )
     up.add_argument(
         "--examples",
         default="examples",
@@ -114,6 +120,7 @@ def up_command(args: argparse.Namespace) -> int:
     code: int = embedded.run_up(
         db=args.db,
         listen=args.listen,
+        http_listen=args.http_listen,
         examples=examples if examples.is_dir() else None,
         demo=args.demo,
         state=Path(".legato"),

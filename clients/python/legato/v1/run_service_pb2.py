@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from legato.v1 import run_pb2 as legato_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blegato/v1/run_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13legato/v1/run.proto\"\x99\x01\n\x11TriggerRunRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.legato.v1.TriggerKind\"B\n\x12TriggerRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\xc7\x01\n\x0fListRunsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.legato.v1.RunStatus\x12(\n\x08triggers\x18\x03 \x03(\x0e\x32\x16.legato.v1.TriggerKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.legato.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x10\x43\x61ncelRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\\\n\x0fRerunRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tall_steps\x18\x02 \x01(\x08\x12\x16\n\x0elatest_version\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"/\n\x10RerunRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"F\n\x0fWatchRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_logs\x18\x02 \x01(\x08\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\"\x81\x01\n\x10WatchRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.RunH\x00\x12\"\n\x04step\x18\x02 \x01(\x0b\x32\x12.legato.v1.StepRunH\x00\x12!\n\x03log\x18\x03 \x01(\x0b\x32\x12.legato.v1.LogLineH\x00\x42\x07\n\x05\x65vent\"i\n\x11GetRunLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"P\n\x12GetRunLogsResponse\x12!\n\x05lines\x18\x01 \x03(\x0b\x32\x12.legato.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14GetStepOutputRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"i\n\x15GetStepOutputResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\x15\x43reateBackfillRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x14\n\x0conly_missing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"r\n\x16\x43reateBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\x12\x31\n\rlogical_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x15\x43\x61ncelBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill2\xfc\x05\n\nRunService\x12I\n\nTriggerRun\x12\x1c.legato.v1.TriggerRunRequest\x1a\x1d.legato.v1.TriggerRunResponse\x12=\n\x06GetRun\x12\x18.legato.v1.GetRunRequest\x1a\x19.legato.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.legato.v1.ListRunsRequest\x1a\x1b.legato.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.legato.v1.CancelRunRequest\x1a\x1c.legato.v1.CancelRunResponse\x12\x43\n\x08RerunRun\x12\x1a.legato.v1.RerunRunRequest\x1a\x1b.legato.v1.RerunRunResponse\x12\x45\n\x08WatchRun\x12\x1a.legato.v1.WatchRunRequest\x1a\x1b.legato.v1.WatchRunResponse0\x01\x12I\n\nGetRunLogs\x12\x1c.legato.v1.GetRunLogsRequest\x1a\x1d.legato.v1.GetRunLogsResponse\x12R\n\rGetStepOutput\x12\x1f.legato.v1.GetStepOutputRequest\x1a .legato.v1.GetStepOutputResponse\x12U\n\x0e\x43reateBackfill\x12 .legato.v1.CreateBackfillRequest\x1a!.legato.v1.CreateBackfillResponse\x12U\n\x0e\x43\x61ncelBackfill\x12 .legato.v1.CancelBackfillRequest\x1a!.legato.v1.CancelBackfillResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blegato/v1/run_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13legato/v1/run.proto\"\x99\x01\n\x11TriggerRunRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.legato.v1.TriggerKind\"B\n\x12TriggerRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\xdc\x01\n\x0fListRunsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.legato.v1.RunStatus\x12(\n\x08triggers\x18\x03 \x03(\x0e\x32\x16.legato.v1.TriggerKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x13\n\x0b\x62\x61\x63kfill_id\x18\x07 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.legato.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x10\x43\x61ncelRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\\\n\x0fRerunRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tall_steps\x18\x02 \x01(\x08\x12\x16\n\x0elatest_version\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"/\n\x10RerunRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"F\n\x0fWatchRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_logs\x18\x02 \x01(\x08\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\"\x81\x01\n\x10WatchRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.RunH\x00\x12\"\n\x04step\x18\x02 \x01(\x0b\x32\x12.legato.v1.StepRunH\x00\x12!\n\x03log\x18\x03 \x01(\x0b\x32\x12.legato.v1.LogLineH\x00\x42\x07\n\x05\x65vent\"i\n\x11GetRunLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"P\n\x12GetRunLogsResponse\x12!\n\x05lines\x18\x01 \x03(\x0b\x32\x12.legato.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14GetStepOutputRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"i\n\x15GetStepOutputResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\x15\x43reateBackfillRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x14\n\x0conly_missing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"r\n\x16\x43reateBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\x12\x31\n\rlogical_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x15\x43\x61ncelBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\" \n\x12GetBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13GetBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill2\xca\x06\n\nRunService\x12I\n\nTriggerRun\x12\x1c.legato.v1.TriggerRunRequest\x1a\x1d.legato.v1.TriggerRunResponse\x12=\n\x06GetRun\x12\x18.legato.v1.GetRunRequest\x1a\x19.legato.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.legato.v1.ListRunsRequest\x1a\x1b.legato.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.legato.v1.CancelRunRequest\x1a\x1c.legato.v1.CancelRunResponse\x12\x43\n\x08RerunRun\x12\x1a.legato.v1.RerunRunRequest\x1a\x1b.legato.v1.RerunRunResponse\x12\x45\n\x08WatchRun\x12\x1a.legato.v1.WatchRunRequest\x1a\x1b.legato.v1.WatchRunResponse0\x01\x12I\n\nGetRunLogs\x12\x1c.legato.v1.GetRunLogsRequest\x1a\x1d.legato.v1.GetRunLogsResponse\x12R\n\rGetStepOutput\x12\x1f.legato.v1.GetStepOutputRequest\x1a .legato.v1.GetStepOutputResponse\x12U\n\x0e\x43reateBackfill\x12 .legato.v1.CreateBackfillRequest\x1a!.legato.v1.CreateBackfillResponse\x12U\n\x0e\x43\x61ncelBackfill\x12 .legato.v1.CancelBackfillRequest\x1a!.legato.v1.CancelBackfillResponse\x12L\n\x0bGetBackfill\x12\x1d.legato.v1.GetBackfillRequest\x1a\x1e.legato.v1.GetBackfillResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,37 +43,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNRESPONSE']._serialized_start=379
   _globals['_GETRUNRESPONSE']._serialized_end=424
   _globals['_LISTRUNSREQUEST']._serialized_start=427
-  _globals['_LISTRUNSREQUEST']._serialized_end=626
-  _globals['_LISTRUNSRESPONSE']._serialized_start=628
-  _globals['_LISTRUNSRESPONSE']._serialized_end=701
-  _globals['_CANCELRUNREQUEST']._serialized_start=703
-  _globals['_CANCELRUNREQUEST']._serialized_end=769
-  _globals['_CANCELRUNRESPONSE']._serialized_start=771
-  _globals['_CANCELRUNRESPONSE']._serialized_end=819
-  _globals['_RERUNRUNREQUEST']._serialized_start=821
-  _globals['_RERUNRUNREQUEST']._serialized_end=913
-  _globals['_RERUNRUNRESPONSE']._serialized_start=915
-  _globals['_RERUNRUNRESPONSE']._serialized_end=962
-  _globals['_WATCHRUNREQUEST']._serialized_start=964
-  _globals['_WATCHRUNREQUEST']._serialized_end=1034
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1037
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1166
-  _globals['_GETRUNLOGSREQUEST']._serialized_start=1168
-  _globals['_GETRUNLOGSREQUEST']._serialized_end=1273
-  _globals['_GETRUNLOGSRESPONSE']._serialized_start=1275
-  _globals['_GETRUNLOGSRESPONSE']._serialized_end=1355
-  _globals['_GETSTEPOUTPUTREQUEST']._serialized_start=1357
-  _globals['_GETSTEPOUTPUTREQUEST']._serialized_end=1424
-  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_start=1426
-  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_end=1531
-  _globals['_CREATEBACKFILLREQUEST']._serialized_start=1534
-  _globals['_CREATEBACKFILLREQUEST']._serialized_end=1728
-  _globals['_CREATEBACKFILLRESPONSE']._serialized_start=1730
-  _globals['_CREATEBACKFILLRESPONSE']._serialized_end=1844
-  _globals['_CANCELBACKFILLREQUEST']._serialized_start=1846
-  _globals['_CANCELBACKFILLREQUEST']._serialized_end=1901
-  _globals['_CANCELBACKFILLRESPONSE']._serialized_start=1903
-  _globals['_CANCELBACKFILLRESPONSE']._serialized_end=1966
-  _globals['_RUNSERVICE']._serialized_start=1969
-  _globals['_RUNSERVICE']._serialized_end=2733
+  _globals['_LISTRUNSREQUEST']._serialized_end=647
+  _globals['_LISTRUNSRESPONSE']._serialized_start=649
+  _globals['_LISTRUNSRESPONSE']._serialized_end=722
+  _globals['_CANCELRUNREQUEST']._serialized_start=724
+  _globals['_CANCELRUNREQUEST']._serialized_end=790
+  _globals['_CANCELRUNRESPONSE']._serialized_start=792
+  _globals['_CANCELRUNRESPONSE']._serialized_end=840
+  _globals['_RERUNRUNREQUEST']._serialized_start=842
+  _globals['_RERUNRUNREQUEST']._serialized_end=934
+  _globals['_RERUNRUNRESPONSE']._serialized_start=936
+  _globals['_RERUNRUNRESPONSE']._serialized_end=983
+  _globals['_WATCHRUNREQUEST']._serialized_start=985
+  _globals['_WATCHRUNREQUEST']._serialized_end=1055
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1058
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1187
+  _globals['_GETRUNLOGSREQUEST']._serialized_start=1189
+  _globals['_GETRUNLOGSREQUEST']._serialized_end=1294
+  _globals['_GETRUNLOGSRESPONSE']._serialized_start=1296
+  _globals['_GETRUNLOGSRESPONSE']._serialized_end=1376
+  _globals['_GETSTEPOUTPUTREQUEST']._serialized_start=1378
+  _globals['_GETSTEPOUTPUTREQUEST']._serialized_end=1445
+  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_start=1447
+  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_end=1552
+  _globals['_CREATEBACKFILLREQUEST']._serialized_start=1555
+  _globals['_CREATEBACKFILLREQUEST']._serialized_end=1749
+  _globals['_CREATEBACKFILLRESPONSE']._serialized_start=1751
+  _globals['_CREATEBACKFILLRESPONSE']._serialized_end=1865
+  _globals['_CANCELBACKFILLREQUEST']._serialized_start=1867
+  _globals['_CANCELBACKFILLREQUEST']._serialized_end=1922
+  _globals['_CANCELBACKFILLRESPONSE']._serialized_start=1924
+  _globals['_CANCELBACKFILLRESPONSE']._serialized_end=1987
+  _globals['_GETBACKFILLREQUEST']._serialized_start=1989
+  _globals['_GETBACKFILLREQUEST']._serialized_end=2021
+  _globals['_GETBACKFILLRESPONSE']._serialized_start=2023
+  _globals['_GETBACKFILLRESPONSE']._serialized_end=2083
+  _globals['_RUNSERVICE']._serialized_start=2086
+  _globals['_RUNSERVICE']._serialized_end=2928
 # @@protoc_insertion_point(module_scope)

@@ -85,6 +85,11 @@ class RunServiceStub:
                 request_serializer=legato_dot_v1_dot_run__service__pb2.CancelBackfillRequest.SerializeToString,
                 response_deserializer=legato_dot_v1_dot_run__service__pb2.CancelBackfillResponse.FromString,
                 _registered_method=True)
+        self.GetBackfill = channel.unary_unary(
+                '/legato.v1.RunService/GetBackfill',
+                request_serializer=legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -156,6 +161,13 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBackfill(self, request, context):
+        """A backfill and the progress of its runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +220,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelBackfill,
                     request_deserializer=legato_dot_v1_dot_run__service__pb2.CancelBackfillRequest.FromString,
                     response_serializer=legato_dot_v1_dot_run__service__pb2.CancelBackfillResponse.SerializeToString,
+            ),
+            'GetBackfill': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBackfill,
+                    request_deserializer=legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +498,33 @@ class RunService:
             '/legato.v1.RunService/CancelBackfill',
             legato_dot_v1_dot_run__service__pb2.CancelBackfillRequest.SerializeToString,
             legato_dot_v1_dot_run__service__pb2.CancelBackfillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBackfill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.RunService/GetBackfill',
+            legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.SerializeToString,
+            legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.FromString,
             options,
             channel_credentials,
             insecure,

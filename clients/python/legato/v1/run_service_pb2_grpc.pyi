@@ -48,6 +48,8 @@ class RunServiceStub:
     """Reads the first rows of a step's output table."""
     CreateBackfill: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CreateBackfillRequest, _run_service_pb2.CreateBackfillResponse]
     CancelBackfill: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelBackfillRequest, _run_service_pb2.CancelBackfillResponse]
+    GetBackfill: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetBackfillRequest, _run_service_pb2.GetBackfillResponse]
+    """A backfill and the progress of its runs."""
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -69,6 +71,8 @@ class RunServiceAsyncStub(RunServiceStub):
     """Reads the first rows of a step's output table."""
     CreateBackfill: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CreateBackfillRequest, _run_service_pb2.CreateBackfillResponse]  # type: ignore[assignment]
     CancelBackfill: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelBackfillRequest, _run_service_pb2.CancelBackfillResponse]  # type: ignore[assignment]
+    GetBackfill: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetBackfillRequest, _run_service_pb2.GetBackfillResponse]  # type: ignore[assignment]
+    """A backfill and the progress of its runs."""
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunService starts, observes and controls runs."""
@@ -147,5 +151,13 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.CancelBackfillRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.CancelBackfillResponse, _abc.Awaitable[_run_service_pb2.CancelBackfillResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetBackfill(
+        self,
+        request: _run_service_pb2.GetBackfillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.GetBackfillResponse, _abc.Awaitable[_run_service_pb2.GetBackfillResponse]]:
+        """A backfill and the progress of its runs."""
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
