@@ -91,9 +91,9 @@ def server(db_url: str) -> Iterator[Server]:
 
 
 def legato(
-    server: Server | None, *args: str, cwd: Path | None = None
+    server: Server | None, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "USER": "alice", "LOGNAME": "alice"}
+    env = {**os.environ, "USER": "alice", "LOGNAME": "alice", **(env or {})}
     if server is not None:
         env["LEGATO_SERVER"] = server.address
     return subprocess.run(
@@ -262,3 +262,78 @@ def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
     assert " succeeded" in lines[-2] or any(line.endswith(" succeeded") for line in lines)
     assert (tmp_path / ".legato" / "legato.db").exists()
     assert time.monotonic() - started < 60
+
+
+NIGHTLY = """\
+name: nightly
+schedule:
+  cron: "30 2 * * *"
+  timezone: Europe/Berlin
+steps:
+  - name: work
+    transform: {code: "result = {}"}
+"""
+
+
+def test_schedule_preview_pause_resume_and_backfill(server: Server, tmp_path: Path) -> None:
+    spec = tmp_path / "nightly.yaml"
+    spec.write_text(NIGHTLY)
+    assert legato(server, "apply", "-f", str(spec)).returncode == 0
+    env_tz = {"TZ": "UTC"}
+    out = legato(
+        server,
+        "schedule",
+        "preview",
+        "nightly",
+        "--count",
+        "3",
+        "--from",
+        "2026-03-27T00:00Z",
+        env=env_tz,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "schedule: 30 2 * * * (Europe/Berlin)"
+    assert lines[1].startswith("state:    active, next at ")
+    assert lines[3].split() == ["LOCAL", "UTC", "DST"]
+    assert lines[4].startswith("2026-03-27 02:30:00+01:00  2026-03-27 01:30:00 UTC")
+    assert lines[6].startswith("2026-03-29 03:00:00+02:00  2026-03-29 01:00:00 UTC  02:30 does not")
+    assert "03:00 CEST" in lines[6]
+
+    paused = legato(server, "schedule", "pause", "nightly", "--reason", "migration")
+    assert paused.stdout == "schedule of nightly paused: migration\n", paused.stderr
+    preview = legato(server, "schedule", "preview", "nightly", "--count", "1")
+    assert "state:    paused — migration" in preview.stdout
+    resumed = legato(server, "schedule", "resume", "nightly")
+    assert resumed.stdout.startswith("schedule of nightly resumed; next fire time "), resumed.stderr
+
+    dry = legato(
+        server,
+        "backfill",
+        "nightly",
+        "--from",
+        "2026-03-20T00:00Z",
+        "--to",
+        "2026-03-23T00:00Z",
+        "--dry-run",
+        env=env_tz,
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "3 fire times (dry run, nothing created):",
+        "  2026-03-20 01:30:00 UTC  (2026-03-20 01:30 UTC)",
+        "  2026-03-21 01:30:00 UTC  (2026-03-21 01:30 UTC)",
+        "  2026-03-22 01:30:00 UTC  (2026-03-22 01:30 UTC)",
+    ]
+    created = legato(
+        server, "backfill", "nightly", "--from", "2026-03-20T00:00Z", "--to", "2026-03-23T00:00Z"
+    )
+    assert created.returncode == 0, created.stderr
+    backfill_id = created.stdout.splitlines()[0].split()[-1]
+    assert "runs:     0 of 3 done, 0 failed" in created.stdout
+    runs = legato(server, "runs", "--backfill", backfill_id)
+    assert runs.stdout.count("backfill@") == 3
+    cancelled = legato(server, "backfill", "--cancel", backfill_id)
+    assert "status:   cancelled" in cancelled.stdout
+    bad = legato(server, "schedule", "preview", "nope")
+    assert bad.returncode == 1 and "pipeline 'nope' does not exist" in bad.stderr
