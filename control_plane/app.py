@@ -45,6 +45,8 @@ from control_plane.store import migrate
 from control_plane.store.db import Database
 from control_plane.triggers.events import Events
 from control_plane.triggers.subscriptions import EventSubscriptions
+from control_plane.triggers.watch_assignment import WatchAssigner
+from control_plane.triggers.watches import Watches, WatchSync
 from control_plane.triggers.webhooks import Webhooks
 from legato.telemetry import Tracing
 from legato.v1 import (
@@ -84,6 +86,7 @@ class ControlPlane:
     _signals: Signals | None = None
     _tracing: Tracing | None = None
     _hooks: HookListener | None = None
+    _watches: WatchAssigner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     clock: Callable[[], datetime] = field(default=lambda: _utcnow())
     """Now, in UTC: injectable so tests can move time (schedules) without sleeping."""
@@ -135,6 +138,12 @@ class ControlPlane:
             reaper = Reaper(db, transitions, signals, clock=clock)
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             registry.watch(ScheduleSync(signals.schedules_changed))
+            assigner = WatchAssigner(
+                db, self.hub, replica=replica, lease_seconds=lease, clock=clock
+            )
+            registry.watch(WatchSync(assigner.wake))
+            self._watches = assigner
+            watches = Watches(runs, clock=clock, on_agents_changed=assigner.wake)
             self.scheduler = Scheduler(db, runs, plans, signals, clock=clock)
             backfills = Backfills(db, runs, plans, transitions, clock=clock)
             schedules = ScheduleControl(db, clock=clock, on_change=signals.schedules_changed)
@@ -164,7 +173,11 @@ class ControlPlane:
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
                 AgentServicer(
-                    agents, artifacts, lease_seconds=lease, heartbeat_seconds=max(0.5, lease / 4)
+                    agents,
+                    artifacts,
+                    lease_seconds=lease,
+                    heartbeat_seconds=max(0.5, lease / 4),
+                    watches=watches,
                 ),
                 server,
             )
@@ -194,6 +207,7 @@ class ControlPlane:
                 asyncio.create_task(dispatcher.run_forever(), name="legato-dispatcher"),
                 asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
+                asyncio.create_task(assigner.run_forever(), name="legato-watches"),
             ]
             if self.scheduler_loop:
                 self._tasks.append(
@@ -216,6 +230,11 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watches is not None:
+            try:
+                await self._watches.release()
+            except Exception:
+                log.exception("watch_release_failed")
         # Agent streams never end by themselves: close them so shutdown does not wait.
         for session in self.hub.sessions():
             session.send(None)

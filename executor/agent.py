@@ -40,6 +40,7 @@ from executor.reports import ReportBuffer
 from executor.runner import Outcome, Runner
 from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
+from executor.watchers import Watchers
 from legato import __version__
 from legato.spec.connections import connections_of
 from legato.telemetry import Tracing, parse_traceparent
@@ -70,6 +71,8 @@ class Agent:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._batchers: dict[str, LogBatcher] = {}
         self._reports = ReportBuffer()
+        # Database triggers watched here; their changes go out as reports.
+        self._watchers = Watchers(self.connections, self._mask, self._report)
         self._outbox: asyncio.Queue[pb.ConnectRequest] | None = None
         self._urgent: deque[pb.ConnectRequest] = deque()
         self._wake = asyncio.Event()
@@ -124,6 +127,7 @@ class Agent:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self._watchers.close()
             await self._runner.kill_all("the agent is stopping")
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await self._runner.stop()
@@ -202,6 +206,8 @@ class Agent:
         finally:
             self.connected.clear()
             self._outbox = None
+            # The control plane assigns the watches again once the agent is back.
+            self._watchers.cancel_all()
             writer.cancel()
             beat.cancel()
             await asyncio.gather(writer, beat, return_exceptions=True)
@@ -268,6 +274,10 @@ class Agent:
             self._runner.cancel(message.cancel.lease_id, message.cancel.reason or "cancelled")
         elif kind == "drain":
             self.drain(message.drain.reason or "drained by the control plane")
+        elif kind == "watch":
+            self._watchers.start(message.watch)
+        elif kind == "unwatch":
+            self._watchers.cancel(message.unwatch.watch_id)
         elif kind == "ack":
             self._reports.ack(message.ack.through_seq)
             for rejection in message.ack.rejections:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = [
+    "watches",
     "event_subscriptions",
     "events",
     "backfills",

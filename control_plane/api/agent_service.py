@@ -20,6 +20,8 @@ from control_plane.execution.agents import Agents, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
+from control_plane.triggers.watch_assignment import WatchMessage
+from control_plane.triggers.watches import Watches
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2, spec_pb2
 
 __all__ = ["AgentServicer"]
@@ -45,8 +47,10 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         *,
         lease_seconds: float,
         heartbeat_seconds: float,
+        watches: Watches | None = None,
     ) -> None:
         self._agents = agents
+        self._watches = watches
         self._artifacts = artifacts
         self._lease = lease_seconds
         self._heartbeat = heartbeat_seconds
@@ -64,6 +68,8 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         session = _session(first.register)
         stale = await self._agents.connect(session, list(first.register.running_lease_ids))
         log.info("agent_connected", agent=session.name, slots=session.slots, labels=session.labels)
+        if self._watches is not None:
+            self._watches.agents_changed()
         yield pb.ConnectResponse(
             registered=pb.AgentRegistered(
                 agent_id=session.name,
@@ -85,6 +91,8 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             # Shielded: when the agent cancels the call, this handler is cancelled too, and
             # the agent must still be recorded as disconnected.
             await asyncio.shield(self._agents.disconnect(session))
+            if self._watches is not None:
+                self._watches.agents_changed()
             log.info("agent_disconnected", agent=session.name)
 
     async def _read(
@@ -163,6 +171,11 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 )
         elif kind == "result":
             await self._agents.result(session, request.result.lease_id, _outcome(request.result))
+        elif kind == "change" and self._watches is not None:
+            change = request.change
+            await self._watches.change(
+                session.name, change.watch_id, change.payload, change.watermark
+            )
         elif kind == "register":
             raise InvalidArgument("an agent registers once, in the first message of the stream")
 
@@ -297,6 +310,8 @@ def _seconds(value: float) -> duration_pb2.Duration:
 
 
 def _outgoing(message: Outgoing) -> pb.ConnectResponse:
+    if isinstance(message, WatchMessage):
+        return _watch(message)
     if message.kind == "assignment" and message.assignment is not None:
         return pb.ConnectResponse(assignment=_assignment(message.assignment))
     if message.kind == "cancel":
@@ -312,6 +327,22 @@ def _outgoing(message: Outgoing) -> pb.ConnectResponse:
                 pb.ReportRejection(seq=seq, lease_id=lease, code=code, message=text)
                 for seq, lease, code, text in message.rejections
             ],
+        )
+    )
+
+
+def _watch(message: WatchMessage) -> pb.ConnectResponse:
+    if message.kind == "unwatch":
+        return pb.ConnectResponse(unwatch=pb.WatchCancelled(watch_id=message.watch_id))
+    trigger = json_format.ParseDict(
+        message.trigger, spec_pb2.DatabaseTrigger(), ignore_unknown_fields=True
+    )
+    return pb.ConnectResponse(
+        watch=pb.WatchAssignment(
+            watch_id=message.watch_id,
+            pipeline=message.pipeline,
+            trigger=trigger,
+            watermark=message.watermark,
         )
     )
 

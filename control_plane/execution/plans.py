@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import versioning
 from control_plane.errors import NotFound
 from control_plane.resolver import RunPlan
 from control_plane.store import pipelines as pipeline_queries
+from control_plane.store.models import PipelineVersionRow
 from legato.spec.units import parse_memory
 from legato.v1 import spec_pb2
 
@@ -52,7 +54,7 @@ class Plan:
 class PlanCache:
     """Plans by (pipeline id, version), least recently used evicted beyond ``size``."""
 
-    def __init__(self, size: int = 512) -> None:
+    def __init__(self, size: int = 4096) -> None:
         self._plans: OrderedDict[tuple[int, int], Plan] = OrderedDict()
         self._size = size
 
@@ -69,7 +71,31 @@ class PlanCache:
             raise NotFound(
                 f"pipeline {pipeline!r} has no version {version}", reason="VERSION_NOT_FOUND"
             )
-        spec = versioning.spec_from_json(row.spec)
+        return self._add(pipeline_id, pipeline, version, row.spec)
+
+    async def load(self, session: AsyncSession, wanted: list[tuple[int, str, int]]) -> None:
+        """Load the plans of (pipeline id, name, version) that are not cached, in one query
+        (the scheduler's batches)."""
+        missing = {
+            (pid, number): name for pid, name, number in wanted if (pid, number) not in self._plans
+        }
+        if not missing:
+            return
+        rows = await session.execute(
+            select(
+                PipelineVersionRow.pipeline_id, PipelineVersionRow.number, PipelineVersionRow.spec
+            )
+            .where(PipelineVersionRow.pipeline_id.in_({pid for pid, _ in missing}))
+            .where(PipelineVersionRow.number.in_({number for _, number in missing}))
+        )
+        for pipeline_id, number, spec_json in rows.all():
+            name = missing.get((pipeline_id, number))
+            if name is not None:
+                self._add(pipeline_id, name, number, spec_json)
+
+    def _add(self, pipeline_id: int, pipeline: str, version: int, spec_json: str) -> Plan:
+        spec = versioning.spec_from_json(spec_json)
+        key = (pipeline_id, version)
         plan = Plan(
             pipeline_id=pipeline_id,
             pipeline=pipeline,

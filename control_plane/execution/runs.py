@@ -495,11 +495,12 @@ class Runs:
         run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
         run.backfill_id = backfill_id
         session.add(run)
-        for step in self._new_steps(run.id, plan, reuse={}):
-            session.add(step)
-        await session.flush()
+        steps = {step.name: step for step in self._new_steps(run.id, plan, reuse={})}
+        session.add_all(steps.values())
+        # No flush: the caller may create many runs in one transaction, and the commit
+        # inserts them together.
         if queue_reason is None:
-            await self._transitions.start_run(session, run, plan, effects)
+            await self._transitions.start_run(session, run, plan, effects, steps=steps)
         else:
             self._queue(session, run, queue_reason, effects)
         return run

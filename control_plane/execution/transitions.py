@@ -100,9 +100,16 @@ class Transitions:
     # -- runs -------------------------------------------------------------------------
 
     async def start_run(
-        self, session: AsyncSession, run: RunRow, plan: Plan, effects: Effects
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        effects: Effects,
+        *,
+        steps: dict[str, StepRunRow] | None = None,
     ) -> None:
-        """Move a created or queued run to running and decide its first steps."""
+        """Move a created or queued run to running and decide its first steps (``steps``:
+        the run's step rows, when the caller has just created them)."""
         now = self.clock()
         if self.tracing is not None and (now - run.create_time).total_seconds() > 0.001:
             tracing, created = self.tracing, run.create_time
@@ -128,7 +135,8 @@ class Transitions:
             runlog.pipeline_started(run.pipeline, run.version, run.trigger_kind, logical),
             now,
         )
-        steps = await self.steps_of(session, run.id)
+        if steps is None:
+            steps = await self.steps_of(session, run.id)
         facts, context = self.facts(steps), self.context(run)
         decisions = list(plan.dag.start(facts, context))
         # A rerun starts with the steps it reuses already succeeded: decide their children.
@@ -203,7 +211,12 @@ class Transitions:
                 await session.execute(
                     select(RunRow)
                     .where(RunRow.pipeline_id == pipeline_id, RunRow.status == "queued")
-                    .order_by(RunRow.backfill_id.is_not(None), RunRow.create_time, RunRow.id)
+                    .order_by(
+                        RunRow.backfill_id.is_not(None),
+                        RunRow.create_time,
+                        RunRow.logical_time,
+                        RunRow.id,
+                    )
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 )

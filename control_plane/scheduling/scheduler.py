@@ -2,12 +2,14 @@
 
 It reads only what is due: ``schedules.next_fire_time`` is indexed, and between fire times
 the loop sleeps until the earliest one (or until a pipeline changes), so idle schedules
-cost nothing. Each due schedule is fired in a transaction that locks its pipeline row,
-re-reads its schedule row, creates the run(s) and moves ``next_fire_time`` on, all or
-nothing: a crash before the commit leaves the fire time due (it fires after the restart), a
-crash after it leaves it done (it does not fire again). Replicas sharing a PostgreSQL
-database queue on the pipeline row, and the loser finds the fire time already moved on;
-the unique index on (pipeline, logical time) of scheduled runs is the last word.
+cost nothing. Due schedules are fired in batches, each in a transaction that locks their
+pipeline rows (in id order), re-reads their schedule rows, creates the runs and moves each
+``next_fire_time`` on, all or nothing: a crash before the commit leaves the fire times due
+(they fire after the restart), a crash after it leaves them done (they do not fire again).
+Replicas sharing a PostgreSQL database queue on the pipeline rows, and the one that comes
+second finds the fire times already moved on; the unique index on (pipeline, logical time)
+of scheduled runs is the last word (a violation rolls the batch back; the next pass finds
+nothing due).
 
 What fires when the scheduler finds several fire times due (after downtime):
 
@@ -20,8 +22,9 @@ What fires when the scheduler finds several fire times due (after downtime):
 When a scheduled run fires while runs of the pipeline are active (running or queued),
 ``overlap`` decides, within ``limits.max_concurrent_runs`` (1 when unset, except for
 ``allow``): ``queue`` (the default) queues it until a slot frees, ``skip`` records it as a
-skipped run that says which run blocked it, ``cancel_previous`` cancels the active runs
-first, ``allow`` starts it at once up to ``max_concurrent_runs``. A failed run never blocks
+skipped run that says which run blocked it, ``cancel_previous`` queues it and, once the
+transaction has committed, cancels the active runs (which starts it), ``allow`` starts it at
+once up to ``max_concurrent_runs``. A failed run never blocks
 the next one: only active runs count.
 """
 
@@ -59,7 +62,7 @@ MAX_CATCHUP = 100
 """The most missed fire times ``catchup: all`` runs after one downtime."""
 MAX_SCAN = 100_000
 """The most missed fire times read after one downtime (the count is still reported)."""
-BATCH = 50
+BATCH = 100
 """Schedules fired per transaction."""
 MAX_SLEEP = 30.0
 SCHEDULER = Actor(name="scheduler")
@@ -86,6 +89,21 @@ class DueTimes:
     fire: list[FireTime]
     skipped: int
     catchup: str
+
+
+@functools.lru_cache(maxsize=4096)
+def _fire_times(cron: str, timezone: str, skipped: int, repeated: int) -> FireTimes:
+    schedule = spec_pb2.Schedule(cron=cron, timezone=timezone)
+    schedule.dst.skipped = skipped  # type: ignore[assignment]
+    schedule.dst.repeated = repeated  # type: ignore[assignment]
+    return FireTimes.of(schedule)
+
+
+def fire_times_of(schedule: spec_pb2.Schedule) -> FireTimes:
+    """The schedule's fire times, built once per distinct schedule."""
+    return _fire_times(
+        schedule.cron, schedule.timezone, schedule.dst.skipped, schedule.dst.repeated
+    )
 
 
 def overlap_of(spec: spec_pb2.PipelineSpec) -> str:
@@ -153,10 +171,22 @@ class Scheduler:
             if not due:
                 return created
             seen.update(due)
-            await self._cancel_previous(due, now)
-            created += await self._runs.in_transaction(
-                functools.partial(self._fire_all, due=due, now=now)
-            )
+            cancels: list[str] = []
+            try:
+                created += await self._runs.in_transaction(
+                    functools.partial(self._fire_all, due=due, now=now, cancels=cancels)
+                )
+            except IntegrityError:
+                # Another replica made one of these fire times' runs first (the pipeline
+                # locks make this all but impossible): the batch rolled back, and the next
+                # tick fires whatever is still due.
+                log.warning("schedule_batch_fired_elsewhere", pipelines=due)
+            # cancel_previous: the new runs are queued behind these; cancelling them (in
+            # their own transactions: runs are locked before pipelines everywhere) lets
+            # the new ones start.
+            for run_id in cancels:
+                reason = "cancelled for the next scheduled run (overlap: cancel_previous)"
+                await self._runs.cancel(run_id, reason, SCHEDULER)
 
     async def _until_next(self) -> float:
         async with self._db.read() as session:
@@ -182,58 +212,70 @@ class Scheduler:
             )
             return list(rows.scalars())
 
-    async def _cancel_previous(self, due: list[int], now: datetime) -> None:
-        """``cancel_previous``: cancel the active runs in their own transactions first
-        (runs are locked before pipelines everywhere), then fire."""
-        async with self._db.read() as session:
-            targets: list[tuple[str, str]] = []
-            for pipeline_id in due:
-                plan = await self._latest_plan(session, pipeline_id)
-                if plan is None or overlap_of(plan.spec) != "cancel_previous":
-                    continue
-                active = await session.execute(
-                    select(RunRow.id).where(
-                        RunRow.pipeline_id == pipeline_id,
-                        RunRow.status.in_(("running", "queued")),
-                    )
-                )
-                targets += [(run_id, plan.pipeline) for run_id in active.scalars()]
-        for run_id, _pipeline in targets:
-            reason = "cancelled for the next scheduled run (overlap: cancel_previous)"
-            await self._runs.cancel(run_id, reason, SCHEDULER)
-
-    async def _latest_plan(self, session: AsyncSession, pipeline_id: int) -> Plan | None:
-        pipeline = await session.get(PipelineRow, pipeline_id)
-        if pipeline is None or pipeline.latest_version == 0:
-            return None
-        return await self._plans.get(session, pipeline.id, pipeline.name, pipeline.latest_version)
-
     async def _fire_all(
-        self, session: AsyncSession, effects: Effects, due: list[int], now: datetime
+        self,
+        session: AsyncSession,
+        effects: Effects,
+        due: list[int],
+        now: datetime,
+        cancels: list[str],
     ) -> list[str]:
+        """Fire a batch of due schedules: their pipelines locked in id order (replicas
+        queue on them), schedules and active runs read in one query each."""
+        pipelines = {
+            row.id: row
+            for row in (
+                await session.execute(
+                    select(PipelineRow)
+                    .where(PipelineRow.id.in_(due))
+                    .order_by(PipelineRow.id)
+                    .with_for_update()
+                )
+            ).scalars()
+        }
+        schedules = {
+            row.pipeline_id: row
+            for row in (
+                await session.execute(
+                    select(ScheduleRow)
+                    .where(ScheduleRow.pipeline_id.in_(due))
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+            ).scalars()
+        }
+        active: dict[int, list[str]] = {pipeline_id: [] for pipeline_id in due}
+        rows = await session.execute(
+            select(RunRow.pipeline_id, RunRow.id)
+            .where(RunRow.pipeline_id.in_(due), RunRow.status.in_(("running", "queued")))
+            .order_by(RunRow.create_time)
+        )
+        for pipeline_id, run_id in rows.all():
+            active[pipeline_id].append(run_id)
+        await self._plans.load(
+            session, [(row.id, row.name, row.latest_version) for row in pipelines.values()]
+        )
+        # From here on nothing is read: the runs and steps are inserted in bulk at the
+        # commit (the unit of work batches them), not one flush per run.
         created: list[str] = []
         for pipeline_id in due:
-            try:
-                async with session.begin_nested():
-                    created += await self._fire(session, effects, pipeline_id, now)
-            except IntegrityError:
-                # Another replica made this fire time's run first: it is done.
-                log.info("schedule_fired_elsewhere", pipeline_id=pipeline_id)
+            pipeline, schedule = pipelines.get(pipeline_id), schedules.get(pipeline_id)
+            if pipeline is not None and schedule is not None:
+                created += await self._fire(
+                    session, effects, pipeline, schedule, active[pipeline_id], now, cancels
+                )
         return created
 
     async def _fire(
-        self, session: AsyncSession, effects: Effects, pipeline_id: int, now: datetime
+        self,
+        session: AsyncSession,
+        effects: Effects,
+        pipeline: PipelineRow,
+        schedule: ScheduleRow,
+        active: list[str],
+        now: datetime,
+        cancels: list[str],
     ) -> list[str]:
-        pipeline = (
-            await session.execute(
-                select(PipelineRow).where(PipelineRow.id == pipeline_id).with_for_update()
-            )
-        ).scalar_one_or_none()
-        schedule = await session.get(
-            ScheduleRow, pipeline_id, with_for_update=True, populate_existing=True
-        )
-        if pipeline is None or schedule is None:
-            return []
         due_at = schedule.next_fire_time
         if due_at is None or due_at > now or schedule.paused:
             return []  # fired by another replica, or paused, since we looked
@@ -242,7 +284,7 @@ class Scheduler:
         if pipeline.archived or not (spec.HasField("schedule") and spec.schedule.cron):
             schedule.next_fire_time = None
             return []
-        times = FireTimes.of(spec.schedule)
+        times = fire_times_of(spec.schedule)
         due, beyond = _due_times(times, due_at, now)
         decision = choose(due, beyond, now, self._grace, _CATCHUP[spec.schedule.catchup])
         schedule.last_fire_time = due[-1].instant if due else due_at
@@ -253,8 +295,9 @@ class Scheduler:
         created: list[str] = []
         for fire in decision.fire:
             try:
-                async with session.begin_nested():
-                    created.append(await self._create(session, effects, plan, fire))
+                # Raises (InvalidArgument) before it writes anything.
+                run_id = await self._create(session, effects, plan, fire, active, cancels)
+                created.append(run_id)
             except LegatoError as exc:
                 # The schedule's params no longer fit (they were valid when applied): the
                 # fire time is spent, the reason is in the log and the audit log.
@@ -271,8 +314,16 @@ class Scheduler:
         return created
 
     async def _create(
-        self, session: AsyncSession, effects: Effects, plan: Plan, fire: FireTime
+        self,
+        session: AsyncSession,
+        effects: Effects,
+        plan: Plan,
+        fire: FireTime,
+        active: list[str],
+        cancels: list[str],
     ) -> str:
+        """Create the run of one fire time by the overlap policy; ``active`` (the
+        pipeline's running and queued runs) gains it unless it was skipped."""
         spec = plan.spec
         details = {"local_time": fire.local.isoformat()}
         if fire.dst:
@@ -281,12 +332,12 @@ class Scheduler:
         overlap = overlap_of(spec)
         limit = spec.limits.max_concurrent_runs
         capacity = limit if (limit or overlap == "allow") else 1
-        active = await self._active(session, plan.pipeline_id)
         params = spec.schedule.params
         if not capacity or len(active) < capacity:
             run = await self._runs.create_scheduled(
                 session, plan, params, trigger, SCHEDULER, effects, queue_reason=None
             )
+            active.append(run.id)
             return run.id
         if overlap == "skip":
             reason = f"overlap policy skip: run {active[0]} is still active"
@@ -294,7 +345,10 @@ class Scheduler:
                 session, plan, params, trigger, SCHEDULER, reason, effects
             )
             return skipped.id
-        if limit:
+        if overlap == "cancel_previous":
+            why = f"waiting: overlap policy cancel_previous; cancelling {', '.join(active[:5])}"
+            cancels.extend(r for r in active if r not in cancels)
+        elif limit:
             shown = ", ".join(active[:5]) + (" ..." if len(active) > 5 else "")
             why = f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
         else:
@@ -302,15 +356,8 @@ class Scheduler:
         run = await self._runs.create_scheduled(
             session, plan, params, trigger, SCHEDULER, effects, queue_reason=why
         )
+        active.append(run.id)
         return run.id
-
-    async def _active(self, session: AsyncSession, pipeline_id: int) -> list[str]:
-        rows = await session.execute(
-            select(RunRow.id)
-            .where(RunRow.pipeline_id == pipeline_id, RunRow.status.in_(("running", "queued")))
-            .order_by(RunRow.create_time)
-        )
-        return list(rows.scalars())
 
     def _record_missed(
         self, session: AsyncSession, pipeline: PipelineRow, decision: DueTimes, now: datetime

@@ -39,6 +39,7 @@ __all__ = [
     "RunRow",
     "ScheduleRow",
     "StepRunRow",
+    "WatchRow",
 ]
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
@@ -335,3 +336,28 @@ class EventSubscriptionRow(Base):
         autoincrement=False,
     )
     type: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class WatchRow(Base):
+    """A database trigger of a non-archived pipeline's latest version, kept by
+    ``triggers.watches``, and the agent that watches it: ``replica`` claimed it for
+    ``agent`` and refreshes ``claim_time`` while the agent stays connected there. After a
+    release ``agent`` still names the last holder (its late reports are accepted) until
+    another agent claims the watch."""
+
+    __tablename__ = "watches"
+    __table_args__ = (Index("ix_watches_pipeline_id", "pipeline_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("pipelines.id", ondelete="CASCADE")
+    )
+    pipeline: Mapped[str] = mapped_column(String(63))
+    connection: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[dict[str, Any]]
+    agent: Mapped[str | None] = mapped_column(String(100))
+    replica: Mapped[str | None] = mapped_column(String(100))
+    claim_time: Mapped[datetime | None]
+    watermark: Mapped[str] = mapped_column(Text, default="")
+    change_time: Mapped[datetime | None]
+    create_time: Mapped[datetime]
