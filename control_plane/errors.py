@@ -33,6 +33,7 @@ __all__ = [
     "NotFound",
     "Unavailable",
     "Unimplemented",
+    "pipeline_not_found",
 ]
 
 
@@ -98,6 +99,15 @@ class InvalidSpec(InvalidArgument):
 
 class NotFound(LegatoError):
     reason = "NOT_FOUND"
+
+
+def pipeline_not_found(name: str) -> NotFound:
+    """The error for a pipeline name that matches none."""
+    return NotFound(
+        f"pipeline {name!r} does not exist; `legato pipelines --archived` lists them all",
+        reason="PIPELINE_NOT_FOUND",
+        metadata={"pipeline": name},
+    )
 
 
 class Conflict(LegatoError):

@@ -24,6 +24,7 @@ from control_plane.errors import (
     InvalidArgument,
     InvalidSpec,
     NotFound,
+    pipeline_not_found,
 )
 from control_plane.errors import FieldViolation as ErrorFieldViolation
 from control_plane.pagination import Page, PageRequest
@@ -375,11 +376,7 @@ class Registry:
             raise InvalidArgument("a pipeline name is required")
         pipeline = await repo.find_pipeline(session, name, for_update=for_update)
         if pipeline is None:
-            raise NotFound(
-                f"pipeline {name!r} does not exist; `legato pipelines --archived` lists them all",
-                reason="PIPELINE_NOT_FOUND",
-                metadata={"pipeline": name},
-            )
+            raise pipeline_not_found(name)
         return pipeline
 
     async def _version(

@@ -5,8 +5,9 @@ the run's params and upstream results), checks the target pipeline and the chain
 that started one another, creates the child run (trigger ``pipeline``) and marks the step
 running with the child's id in its values. Without ``wait`` the step succeeds there and
 then; with ``wait`` it ends when the child run ends: succeeded when the child succeeded,
-failed (with the child's error) otherwise. A finished child run wakes this loop; a poll
-every second is the safety net, and also what another replica's child runs rely on.
+failed (with the child's error) otherwise. A step made ready and a finished child run wake
+this loop, in this replica and (through PostgreSQL NOTIFY) in the others; a poll every
+five seconds is the safety net for a lost wake-up.
 
 Cycles: the run records the chain of pipelines above it (``trigger.chain``). A trigger
 step whose target is already in the chain fails (``trigger cycle: a → b → a``), and so
@@ -64,7 +65,7 @@ class ChildRuns:
         signals: Signals,
         *,
         clock: Callable[[], datetime],
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 5.0,
     ) -> None:
         self._db = db
         self._runs = runs

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import runlog
-from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound, pipeline_not_found
 from control_plane.execution.bindings import required_labels
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
@@ -165,11 +165,7 @@ class Runs:
     ) -> tuple[RunRow, Plan]:
         row = await pipeline_queries.find_pipeline(session, pipeline, for_update=True)
         if row is None:
-            raise NotFound(
-                f"pipeline {pipeline!r} does not exist; `legato pipelines` lists them",
-                reason="PIPELINE_NOT_FOUND",
-                metadata={"pipeline": pipeline},
-            )
+            raise pipeline_not_found(pipeline)
         if row.archived:
             raise FailedPrecondition(
                 f"pipeline {pipeline!r} is archived; restore it to run it "

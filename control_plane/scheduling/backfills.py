@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound, pipeline_not_found
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id
 from control_plane.execution.plans import PlanCache
@@ -214,11 +214,7 @@ class Backfills:
     ) -> list[FireTime]:
         row = await repo.find_pipeline(session, pipeline)
         if row is None:
-            raise NotFound(
-                f"pipeline {pipeline!r} does not exist; `legato pipelines` lists them",
-                reason="PIPELINE_NOT_FOUND",
-                metadata={"pipeline": pipeline},
-            )
+            raise pipeline_not_found(pipeline)
         if row.archived:
             raise FailedPrecondition(
                 f"pipeline {pipeline!r} is archived; restore it to backfill it",

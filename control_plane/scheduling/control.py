@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound
+from control_plane.errors import FailedPrecondition, InvalidArgument, pipeline_not_found
 from control_plane.fire_times import FireTime, FireTimes
 from control_plane.registry import Actor
 from control_plane.scheduling.schedules import has_schedule, next_fire_time
@@ -120,11 +120,7 @@ class ScheduleControl:
     ) -> tuple[PipelineRow, spec_pb2.PipelineSpec]:
         pipeline = await repo.find_pipeline(session, name, for_update=for_update)
         if pipeline is None:
-            raise NotFound(
-                f"pipeline {name!r} does not exist; `legato pipelines` lists them",
-                reason="PIPELINE_NOT_FOUND",
-                metadata={"pipeline": name},
-            )
+            raise pipeline_not_found(name)
         version = await repo.find_version(session, pipeline.id, pipeline.latest_version)
         spec = spec_from_json(version.spec) if version else spec_pb2.PipelineSpec()
         if not has_schedule(spec):
