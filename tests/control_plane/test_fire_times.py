@@ -957,3 +957,32 @@ def test_unknown_policies_are_refused() -> None:
         FireTimes("@daily", skipped=sometimes)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="repeated must be 'first', 'last' or 'both'"):
         FireTimes("@daily", repeated=sometimes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "*/15 * * * *",
+        "0 9 * * MON-FRI",
+        "30 2 * * *",
+        "0 0 1,15 * *",
+        "0 0 1 * MON",  # day of month OR day of week, as croniter reads it
+        "5 4 29 2 *",
+        "@monthly",
+        "0 */6 * * SUN",
+        "17 8-18/2 * JAN-MAR,OCT *",
+    ],
+)
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])  # zones without DST
+def test_the_same_fire_times_as_croniter_where_there_is_no_dst(cron: str, zone: str) -> None:
+    """Away from daylight saving changes, the fire times are croniter's for the same
+    (normalized) expression, read in the zone."""
+    from croniter import croniter
+
+    spec = parse_cron(cron)
+    start = datetime(2023, 12, 30, 22, 7, tzinfo=ZoneInfo(zone))
+    reference = croniter(spec.expression, start)
+    expected = [reference.get_next(datetime) for _ in range(60)]
+    horizon = start + timedelta(days=366 * 260)  # 60 leap days take 240 years
+    found = list(itertools.islice(FireTimes(cron, zone).between(start, horizon), 60))
+    assert [f.instant for f in found] == [e.astimezone(UTC) for e in expected]
