@@ -17,6 +17,9 @@ __all__ = ["Effects"]
 @dataclass
 class Effects:
     work: bool = False
+    # Trigger steps became ready, or a child run a trigger step may wait for ended: wake
+    # the control plane's trigger-step loop (not cleared when agents took the other work).
+    trigger_steps: bool = False
     runs: set[str] = field(default_factory=set)
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
@@ -35,6 +38,8 @@ class Effects:
             await signals.cancel_lease(agent, lease_id, reason)
         if self.work:
             await signals.work_ready()
+        elif self.trigger_steps:
+            await signals.trigger_steps_ready()
         if self.runs:
             await signals.run_changed(*sorted(self.runs))
         loop = asyncio.get_running_loop()

@@ -65,6 +65,11 @@ class Signals:
         self.pipeline_triggers.set()
         await self._publish({"k": "work"})
 
+    async def trigger_steps_ready(self) -> None:
+        """Trigger steps (run by the control plane) may have something to do."""
+        self.pipeline_triggers.set()
+        await self._publish({"k": "triggers"})
+
     async def schedules_changed(self) -> None:
         self.schedules.set()
         await self._publish({"k": "schedules"})
@@ -122,6 +127,8 @@ class Signals:
         kind = message.get("k")
         if kind == "work":
             self.work.set()
+            self.pipeline_triggers.set()
+        elif kind == "triggers":
             self.pipeline_triggers.set()
         elif kind == "schedules":
             self.schedules.set()

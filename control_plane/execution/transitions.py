@@ -166,7 +166,7 @@ class Transitions:
         self.log(session, run.id, runlog.pipeline_finished(status, error or None, duration), now)
         effects.runs.add(run.id)
         if (run.trigger or {}).get("parent_run_id"):
-            effects.work = True  # a trigger step may be waiting for this run
+            effects.trigger_steps = True  # a trigger step may be waiting for this run
         if self.tracing is not None:
             tracing, start = self.tracing, run.start_time or run.create_time
             attributes = {
@@ -458,6 +458,8 @@ class Transitions:
             if decision.status == "ready":
                 row.waiting_reason = ""
                 effects.work = True
+                if row.kind == "trigger":
+                    effects.trigger_steps = True
                 effects.ready.append((row, run))
                 effects.siblings[run.id] = steps
                 continue
