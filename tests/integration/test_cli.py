@@ -337,3 +337,37 @@ def test_schedule_preview_pause_resume_and_backfill(server: Server, tmp_path: Pa
     assert "status:   cancelled" in cancelled.stdout
     bad = legato(server, "schedule", "preview", "nope")
     assert bad.returncode == 1 and "pipeline 'nope' does not exist" in bad.stderr
+
+
+def test_up_applies_the_examples_with_their_schedules_paused(tmp_path: Path) -> None:
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for spec in root.glob("*.yaml"):
+        (examples / spec.name).write_text(spec.read_text())
+    process = subprocess.Popen(
+        [LEGATO, "up", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Try: "):
+                break
+        up = next(ln for ln in lines if ln.startswith("Legato is up"))
+        address = up.removeprefix("Legato is up: control plane on ").split(",")[0]
+        listed = legato(None, "pipelines", "-o", "json", env={"LEGATO_SERVER": address})
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    output = "\n".join(lines)
+    assert "pipeline etl: version 1 (created) from " in output, output
+    assert "its schedule is paused; `legato schedule resume etl` starts it" in output
+    pipelines = {p["name"]: p for p in json.loads(listed.stdout)["pipelines"]}
+    assert set(pipelines) == {"daily-report", "data-quality", "etl"}
+    assert all(p["schedule"]["paused"] for p in pipelines.values())

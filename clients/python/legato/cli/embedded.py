@@ -92,6 +92,9 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
     return code
 
 
+EXAMPLE_PAUSE = "applied by legato up: the examples' schedules start paused"
+
+
 def _apply_examples(address: str, examples: Path) -> None:
     try:
         loaded = load_all([str(examples)])
@@ -106,7 +109,13 @@ def _apply_examples(address: str, examples: Path) -> None:
                 continue
             state = "created" if response.created else "unchanged"
             version = f"version {response.version.number} ({state})"
-            print(f"  pipeline {response.pipeline.name}: {version} from {item.filename}")
+            name = response.pipeline.name
+            print(f"  pipeline {name}: {version} from {item.filename}")
+            if response.created and response.version.number == 1 and item.spec.schedule.cron:
+                # The examples need connections this local agent may not hold: their
+                # schedules start paused rather than queueing runs that wait forever.
+                client.pause_schedule(name, reason=EXAMPLE_PAUSE)
+                print(f"    its schedule is paused; `legato schedule resume {name}` starts it")
 
 
 def _run_demo(address: str) -> int:
