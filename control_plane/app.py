@@ -230,9 +230,12 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._watches is not None:
+        if self._watches is not None and self.db is not None and self.db.is_postgres:
+            # Only other replicas (on PostgreSQL) gain from it; never let it hold up the
+            # stop (a write may wait on a connection a cancelled task still holds).
             try:
-                await self._watches.release()
+                async with asyncio.timeout(2):
+                    await self._watches.release()
             except Exception:
                 log.exception("watch_release_failed")
         # Agent streams never end by themselves: close them so shutdown does not wait.
