@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from legato.spec.connections import ENV_PREFIX
+
 __all__ = ["ConnectionsError", "load_connections"]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -40,8 +42,8 @@ def load_connections(path: Path | None, env: Mapping[str, str] | None = None) ->
                 raise ConnectionsError(f"{path}: connection {name!r} must be a URL string")
             found[name] = _substitute(url, env, f"{path}: connection {name!r}")
     for key, value in env.items():
-        if key.startswith("LEGATO_CONNECTION_") and value:
-            found[key.removeprefix("LEGATO_CONNECTION_").lower().replace("__", "-")] = value
+        if key.startswith(ENV_PREFIX) and value:
+            found[key.removeprefix(ENV_PREFIX).lower().replace("__", "-")] = value
     return found
 
 

@@ -22,6 +22,7 @@ from control_plane.execution.hub import AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
 from control_plane.triggers.watch_assignment import WatchMessage
 from control_plane.triggers.watches import Watches
+from legato.spec.connections import connection_label
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2, spec_pb2
 
 __all__ = ["AgentServicer"]
@@ -251,7 +252,7 @@ def _session(register: pb.AgentRegistration) -> AgentSession:
         )
     labels = dict(register.labels)
     for connection in register.connections:
-        labels[f"connection/{connection}"] = "true"
+        labels[connection_label(connection)] = "true"
     return AgentSession(
         name=register.name,
         instance_id=register.instance_id or register.name,

@@ -18,11 +18,10 @@ from control_plane.resolver import RunContext, StepFacts
 from control_plane.store.models import RunRow, StepRunRow
 from control_plane.templates import TemplateError, parse_template
 from control_plane.validation.conditions import STEP_ROOTS
-from legato.spec.connections import connections_of
+from legato.spec.connections import connection_label, connections_of
 from legato.v1 import spec_pb2
 
 __all__ = [
-    "CONNECTION_LABEL",
     "UnresolvedError",
     "evaluate_all",
     "expression_names",
@@ -33,14 +32,12 @@ __all__ = [
     "step_facts",
 ]
 
-CONNECTION_LABEL = "connection/"
-
 
 def required_labels(step: spec_pb2.Step) -> dict[str, str]:
     """The step's selector: its ``agent_selector`` and one label per connection it uses."""
     labels = dict(step.agent_selector)
     for name in connections_of(step):
-        labels[CONNECTION_LABEL + name] = "true"
+        labels[connection_label(name)] = "true"
     return labels
 
 

@@ -39,7 +39,7 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import RUN_TERMINAL
+from control_plane.execution.statuses import RUN_TERMINAL, TRIGGER_KIND
 from control_plane.execution.transitions import Transitions
 from control_plane.registry import Actor
 from control_plane.store.db import Database
@@ -48,7 +48,6 @@ from control_plane.store.models import RunRow, StepRunRow
 __all__ = ["MAX_CHAIN", "ChildRuns"]
 
 MAX_CHAIN = 10
-TRIGGER = "trigger"
 log = structlog.get_logger("legato.child_runs")
 
 
@@ -103,7 +102,7 @@ class ChildRuns:
                     )
                     .join(RunRow, RunRow.id == StepRunRow.run_id)
                     .where(
-                        StepRunRow.kind == TRIGGER,
+                        StepRunRow.kind == TRIGGER_KIND,
                         StepRunRow.status.in_(("ready", "running")),
                         RunRow.status == "running",
                     )

@@ -19,7 +19,6 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.execution.bindings import (
-    CONNECTION_LABEL,
     needs_resolution,
     resolved_values,
     run_context,
@@ -29,15 +28,15 @@ from control_plane.execution.hub import AgentHub, AgentSession, Assignment, Inpu
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.signals import Signals
+from control_plane.execution.statuses import TRIGGER_KIND
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow, StepRunRow
+from legato.spec.connections import CONNECTION_LABEL, connection_label
 from legato.telemetry import Tracing
 
 __all__ = ["Dispatcher"]
 
 log = structlog.get_logger("legato.dispatch")
-
-TRIGGER_KIND = "trigger"
 
 
 class Dispatcher:
@@ -134,8 +133,6 @@ class Dispatcher:
         sessions = self._hub.available()
         claimed: list[tuple[AgentSession, Assignment]] = []
         for step, run in candidates:
-            if step.kind == TRIGGER_KIND:
-                continue  # the control plane runs these itself (child_runs)
             if not any(s.credits > 0 for s in sessions):
                 break
             agent = _pick(sessions, step.selector or {})
@@ -315,7 +312,7 @@ def _no_agent_reason(selector: dict[str, Any], connected: list[AgentSession]) ->
         key.removeprefix(CONNECTION_LABEL) for key in selector if key.startswith(CONNECTION_LABEL)
     )
     for name in connections:
-        if not any(s.matches({CONNECTION_LABEL + name: "true"}) for s in connected):
+        if not any(s.matches({connection_label(name): "true"}) for s in connected):
             return f"waiting: no connected agent has connection '{name}'"
     labels = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
     if not any(s.matches(selector) for s in connected):

@@ -18,7 +18,7 @@ __all__ = ["Effects"]
 class Effects:
     work: bool = False
     # Trigger steps became ready, or a child run a trigger step may wait for ended: wake
-    # the control plane's trigger-step loop (not cleared when agents took the other work).
+    # the control plane's trigger-step loop (agents' work does not).
     trigger_steps: bool = False
     runs: set[str] = field(default_factory=set)
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
@@ -38,7 +38,7 @@ class Effects:
             await signals.cancel_lease(agent, lease_id, reason)
         if self.work:
             await signals.work_ready()
-        elif self.trigger_steps:
+        if self.trigger_steps:
             await signals.trigger_steps_ready()
         if self.runs:
             await signals.run_changed(*sorted(self.runs))

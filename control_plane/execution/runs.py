@@ -174,14 +174,28 @@ class Runs:
                 metadata={"pipeline": pipeline},
             )
         plan = await self._plans.get(session, row.id, row.name, version or row.latest_version)
-        values = resolve_params(plan.spec, params)
-        run = self._new_run(plan, values, trigger, actor)
-        session.add(run)
-        for step in self._new_steps(run.id, plan, reuse={}):
-            session.add(step)
-        await session.flush()
-        await self._start_or_queue(session, run, plan, effects)
+        run, steps = self._add_run(session, plan, params, trigger, actor)
+        await self._start_or_queue(session, run, plan, effects, steps)
         return run, plan
+
+    def _add_run(
+        self,
+        session: AsyncSession,
+        plan: Plan,
+        params: struct_pb2.Struct,
+        trigger: TriggerSpec,
+        actor: Actor,
+        backfill_id: str | None = None,
+    ) -> tuple[RunRow, dict[str, StepRunRow]]:
+        """A new run of ``plan`` and its steps, added to the session (not flushed: a
+        transaction creating many runs inserts them together). Raises InvalidArgument for
+        params the spec refuses, before adding anything."""
+        run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
+        run.backfill_id = backfill_id
+        steps = {step.name: step for step in self._new_steps(run.id, plan, reuse={})}
+        session.add(run)
+        session.add_all(steps.values())
+        return run, steps
 
     async def cancel(self, run_id: str, reason: str, actor: Actor) -> RunView:
         effects = Effects()
@@ -458,7 +472,12 @@ class Runs:
         return rows
 
     async def _start_or_queue(
-        self, session: AsyncSession, run: RunRow, plan: Plan, effects: Effects
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        effects: Effects,
+        steps: dict[str, StepRunRow] | None = None,
     ) -> None:
         limit = plan.spec.limits.max_concurrent_runs
         active = await self._transitions.active_runs(session, plan.pipeline_id)
@@ -467,7 +486,7 @@ class Runs:
             why = f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
             self._queue(session, run, why, effects)
             return
-        await self._transitions.start_run(session, run, plan, effects)
+        await self._transitions.start_run(session, run, plan, effects, steps=steps)
 
     def _queue(self, session: AsyncSession, run: RunRow, why: str, effects: Effects) -> None:
         run.waiting_reason = why
@@ -488,13 +507,7 @@ class Runs:
     ) -> RunRow:
         """A run of ``plan`` for a fire time, in the caller's transaction: started, or
         queued with ``queue_reason`` (the scheduler has applied the overlap policy)."""
-        run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
-        run.backfill_id = backfill_id
-        session.add(run)
-        steps = {step.name: step for step in self._new_steps(run.id, plan, reuse={})}
-        session.add_all(steps.values())
-        # No flush: the caller may create many runs in one transaction, and the commit
-        # inserts them together.
+        run, steps = self._add_run(session, plan, params, trigger, actor, backfill_id)
         if queue_reason is None:
             await self._transitions.start_run(session, run, plan, effects, steps=steps)
         else:

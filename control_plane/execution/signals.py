@@ -31,7 +31,7 @@ class Signals:
     def __init__(self, replica: str, *, postgres_url: URL | None = None) -> None:
         self.replica = replica
         self.work = asyncio.Event()
-        # The same wake-ups, for the trigger steps the control plane runs itself.
+        # Trigger steps (run by the control plane itself) may have something to do.
         self.pipeline_triggers = asyncio.Event()
         # A pipeline's schedule may have changed: the scheduler recomputes its sleep.
         self.schedules = asyncio.Event()
@@ -60,9 +60,8 @@ class Signals:
     # -- raising --------------------------------------------------------------------
 
     async def work_ready(self) -> None:
-        """Steps may be ready for agents (or trigger steps for the control plane)."""
+        """Steps may be ready for agents."""
         self.work.set()
-        self.pipeline_triggers.set()
         await self._publish({"k": "work"})
 
     async def trigger_steps_ready(self) -> None:
@@ -127,7 +126,6 @@ class Signals:
         kind = message.get("k")
         if kind == "work":
             self.work.set()
-            self.pipeline_triggers.set()
         elif kind == "triggers":
             self.pipeline_triggers.set()
         elif kind == "schedules":

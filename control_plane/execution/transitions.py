@@ -26,7 +26,12 @@ from control_plane.errors import LeaseLost, NotFound
 from control_plane.execution.bindings import run_context, step_facts
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
-from control_plane.execution.statuses import ACTIVE_ATTEMPT, RUN_TERMINAL, STEP_TERMINAL
+from control_plane.execution.statuses import (
+    ACTIVE_ATTEMPT,
+    RUN_TERMINAL,
+    STEP_TERMINAL,
+    TRIGGER_KIND,
+)
 from control_plane.retries import decide_retry, effective_policy
 from control_plane.scheduling.schedules import record_outcome
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
@@ -457,9 +462,10 @@ class Transitions:
             position = plan.dag.position(row.name)
             if decision.status == "ready":
                 row.waiting_reason = ""
+                if row.kind == TRIGGER_KIND:
+                    effects.trigger_steps = True  # the control plane runs it (child_runs)
+                    continue
                 effects.work = True
-                if row.kind == "trigger":
-                    effects.trigger_steps = True
                 effects.ready.append((row, run))
                 effects.siblings[run.id] = steps
                 continue

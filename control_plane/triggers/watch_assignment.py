@@ -41,6 +41,7 @@ from sqlalchemy.engine import CursorResult
 from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
 from control_plane.store.db import Database
 from control_plane.store.models import WatchRow
+from legato.spec.connections import connection_label, connection_variable
 
 __all__ = ["WatchAssigner", "WatchMessage"]
 
@@ -204,7 +205,7 @@ class WatchAssigner:
             connection=row.connection,
             message=f"no agent connected to this control plane has connection "
             f"{row.connection!r}, so the database trigger of pipeline {row.pipeline!r} is not "
-            f"watched; start an agent with it (LEGATO_CONNECTION_{_env_name(row.connection)}"
+            f"watched; start an agent with it ({connection_variable(row.connection)}"
             "=URL or --connections FILE); `legato agents` lists agents and their connections",
         )
 
@@ -285,13 +286,9 @@ def _choose(
 ) -> AgentSession | None:
     """The previous holder if it can still take the watch, else the eligible agent with
     the fewest watches from here (then by name)."""
-    label = f"connection/{row.connection}"
-    eligible = [s for s in sessions if s.labels.get(label) == "true" and not s.draining]
+    needs = {connection_label(row.connection): "true"}
+    eligible = [s for s in sessions if s.matches(needs) and not s.draining]
     for session in eligible:
         if session.name == row.agent:
             return session
     return min(eligible, key=lambda s: (load.get(s.name, 0), s.name), default=None)
-
-
-def _env_name(connection: str) -> str:
-    return connection.upper().replace("-", "__")

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from executor.kinds.tables import read_table, table_rows
+from legato.spec.connections import connection_variable
 
 __all__ = ["StepContext", "StepError", "StepKind", "StepResult", "Upstream"]
 
@@ -89,7 +90,7 @@ class StepContext:
         except KeyError:
             raise StepError(
                 f"this agent has no connection {name!r}; configure it in the agent's "
-                f"--connections file or as LEGATO_CONNECTION_{name.upper().replace('-', '__')}"
+                f"--connections file or as {connection_variable(name)}"
             ) from None
 
     @property

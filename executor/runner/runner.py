@@ -32,6 +32,7 @@ from executor.runner.forkserver import (
 from executor.runner.outcome import Ending, Stop, build, parse_document
 from executor.runner.task import Outcome, Task
 from executor.runner.watchdog import MemoryWatchdog
+from legato.spec.connections import ENV_PREFIX
 
 __all__ = ["DEFAULT_PRELOAD", "OUTPUT_FILE", "TASK_FILE", "Runner"]
 
@@ -40,7 +41,6 @@ log = structlog.get_logger("legato.runner")
 DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "pandas", "pyarrow", "pyarrow.ipc", "executor.kinds")
 TASK_FILE = "task.json"
 OUTPUT_FILE = "output.arrow"
-CONNECTION_PREFIX = "LEGATO_CONNECTION_"
 ARTIFACTS_DIR = "artifacts"
 """Files a step writes here (``$LEGATO_ARTIFACTS_DIR``) are stored as its artifacts."""
 DRAIN_SECONDS = 2.0
@@ -163,7 +163,7 @@ class Runner:
 
     def _server_env(self) -> dict[str, str]:
         # Steps get the connections they name in their task, never the agent's others.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(CONNECTION_PREFIX)}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         self._environ = {name: os.environ.get(name) for name in SINGLE_THREADED}
         env.update(SINGLE_THREADED)
         # User modules come from module_path, then the agent's PYTHONPATH; `executor` and

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,12 +233,13 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert f"schema already at revision {head}" in second.stdout
 
 
-def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
-    """The README's first command: one process, a pipeline run to success with its log."""
-    started = time.monotonic()
+@contextmanager
+def legato_up(cwd: Path, *args: str) -> Iterator[tuple[list[str], str]]:
+    """``legato up`` on free ports in ``cwd``: its output up to the "Try:" line and its
+    control plane's address, while it runs; stopped with Ctrl-C (SIGINT) afterwards."""
     process = subprocess.Popen(
-        [LEGATO, "up", "--demo", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
-        cwd=tmp_path,
+        [LEGATO, "up", *args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -249,11 +251,21 @@ def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
             lines.append(line.rstrip("\n"))
             if line.startswith("Try: "):
                 break
+        up = next((ln for ln in lines if ln.startswith("Legato is up")), "")
+        yield lines, up.removeprefix("Legato is up: control plane on ").split(",")[0]
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
     output = "\n".join(lines)
     assert process.returncode == 0, output + (process.stderr.read() if process.stderr else "")
+
+
+def test_up_demo_runs_a_pipeline_and_shows_its_log(tmp_path: Path) -> None:
+    """The README's first command: one process, a pipeline run to success with its log."""
+    started = time.monotonic()
+    with legato_up(tmp_path, "--demo") as (lines, _):
+        pass
+    output = "\n".join(lines)
     assert "Legato is up: control plane on 127.0.0.1:" in output
     assert "Pipeline started (hello-legato v1, trigger manual)" in output
     assert "Step 1: extract (127 records)" in output
@@ -345,26 +357,8 @@ def test_up_applies_the_examples_with_their_schedules_paused(tmp_path: Path) -> 
     root = Path(__file__).resolve().parents[2] / "examples"
     for spec in root.glob("*.yaml"):
         (examples / spec.name).write_text(spec.read_text())
-    process = subprocess.Popen(
-        [LEGATO, "up", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Try: "):
-                break
-        up = next(ln for ln in lines if ln.startswith("Legato is up"))
-        address = up.removeprefix("Legato is up: control plane on ").split(",")[0]
+    with legato_up(tmp_path) as (lines, address):
         listed = legato(None, "pipelines", "-o", "json", env={"LEGATO_SERVER": address})
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
     output = "\n".join(lines)
     assert "pipeline etl: version 1 (created) from " in output, output
     assert "its schedule is paused; `legato schedule resume etl` starts it" in output

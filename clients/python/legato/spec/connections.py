@@ -1,10 +1,31 @@
-"""The connections and secrets a step names: what an agent must hold to run it."""
+"""The connections and secrets a step names: what an agent must hold to run it, the label
+an agent advertises for each one it holds, and the variable that configures one."""
 
 from __future__ import annotations
 
 from legato.v1 import spec_pb2
 
-__all__ = ["connections_of"]
+__all__ = [
+    "CONNECTION_LABEL",
+    "ENV_PREFIX",
+    "connection_label",
+    "connection_variable",
+    "connections_of",
+]
+
+CONNECTION_LABEL = "connection/"
+"""Prefix of the labels (``connection/<name>=true``) of an agent's connections."""
+ENV_PREFIX = "LEGATO_CONNECTION_"
+
+
+def connection_label(name: str) -> str:
+    return CONNECTION_LABEL + name
+
+
+def connection_variable(name: str) -> str:
+    """The environment variable that configures connection ``name`` on an agent
+    (``shop-eu`` → ``LEGATO_CONNECTION_SHOP__EU``)."""
+    return ENV_PREFIX + name.upper().replace("-", "__")
 
 
 def connections_of(step: spec_pb2.Step) -> list[str]:
