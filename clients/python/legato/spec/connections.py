@@ -3,6 +3,7 @@ an agent advertises for each one it holds, and the variable that configures one.
 
 from __future__ import annotations
 
+from legato.named_values import variable_name
 from legato.v1 import spec_pb2
 
 __all__ = [
@@ -25,7 +26,7 @@ def connection_label(name: str) -> str:
 def connection_variable(name: str) -> str:
     """The environment variable that configures connection ``name`` on an agent
     (``shop-eu`` → ``LEGATO_CONNECTION_SHOP__EU``)."""
-    return ENV_PREFIX + name.upper().replace("-", "__")
+    return variable_name(ENV_PREFIX, name)
 
 
 def connections_of(step: spec_pb2.Step) -> list[str]:
