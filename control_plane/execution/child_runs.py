@@ -151,7 +151,7 @@ class ChildRuns:
         try:
             chain = _chain(run, spec.pipeline)
             params = _params(spec.params, steps, run)
-            child = await self._runs.create_child(
+            child = await self._runs.create_in(
                 session,
                 spec.pipeline,
                 params,

@@ -127,7 +127,7 @@ class Runs:
             )
             return True, await self._view(session, run.id)
 
-    async def create_child(
+    async def create_in(
         self,
         session: AsyncSession,
         pipeline: str,
@@ -137,7 +137,8 @@ class Runs:
         effects: Effects,
     ) -> RunRow:
         """Create a run of ``pipeline``'s latest version in the caller's transaction (a
-        trigger step starting its child run); raises like ``trigger``."""
+        trigger step's child run, an event's or a database change's run); raises like
+        ``trigger``."""
         run, _ = await self._create(session, pipeline, 0, params, trigger, actor, effects)
         return run
 

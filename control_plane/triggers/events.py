@@ -117,7 +117,7 @@ class Events:
             params.update({"event": event})
             details = {"event_id": event["id"], "event_type": event_type, "source": source}
             try:
-                run = await self._runs.create_child(
+                run = await self._runs.create_in(
                     session,
                     subscriber.pipeline,
                     params,

@@ -189,7 +189,7 @@ class Watches:
         details = {"watch_id": watch, "watermark": watermark, "source": event["source"]}
         run_id = ""
         try:
-            run = await self._runs.create_child(
+            run = await self._runs.create_in(
                 session,
                 row.pipeline,
                 params,

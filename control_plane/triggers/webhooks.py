@@ -279,7 +279,7 @@ class Webhooks:
             raise _replayed()
         params = struct_pb2.Struct()
         params.update({"webhook": data})
-        run = await self._runs.create_child(
+        run = await self._runs.create_in(
             session,
             pipeline,
             params,

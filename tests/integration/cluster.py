@@ -10,9 +10,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from legato import Client
 from legato.spec import load_spec_text
@@ -160,3 +161,15 @@ def process_gone(pid: int) -> Callable[[], bool]:
         return False
 
     return gone
+
+
+@contextlib.contextmanager
+def running_cluster(db: str, workdir: Path, **settings: Any) -> Iterator[Cluster]:
+    """A control plane on ``db`` (leases of 3 s unless ``settings`` say otherwise) and a
+    Cluster around it; its agents are killed and the plane stopped at the end."""
+    with LocalControlPlane(db=db, **{"lease_timeout": 3.0, **settings}) as plane:
+        running = Cluster(plane, workdir)
+        try:
+            yield running
+        finally:
+            running.stop()

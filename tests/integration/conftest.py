@@ -1,10 +1,13 @@
-"""Integration fixtures: a real control plane (gRPC on loopback, real database)."""
+"""Integration fixtures: a real control plane (gRPC on loopback, real database), alone or
+with agents as separate processes (``cluster``), on both stores."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cluster import Cluster, running_cluster
 
 from legato.testing import LocalControlPlane
 
@@ -12,4 +15,10 @@ from legato.testing import LocalControlPlane
 @pytest.fixture
 def plane(db_url: str) -> Iterator[LocalControlPlane]:
     with LocalControlPlane(db=db_url) as running:
+        yield running
+
+
+@pytest.fixture
+def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(db_url, tmp_path) as running:
         yield running

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cluster import LEGATO, Cluster, status_name, steps_by_name
+from cluster import LEGATO, Cluster, running_cluster, status_name, steps_by_name
 
 from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
@@ -29,12 +29,8 @@ pytestmark = pytest.mark.timeout(120)
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     # The store does not matter here (the execution tests cover both); the user database
     # does, and it is parametrised by warehouse_url.
-    with LocalControlPlane(db=f"sqlite:///{tmp_path}/legato.db", lease_timeout=3.0) as plane:
-        running = Cluster(plane, tmp_path)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with running_cluster(f"sqlite:///{tmp_path}/legato.db", tmp_path) as running:
+        yield running
 
 
 def _engine(url: str) -> sa.Engine:

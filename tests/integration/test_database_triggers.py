@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from cluster import Cluster
+from cluster import Cluster, running_cluster
 from google.protobuf import json_format
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -26,12 +26,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with LocalControlPlane(db=f"sqlite:///{tmp_path}/legato.db", lease_timeout=3.0) as plane:
-        running = Cluster(plane, tmp_path)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with running_cluster(f"sqlite:///{tmp_path}/legato.db", tmp_path) as running:
+        yield running
 
 
 def shop_env(url: str) -> dict[str, str]:

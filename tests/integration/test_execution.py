@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -13,20 +12,9 @@ import pytest
 from cluster import Cluster, process_gone, status_name, steps_by_name
 
 from legato import RpcError
-from legato.testing import LocalControlPlane
 from legato.v1 import agent_pb2, run_pb2, spec_pb2
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    with LocalControlPlane(db=db_url, lease_timeout=3.0) as plane:
-        running = Cluster(plane, tmp_path)
-        try:
-            yield running
-        finally:
-            running.stop()
 
 
 CHAIN = """

@@ -3,26 +3,12 @@ asked, fails with it, and refuses cycles of pipelines that trigger each other.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from cluster import Cluster, status_name, steps_by_name
 
-from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    with LocalControlPlane(db=db_url, lease_timeout=3.0) as plane:
-        running = Cluster(plane, tmp_path)
-        try:
-            yield running
-        finally:
-            running.stop()
 
 
 REPORT = """
