@@ -17,12 +17,19 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.access.authenticator import Authenticator
+from control_plane.access.rules import Rules
+from control_plane.access.tokens import Tokens
+from control_plane.api.access import AccessInterceptor
+from control_plane.api.access_service import AccessServicer
 from control_plane.api.agent_service import AgentServicer
+from control_plane.api.audit_service import AuditServicer
 from control_plane.api.errors import ErrorInterceptor
 from control_plane.api.event_service import EventServicer
 from control_plane.api.http_hooks import HookListener
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
+from control_plane.audit_log import AuditLog
 from control_plane.config import ServerConfig
 from control_plane.errors import FailedPrecondition
 from control_plane.execution.agents import Agents
@@ -43,6 +50,7 @@ from control_plane.scheduling.schedules import ScheduleSync
 from control_plane.secrets import Secrets, SecretsError, load_secrets
 from control_plane.store import migrate
 from control_plane.store.db import Database
+from control_plane.tls import grpc_credentials, http_context
 from control_plane.triggers.events import Events
 from control_plane.triggers.subscriptions import EventSubscriptions
 from control_plane.triggers.watch_assignment import WatchAssigner
@@ -50,8 +58,12 @@ from control_plane.triggers.watches import Watches, WatchSync
 from control_plane.triggers.webhooks import Webhooks
 from legato.telemetry import Tracing
 from legato.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
     agent_service_pb2,
     agent_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
     pipeline_service_pb2,
@@ -69,7 +81,11 @@ SERVICE_NAMES = [
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
+    audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 ]
+CREDENTIAL_CHECK_SECONDS = 2.0
+"""How often connected agents' enrolment tokens are checked for revocation and expiry."""
 
 
 @dataclass
@@ -93,6 +109,9 @@ class ControlPlane:
     scheduler: Scheduler | None = None
     scheduler_loop: bool = True
     """False: schedules fire only when ``scheduler.tick`` is called (tests)."""
+    tokens: Tokens | None = None
+    """API and agent tokens (set by ``start``): ``legato up`` and tests mint theirs here."""
+    _authenticator: Authenticator | None = None
 
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
@@ -103,6 +122,13 @@ class ControlPlane:
             await db.check_connection()
             await self._prepare_schema(db)
             clock = self.clock
+            tokens = Tokens(db, clock=clock)
+            self.tokens = tokens
+            authenticator = (
+                None if self.config.auth == "none" else Authenticator(tokens, clock=clock)
+            )
+            self._authenticator = authenticator
+            audit_log = AuditLog(db, clock=clock)
             registry = Registry(db, clock=clock)
             registry.watch(EventSubscriptions())
             replica = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
@@ -136,6 +162,7 @@ class ControlPlane:
             agents.use_dispatcher(dispatcher)
             runs.use_dispatcher(dispatcher)
             reaper = Reaper(db, transitions, signals, clock=clock)
+            agents.use_reaper(reaper)
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             registry.watch(ScheduleSync(signals.schedules_changed))
             assigner = WatchAssigner(
@@ -154,12 +181,23 @@ class ControlPlane:
                 clock=clock,
             )
             limit = self.config.max_message_mb * 1024 * 1024
+            access = AccessInterceptor(
+                Rules(), authenticator, audit_log, max_streams=self.config.max_streams_per_caller
+            )
             server = grpc.aio.server(
-                interceptors=[ErrorInterceptor()],
+                interceptors=[ErrorInterceptor(), access],
                 options=[
                     ("grpc.max_receive_message_length", limit),
                     ("grpc.max_send_message_length", limit),
                     ("grpc.so_reuseport", 0),
+                    # Find dead peers (agents ping every 10 s): ping idle connections every
+                    # 30 s, drop them after 10 s without an answer; refuse ping floods.
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.keepalive_timeout_ms", 10_000),
+                    ("grpc.keepalive_permit_without_calls", 1),
+                    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+                    ("grpc.http2.max_ping_strikes", 3),
+                    ("grpc.max_concurrent_streams", 256),
                 ],
             )
             pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
@@ -170,6 +208,12 @@ class ControlPlane:
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
                 EventServicer(Events(db, runs, plans, clock=clock)), server
+            )
+            access_service_pb2_grpc.add_AccessServiceServicer_to_server(
+                AccessServicer(tokens, authenticator, agents), server
+            )
+            audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+                AuditServicer(audit_log), server
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
                 AgentServicer(
@@ -186,8 +230,12 @@ class ControlPlane:
             reflection.enable_server_reflection(
                 [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server
             )
+            credentials = grpc_credentials(self.config)
             try:
-                self.port = server.add_insecure_port(self.config.listen)
+                if credentials is None:
+                    self.port = server.add_insecure_port(self.config.listen)
+                else:
+                    self.port = server.add_secure_port(self.config.listen, credentials)
             except RuntimeError:
                 raise FailedPrecondition(
                     f"cannot listen on {self.config.listen}: the address is in use or not "
@@ -196,7 +244,9 @@ class ControlPlane:
                 ) from None
             if self.config.http_listen != "off":
                 webhooks = Webhooks(db, runs, plans, secrets, clock=clock)
-                self._hooks = HookListener(webhooks, self.config.http_listen)
+                self._hooks = HookListener(
+                    webhooks, self.config.http_listen, ssl_context=http_context(self.config)
+                )
                 self.http_port = await self._hooks.start()
                 log.info("http_listening", listen=self.config.http_listen, port=self.http_port)
             await server.start()
@@ -209,6 +259,15 @@ class ControlPlane:
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
                 asyncio.create_task(assigner.run_forever(), name="legato-watches"),
             ]
+            if authenticator is not None:
+                self._tasks.append(
+                    asyncio.create_task(authenticator.run_forever(), name="legato-token-use")
+                )
+                self._tasks.append(
+                    asyncio.create_task(
+                        _check_agent_credentials(agents, tokens), name="legato-agent-credentials"
+                    )
+                )
             if self.scheduler_loop:
                 self._tasks.append(
                     asyncio.create_task(self.scheduler.run_forever(), name="legato-scheduler")
@@ -220,7 +279,19 @@ class ControlPlane:
                 await self._signals.stop()
             await db.dispose()
             raise
-        log.info("server_started", listen=self.config.listen, port=self.port, db=db.display_url)
+        if self.config.auth == "none":
+            log.warning(
+                "authentication_off",
+                detail="--auth none: every caller on this loopback listener may do anything",
+            )
+        log.info(
+            "server_started",
+            listen=self.config.listen,
+            port=self.port,
+            db=db.display_url,
+            tls="mtls" if self.config.client_ca else "tls" if self.config.tls_cert else "off",
+            auth=self.config.auth,
+        )
         return self.port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -247,6 +318,12 @@ class ControlPlane:
             await self.server.stop(self.config.shutdown_grace if grace is None else grace)
         if self._signals is not None:
             await self._signals.stop()
+        if self._authenticator is not None:
+            try:
+                async with asyncio.timeout(2):
+                    await self._authenticator.flush_use()
+            except Exception:
+                log.exception("token_use_flush_failed")
         if self._tracing is not None:
             await asyncio.to_thread(self._tracing.shutdown)
         if self.db is not None:
@@ -270,6 +347,17 @@ class ControlPlane:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def _check_agent_credentials(agents: Agents, tokens: Tokens) -> None:
+    """Close the streams of agents whose enrolment token was revoked (on any replica) or
+    has expired; their steps are retried as lost."""
+    while True:
+        await asyncio.sleep(CREDENTIAL_CHECK_SECONDS)
+        try:
+            await agents.check_credentials(tokens.dead_agent_tokens)
+        except Exception:
+            log.exception("agent_credential_check_failed")
 
 
 def _load_secrets(path: str) -> Secrets:

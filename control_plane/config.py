@@ -5,6 +5,7 @@ flag, the variable, the value and what is accepted."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -20,10 +21,11 @@ __all__ = [
     "ConfigError",
     "ServerConfig",
     "add_server_arguments",
+    "is_loopback",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:7470"
-DEFAULT_HTTP_LISTEN = "0.0.0.0:7471"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:7471"
 DEFAULT_DB = "sqlite:///./.legato/legato.db"
 ENV_PREFIX = "LEGATO_SERVER_"
 
@@ -47,6 +49,19 @@ class ServerConfig:
     # Webhooks: "off" serves none.
     http_listen: str = DEFAULT_HTTP_LISTEN
     secrets_file: str = field(default="", metadata={"flag": "--secrets", "env": "SECRETS"})
+    # Transport: TLS with this certificate and key; with client_ca, clients must present a
+    # certificate it signed (mTLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    client_ca: str = ""
+    # "token": every call needs a credential; "none": anyone (loopback only).
+    auth: str = "token"
+    # Listen on a non-loopback address without TLS (TLS ends in front of the server).
+    insecure: bool = False
+    max_streams_per_caller: int = 32
+
+    def __post_init__(self) -> None:
+        _check_transport(self)
 
     @classmethod
     def load(
@@ -65,6 +80,58 @@ class ServerConfig:
                 continue
             values[f.name] = _PARSERS[f.name](str(raw), f"{source} {raw!r}")
         return cls(**values)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT listens on a loopback interface only."""
+    host = address.rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_transport(config: ServerConfig) -> None:
+    """The combinations of transport and authentication settings that are refused."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError(
+            "--tls-cert and --tls-key go together: give both (the server's certificate and "
+            "its private key, PEM files), or neither"
+        )
+    if config.client_ca and not config.tls_cert:
+        raise ConfigError(
+            "--client-ca needs TLS: give --tls-cert and --tls-key too (client certificates "
+            "are checked in the TLS handshake)"
+        )
+    for flag, path in (
+        ("--tls-cert", config.tls_cert),
+        ("--tls-key", config.tls_key),
+        ("--client-ca", config.client_ca),
+    ):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{flag} {path!r}: no such file")
+    listeners = [("--listen", config.listen)]
+    if config.http_listen != "off":
+        listeners.append(("--http-listen", config.http_listen))
+    if config.auth == "none":
+        for flag, address in listeners:
+            if not is_loopback(address):
+                raise ConfigError(
+                    f"--auth none serves everyone without a credential, so it is only allowed "
+                    f"on a loopback address; {flag} is {address}. Use 127.0.0.1, or keep "
+                    "authentication on (the default)"
+                )
+    if not config.tls_cert and not config.insecure:
+        for flag, address in listeners:
+            if not is_loopback(address):
+                raise ConfigError(
+                    f"refusing to serve {flag} {address} without TLS: tokens and step code "
+                    "would cross the network in plaintext. Give --tls-cert and --tls-key "
+                    "(`legato certs create` makes development ones), or --insecure if TLS "
+                    "ends in front of the server"
+                )
 
 
 def _listen(raw: str, where: str) -> str:
@@ -138,6 +205,12 @@ _PARSERS: dict[str, Any] = {
     "artifact_max_mb": _positive_int,
     "http_listen": _http_listen,
     "secrets_file": lambda raw, where: raw.strip(),
+    "tls_cert": lambda raw, where: raw.strip(),
+    "tls_key": lambda raw, where: raw.strip(),
+    "client_ca": lambda raw, where: raw.strip(),
+    "auth": _choice("token", "none"),
+    "insecure": _bool,
+    "max_streams_per_caller": _positive_int,
 }
 
 
@@ -178,7 +251,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--http-listen",
-        help="HTTP address HOST:PORT of webhook triggers (POST /hooks/<pipeline>), or off "
+        help="HTTP address HOST:PORT of webhook triggers (POST /hooks/<pipeline>), or off; "
+        "loopback unless TLS or --insecure "
         f"(LEGATO_SERVER_HTTP_LISTEN, default {DEFAULT_HTTP_LISTEN})",
     )
     add(
@@ -187,6 +261,35 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="YAML file of secret name: value (${ENV} substituted), e.g. webhook keys; "
         "LEGATO_SECRET_<NAME> variables add to it (LEGATO_SERVER_SECRETS)",
+    )
+    add(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve gRPC and HTTP over TLS with this certificate (LEGATO_SERVER_TLS_CERT)",
+    )
+    add("--tls-key", metavar="PEM", help="the certificate's private key (LEGATO_SERVER_TLS_KEY)")
+    add(
+        "--client-ca",
+        metavar="PEM",
+        help="require gRPC clients to present a certificate signed by this CA: mTLS "
+        "(LEGATO_SERVER_CLIENT_CA)",
+    )
+    add(
+        "--auth",
+        help="token (default): every call needs an API token or agent credential; none: "
+        "anyone may do anything, allowed only on loopback (LEGATO_SERVER_AUTH)",
+    )
+    add(
+        "--insecure",
+        action="store_const",
+        const="true",
+        help="allow a non-loopback --listen/--http-listen without TLS, e.g. behind a proxy "
+        "that terminates TLS (LEGATO_SERVER_INSECURE)",
+    )
+    add(
+        "--max-streams-per-caller",
+        help="streaming calls (WatchRun, DownloadArtifact, ...) one caller may hold at once "
+        "(LEGATO_SERVER_MAX_STREAMS_PER_CALLER, default 32)",
     )
     add(
         "--no-migrate",

@@ -12,7 +12,11 @@ reason, and ``InvalidSpec`` also into ``google.rpc.BadRequest`` field violations
     │   └── LeaseLost                FAILED_PRECONDITION (a report for a lease no longer current)
     ├── LimitExceeded                RESOURCE_EXHAUSTED
     ├── Unavailable                  UNAVAILABLE
-    └── Unimplemented                UNIMPLEMENTED (part of the v1 contract not served yet)
+    ├── Unimplemented                UNIMPLEMENTED (part of the v1 contract not served yet)
+    ├── Unauthenticated              UNAUTHENTICATED (no credential, or one that is unknown,
+    │                                                 revoked or expired)
+    └── PermissionDenied             PERMISSION_DENIED (a credential without the role, or an
+                                                       agent acting on what is not its own)
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "LegatoError",
     "LimitExceeded",
     "NotFound",
+    "PermissionDenied",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
     "pipeline_not_found",
@@ -136,3 +142,11 @@ class Unavailable(LegatoError):
 
 class Unimplemented(LegatoError):
     reason = "UNIMPLEMENTED"
+
+
+class Unauthenticated(LegatoError):
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(LegatoError):
+    reason = "PERMISSION_DENIED"

@@ -70,11 +70,14 @@ class PageRequest:
         if len(rows) <= self.size:
             return Page(items=rows, next_page_token="")
         items = rows[: self.size]
-        token = json.dumps({"k": key(items[-1]), "f": self.fingerprint}, separators=(",", ":"))
-        return Page(
-            items=items,
-            next_page_token=base64.urlsafe_b64encode(token.encode()).decode().rstrip("="),
-        )
+        return Page(items=items, next_page_token=self.token_after(key(items[-1])))
+
+    def token_after(self, key: Any) -> str:
+        """The token of the page that starts after the item whose keyset value is ``key``
+        (a caller that returns fewer items than it fetched, e.g. to bound a response's
+        bytes, makes its own)."""
+        token = json.dumps({"k": key, "f": self.fingerprint}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
 
 def _fingerprint(filters: dict[str, Any]) -> str:

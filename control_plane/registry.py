@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import versioning
+from control_plane.actors import Actor
 from control_plane.errors import (
     Conflict,
     FailedPrecondition,
@@ -40,14 +41,6 @@ __all__ = ["Actor", "ApplyResult", "PipelineInfo", "Registry", "ValidSpec", "Ver
 T = TypeVar("T")
 
 _WRITE_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is calling, and the request id of the call (may be empty)."""
-
-    name: str
-    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,10 +196,9 @@ class Registry:
                 audit.record(
                     session,
                     now=now,
-                    actor=actor.name,
+                    actor=actor,
                     action=action,
                     resource=f"pipelines/{name}",
-                    request_id=actor.request_id,
                 )
                 await session.flush()
             return await self._info(session, pipeline)
@@ -352,10 +344,9 @@ class Registry:
             audit.record(
                 session,
                 now=now,
-                actor=actor.name,
+                actor=actor,
                 action=action,
                 resource=f"pipelines/{result.pipeline.name}",
-                request_id=actor.request_id,
                 details={**summary, "content_hash": result.version.content_hash},
             )
         await requests.record_result(session, action, actor.request_id, summary, now)

@@ -13,6 +13,7 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "legato agent") -> int:
+    from executor.agent import AgentRefusedError
     from executor.app import run
     from legato.logsetup import configure_logging
 
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "legato agent") -> int:
     except ConnectionsError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    except AgentRefusedError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return 0

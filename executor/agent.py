@@ -42,11 +42,12 @@ from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
 from executor.watchers import Watchers
 from legato import __version__
+from legato.spec.artifacts import too_large_message
 from legato.spec.connections import connections_of
 from legato.telemetry import Tracing, parse_traceparent
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "AgentRefusedError"]
 
 pb = agent_service_pb2
 log = structlog.get_logger("legato.agent")
@@ -56,6 +57,17 @@ UPLOAD_CHUNK = 1024 * 1024
 # How long a stopping agent waits for its last reports to be acknowledged.
 STOP_REPORT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 10.0
+# Statuses of Connect that retrying cannot fix: the agent stops.
+_REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+
+
+class OutputTooLargeError(Exception):
+    """A step's output is over the control plane's artifact size limit."""
+
+
+class AgentRefusedError(Exception):
+    """The control plane refused this agent's credential or identity; retrying cannot
+    help (the message says what to fix)."""
 
 
 class Agent:
@@ -82,9 +94,15 @@ class Agent:
         self._last_contact = time.monotonic()
         self._lease_seconds = 20.0
         self._heartbeat_seconds = 5.0
+        self._artifact_max: int | None = None
         self.connected = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
+        self.name = config.display_name
+        """The name the control plane knows this agent by (its enrolment's, once connected)."""
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {config.token}"),) if config.token else ()
+        )
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -97,7 +115,7 @@ class Agent:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ]
-        self._channel = grpc.aio.insecure_channel(self.config.server, options=options)
+        self._channel = _channel(self.config, options)
         self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
         await self._runner.start()
         helpers = [
@@ -111,6 +129,12 @@ class Agent:
                     await self._serve_stream()
                     backoff = 0.1
                 except grpc.aio.AioRpcError as error:
+                    if error.code() in _REFUSED:
+                        log.error("agent_refused", code=error.code().name, details=error.details())
+                        raise AgentRefusedError(
+                            f"the control plane at {self.config.server} refused this agent: "
+                            f"{error.details()}"
+                        ) from None
                     log.warning("stream_failed", code=error.code().name, details=error.details())
                 except ConnectionError as error:
                     log.warning("stream_failed", details=str(error))
@@ -153,7 +177,7 @@ class Agent:
     # -- the stream ---------------------------------------------------------------------
 
     async def _serve_stream(self) -> None:
-        call: Any = self._stub.Connect()
+        call: Any = self._stub.Connect(metadata=self._metadata)
         await call.write(pb.ConnectRequest(register=self._registration()))
         first = await call.read()
         if first is grpc.aio.EOF:
@@ -161,8 +185,10 @@ class Agent:
                 "the control plane closed the stream before registering the agent"
             )
         registered = first.registered
+        self.name = registered.agent_id or self.name
         self._lease_seconds = registered.lease_duration.ToTimedelta().total_seconds() or 20.0
         self._heartbeat_seconds = registered.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
+        self._artifact_max = registered.artifact_max_bytes or None
         self._last_contact = time.monotonic()
         for lease_id in registered.stale_lease_ids:
             self._runner.cancel(lease_id, "the control plane no longer holds this lease")
@@ -176,9 +202,7 @@ class Agent:
         self._outbox = outbox
         self._wake.set()
         self.connected.set()
-        log.info(
-            "connected", server=self.config.server, name=self.config.name, running=len(self._tasks)
-        )
+        log.info("connected", server=self.config.server, name=self.name, running=len(self._tasks))
         writer = asyncio.create_task(self._write(call, outbox))
         beat = asyncio.create_task(self._heartbeats(outbox))
         try:
@@ -213,9 +237,14 @@ class Agent:
             await asyncio.gather(writer, beat, return_exceptions=True)
             call.cancel()
 
+    @property
+    def _identified(self) -> bool:
+        """Whether a credential gives this agent its name (a token or a certificate)."""
+        return bool(self.config.token or self.config.cert)
+
     def _registration(self) -> pb.AgentRegistration:
         return pb.AgentRegistration(
-            name=self.config.name,
+            name=self.config.name or ("" if self._identified else socket.gethostname()),
             labels=self.config.labels,
             slots=self.config.slots,
             version=__version__,
@@ -319,10 +348,11 @@ class Agent:
             files: list[run_pb2.Artifact] = []
             if outcome.status == "succeeded":
                 try:
+                    step = assignment.step_name
                     if outcome.table_path is not None:
-                        artifact_id = (await self._upload(lease_id, outcome.table_path)).id
+                        artifact_id = (await self._upload(lease_id, step, outcome.table_path)).id
                     for path, name in step_files(workdir / ARTIFACTS_DIR):
-                        files.append(await self._upload(lease_id, path, name))
+                        files.append(await self._upload(lease_id, step, path, name))
                 except grpc.aio.AioRpcError as error:
                     outcome = replace(
                         outcome,
@@ -330,7 +360,7 @@ class Agent:
                         failure_kind="error",
                         error=f"storing the output failed: {error.details()}",
                     )
-                except TooManyFilesError as error:
+                except (TooManyFilesError, OutputTooLargeError) as error:
                     outcome = replace(
                         outcome, status="failed", failure_kind="error", error=str(error)
                     )
@@ -372,7 +402,7 @@ class Agent:
                 "legato.pipeline": assignment.pipeline,
                 "legato.step": assignment.step_name,
                 "legato.attempt": assignment.attempt,
-                "legato.agent": self.config.name,
+                "legato.agent": self.name,
                 "legato.records_in": outcome.records_in,
                 "legato.records_out": outcome.records_out,
                 "legato.outcome": outcome.status,
@@ -394,7 +424,8 @@ class Agent:
             call = self._stub.DownloadArtifact(
                 pb.DownloadArtifactRequest(
                     artifact_id=item.artifact_id, lease_id=assignment.lease_id
-                )
+                ),
+                metadata=self._metadata,
             )
             with path.open("wb") as handle:
                 async for message in call:
@@ -403,8 +434,16 @@ class Agent:
             tables[item.step] = path
         return tables
 
-    async def _upload(self, lease_id: str, path: Path, name: str = OUTPUT_NAME) -> run_pb2.Artifact:
+    async def _upload(
+        self, lease_id: str, step: str, path: Path, name: str = OUTPUT_NAME
+    ) -> run_pb2.Artifact:
         size = (await asyncio.to_thread(path.stat)).st_size
+        if self._artifact_max is not None and size > self._artifact_max:
+            # The control plane would refuse it; saying so here spares the upload (and a
+            # refusal racing the upload's last chunks, which grpcio reports as INTERNAL).
+            raise OutputTooLargeError(
+                "storing the output failed: " + too_large_message(step, size, self._artifact_max)
+            )
 
         async def requests() -> AsyncIterator[pb.UploadArtifactRequest]:
             header = pb.ArtifactHeader(
@@ -415,7 +454,7 @@ class Agent:
                 while chunk := handle.read(UPLOAD_CHUNK):
                     yield pb.UploadArtifactRequest(chunk=chunk)
 
-        response = await self._stub.UploadArtifact(requests())
+        response = await self._stub.UploadArtifact(requests(), metadata=self._metadata)
         artifact: run_pb2.Artifact = response.artifact
         return artifact
 
@@ -449,3 +488,14 @@ class Agent:
                     f"the agent could not reach the control plane for {silent:.0f}s, longer than "
                     f"its {self._lease_seconds:.0f}s lease; the step runs again elsewhere"
                 )
+
+
+def _channel(config: AgentConfig, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+    if not config.uses_tls:
+        return grpc.aio.insecure_channel(config.server, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(config.ca).expanduser().read_bytes() if config.ca else None,
+        private_key=Path(config.key).expanduser().read_bytes() if config.key else None,
+        certificate_chain=Path(config.cert).expanduser().read_bytes() if config.cert else None,
+    )
+    return grpc.aio.secure_channel(config.server, credentials, options=options)

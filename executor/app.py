@@ -33,4 +33,4 @@ async def run(config: AgentConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     await agent.run()
-    log.info("agent_stopped", name=config.name)
+    log.info("agent_stopped", name=agent.name)

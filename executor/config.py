@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentConfig:
     server: str = "localhost:7470"
-    name: str = field(default_factory=socket.gethostname)
+    name: str = ""
+    """Empty: the name its credential enrols, or (without one) the host name."""
     labels: dict[str, str] = field(default_factory=dict)
     slots: int = field(default_factory=lambda: os.cpu_count() or 1)
     connections_file: Path | None = None
@@ -36,6 +37,19 @@ class AgentConfig:
     grace: float = 5.0
     log_format: str = "auto"
     log_level: str = "info"
+    token: str = field(default="", repr=False)
+    """The enrolment token (lga_...)."""
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.ca or self.cert)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or socket.gethostname()
 
     @classmethod
     def load(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -101,6 +115,34 @@ class AgentConfig:
             raw, where = pick(name)
             if raw is not None:
                 values[name] = raw
+        token, where = pick("token")
+        token_file, file_where = pick("token_file")
+        if token is not None and token_file is not None:
+            raise ConfigError("give the enrolment token with --token or --token-file, not both")
+        if token_file is not None:
+            try:
+                token = Path(token_file).expanduser().read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{file_where}: {exc.strerror or exc}") from None
+        if token is not None:
+            if token and not token.startswith("lga_"):
+                raise ConfigError(
+                    "the agent's token must be an enrolment token (lga_...); an admin makes one "
+                    "with `legato agents token create --name NAME`"
+                )
+            values["token"] = token.strip()
+        for name in ("ca", "cert", "key"):
+            raw, where = pick(name)
+            if raw is None and env.get(f"LEGATO_{name.upper()}"):
+                raw, where = env[f"LEGATO_{name.upper()}"], f"LEGATO_{name.upper()}"
+            if raw is not None and raw.strip():
+                if not Path(raw).expanduser().is_file():
+                    raise ConfigError(f"{where}: no such file")
+                values[name] = raw.strip()
+        if bool(values.get("cert")) != bool(values.get("key")):
+            raise ConfigError(
+                "a client certificate needs its key: give both --cert and --key (or neither)"
+            )
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -111,7 +153,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="control plane HOST:PORT (LEGATO_AGENT_SERVER or LEGATO_SERVER, "
         "default localhost:7470)",
     )
-    add("--name", help="agent name, unique in the fleet (LEGATO_AGENT_NAME, default the host name)")
+    add(
+        "--name",
+        help="agent name, unique in the fleet (LEGATO_AGENT_NAME; default the name its token "
+        "enrols, or the host name)",
+    )
     add(
         "--label",
         action="append",
@@ -129,6 +175,23 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         help="time a stopped step gets between SIGTERM and SIGKILL "
         "(LEGATO_AGENT_GRACE, default 5s)",
     )
+    add(
+        "--token",
+        help="enrolment token (lga_...) from `legato agents token create`; it gives the agent "
+        "its name and labels (LEGATO_AGENT_TOKEN; prefer --token-file)",
+    )
+    add("--token-file", help="file holding the enrolment token (LEGATO_AGENT_TOKEN_FILE)")
+    add(
+        "--ca",
+        help="CA certificate (PEM) the control plane's certificate is checked against; turns "
+        "TLS on (LEGATO_AGENT_CA or LEGATO_CA)",
+    )
+    add(
+        "--cert",
+        help="this agent's client certificate (PEM) for mTLS; one from `legato certs create "
+        "--agent NAME` also proves its name (LEGATO_AGENT_CERT or LEGATO_CERT)",
+    )
+    add("--key", help="the client certificate's key (LEGATO_AGENT_KEY or LEGATO_KEY)")
     add("--log-format", help="auto, json or console (LEGATO_AGENT_LOG_FORMAT)")
     add("--log-level", help="debug, info, warning or error (LEGATO_AGENT_LOG_LEVEL)")
 

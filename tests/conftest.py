@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 TABLES = [
+    "agent_tokens",
+    "api_tokens",
     "watches",
     "event_subscriptions",
     "events",
@@ -43,6 +45,31 @@ TABLES = [
     "pipeline_versions",
     "pipelines",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Clients in tests never read the user's config file, local credentials or LEGATO_*
+    connection variables: each test says where it connects and with which token."""
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in _CONNECTION_VARIABLES}
+    os.environ["LEGATO_CONFIG"] = str(tmp_path_factory.mktemp("config") / "config.yaml")
+    try:
+        yield
+    finally:
+        os.environ.pop("LEGATO_CONFIG", None)
+        os.environ.update(saved)
+
+
+_CONNECTION_VARIABLES = {
+    "LEGATO_SERVER",
+    "LEGATO_TOKEN",
+    "LEGATO_CA",
+    "LEGATO_CERT",
+    "LEGATO_KEY",
+    "LEGATO_CONTEXT",
+    "LEGATO_CONFIG",
+    "LEGATO_AGENT_TOKEN",
+}
 
 
 def _admin_url() -> str:

@@ -12,10 +12,12 @@ import grpc
 import structlog
 from google.protobuf import duration_pb2, json_format
 
-from control_plane.api.context import actor_from
+from control_plane.access.principals import Principal
+from control_plane.api.context import actor_from, caller
 from control_plane.api.convert import timestamp
+from control_plane.api.errors import status_code
 from control_plane.api.run_convert import agent_message, struct
-from control_plane.errors import InvalidArgument, LegatoError
+from control_plane.errors import InvalidArgument, LegatoError, PermissionDenied, Unauthenticated
 from control_plane.execution.agents import Agents, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import AgentSession, Assignment, Outgoing
@@ -66,7 +68,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             return
         if first.WhichOneof("message") != "register":
             raise InvalidArgument("the first message of AgentService.Connect must be `register`")
-        session = _session(first.register)
+        session = _session(first.register, caller())
         stale = await self._agents.connect(session, list(first.register.running_lease_ids))
         log.info("agent_connected", agent=session.name, slots=session.slots, labels=session.labels)
         if self._watches is not None:
@@ -77,6 +79,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 lease_duration=_seconds(self._lease),
                 heartbeat_interval=_seconds(self._heartbeat),
                 stale_lease_ids=stale,
+                artifact_max_bytes=self._artifacts.max_bytes,
             )
         )
         reader = asyncio.create_task(self._read(requests, session))
@@ -84,6 +87,8 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             while True:
                 message = await session.outbox.get()
                 if message is None:
+                    if session.closed_reason:
+                        raise Unauthenticated(session.closed_reason, reason="TOKEN_REVOKED")
                     return
                 yield _outgoing(message)
         finally:
@@ -106,11 +111,14 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     await self._handle(request, session, rejections)
                 except LegatoError as error:
                     lease = _lease_of(request)
-                    code = (
-                        grpc.StatusCode.FAILED_PRECONDITION.value[0]
-                        if error.reason == "LEASE_LOST"
-                        else 13
-                    )
+                    code = status_code(error).value[0]
+                    if isinstance(error, PermissionDenied):
+                        log.warning(
+                            "agent_report_refused",
+                            agent=session.name,
+                            lease=lease,
+                            reason=error.reason,
+                        )
                     rejections.append((request.seq, lease, code, error.message))
                 except Exception:
                     log.exception("agent_report_failed", agent=session.name, seq=request.seq)
@@ -154,7 +162,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     if line.HasField("time")
                     else datetime.now(UTC),
                     stream=_STREAMS.get(line.stream, "stdout"),
-                    text=line.text,
+                    text=_clean(line.text),
                 )
                 for line in request.logs.lines
             ]
@@ -215,13 +223,22 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 yield request.chunk
 
         info = await self._artifacts.put(
-            header.lease_id, header.name, header.media_type, header.size_bytes, chunks()
+            header.lease_id,
+            header.name,
+            header.media_type,
+            header.size_bytes,
+            chunks(),
+            agent=caller().name if caller().is_agent else None,
         )
         return pb.UploadArtifactResponse(artifact=_artifact(info))
 
     async def DownloadArtifact(
         self, request: pb.DownloadArtifactRequest, context: Context
     ) -> AsyncIterator[pb.DownloadArtifactResponse]:
+        who = caller()
+        if who.is_agent:
+            # An agent reads only what a lease it holds was given.
+            await self._artifacts.authorize(request.artifact_id, request.lease_id, who.name)
         info = await self._artifacts.describe(request.artifact_id)
         yield pb.DownloadArtifactResponse(artifact=_artifact(info))
         async for chunk in self._artifacts.read(request.artifact_id):
@@ -239,32 +256,82 @@ def _artifact(info: ArtifactInfo) -> run_pb2.Artifact:
     )
 
 
-def _session(register: pb.AgentRegistration) -> AgentSession:
-    if not _NAME.fullmatch(register.name):
+def _session(register: pb.AgentRegistration, who: Principal) -> AgentSession:
+    """The session of a registering agent. An authenticated agent's name and labels are
+    its enrolment's: it may repeat them, claim fewer, and advertise the connections its
+    enrolment allows; any other claim is refused, naming it. Under ``--auth none`` the
+    registration is taken as it is."""
+    enrolled = who.is_agent
+    name = who.name if enrolled else register.name
+    if enrolled and register.name and register.name != who.name:
+        raise PermissionDenied(
+            f"this agent calls itself {_quote(register.name)} but its credential "
+            f"({who.credential}) enrols agent {who.name!r}; start it with --name {who.name} "
+            "or give it that agent's token",
+            reason="AGENT_NAME_MISMATCH",
+        )
+    if not _NAME.fullmatch(name):
         raise InvalidArgument(
-            f"agent name {register.name!r} is not valid; use letters, digits, '.', '_' and '-' "
+            f"agent name {_quote(name)} is not valid; use letters, digits, '.', '_' and '-' "
             "(at most 100)",
             reason="INVALID_AGENT",
         )
     if register.slots < 1:
-        raise InvalidArgument(
-            f"agent {register.name!r} offers {register.slots} slots; it needs at least 1"
-        )
-    labels = dict(register.labels)
+        raise InvalidArgument(f"agent {name!r} offers {register.slots} slots; it needs at least 1")
+    labels = dict(who.labels) if enrolled else dict(register.labels)
+    if enrolled:
+        for key, value in register.labels.items():
+            if who.labels.get(key) != value:
+                allowed = ", ".join(f"{k}={v}" for k, v in sorted(who.labels.items())) or "none"
+                raise PermissionDenied(
+                    f"agent {name!r} claims the label {_quote(key)}={_quote(value)}, which its "
+                    f"enrolment does not give it (its labels: {allowed}); labels come from "
+                    f"`legato agents token create --name {name} --labels ...`",
+                    reason="LABEL_NOT_ALLOWED",
+                )
+        for connection in register.connections:
+            if not who.allows_connection(connection):
+                raise PermissionDenied(
+                    f"agent {name!r} advertises the connection {_quote(connection)}, which its "
+                    "enrolment does not allow; enrol it with `legato agents token create "
+                    f"--name {name} --connections {connection}` (or '*')",
+                    reason="CONNECTION_NOT_ALLOWED",
+                )
     for connection in register.connections:
         labels[connection_label(connection)] = "true"
     return AgentSession(
-        name=register.name,
-        instance_id=register.instance_id or register.name,
+        name=name,
+        instance_id=register.instance_id or name,
         labels=labels,
         slots=register.slots,
         version=register.version,
         hostname=register.hostname,
         connections=list(register.connections),
+        token_id=who.token_id,
+        credential=who.credential,
     )
 
 
+def _quote(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:60]) + "…"
+
+
+def _clean(text: str) -> str:
+    """Text an agent sent, storable everywhere (PostgreSQL refuses NUL characters)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _outcome(result: pb.TaskResult) -> AttemptOutcome:
+    if result.outcome not in _OUTCOMES:
+        raise InvalidArgument(
+            f"result.outcome {result.outcome} is not succeeded, failed or cancelled",
+            reason="INVALID_REPORT",
+        )
+    if result.failure_kind not in spec_pb2.FailureKind.values():
+        raise InvalidArgument(
+            f"result.failure_kind {result.failure_kind} is not a FailureKind",
+            reason="INVALID_REPORT",
+        )
     output: dict[str, Any] = {}
     if result.HasField("output"):
         summary = result.output
@@ -287,9 +354,9 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
             output["rows"] = summary.rows
     kind = spec_pb2.FailureKind.Name(result.failure_kind).removeprefix("FAILURE_KIND_").lower()
     return AttemptOutcome(
-        status=_OUTCOMES.get(result.outcome, "failed"),
+        status=_OUTCOMES[result.outcome],
         failure_kind="" if kind == "unspecified" else kind,
-        error=result.error,
+        error=_clean(result.error),
         records_in=result.records_in if result.HasField("records_in") else None,
         records_out=result.records_out if result.HasField("records_out") else None,
         output=output,

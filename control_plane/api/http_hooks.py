@@ -14,6 +14,7 @@ request (at most MAX_BODY bytes) and turns the outcome into a status and a JSON 
 
 from __future__ import annotations
 
+import ssl
 import uuid
 
 import structlog
@@ -53,9 +54,12 @@ _STATUS: list[tuple[type[LegatoError], int]] = [
 class HookListener:
     """Serves the hooks on ``listen`` (HOST:PORT; port 0 picks a free one)."""
 
-    def __init__(self, webhooks: Webhooks, listen: str) -> None:
+    def __init__(
+        self, webhooks: Webhooks, listen: str, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._webhooks = webhooks
         self._listen = listen
+        self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -65,7 +69,7 @@ class HookListener:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = self._listen.rpartition(":")
-        site = web.TCPSite(runner, host.strip("[]") or None, int(port))
+        site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=self._ssl)
         try:
             await site.start()
         except OSError as exc:

@@ -215,6 +215,7 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
         hostname=row.hostname,
         connections=list(row.connections or []),
         instance_id=row.instance_id,
+        credential=row.credential,
     )
 
 

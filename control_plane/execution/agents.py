@@ -5,7 +5,7 @@ LeaseLost and changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,9 +18,10 @@ from control_plane.execution import leases
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
+from control_plane.execution.reaper import Reaper
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
-from control_plane.execution.transitions import AttemptOutcome, Transitions
+from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
 from control_plane.pagination import Page, PageRequest
 from control_plane.registry import Actor
 from control_plane.store import audit
@@ -65,6 +66,7 @@ class Agents:
         self._lease = timedelta(seconds=lease_seconds)
         self._clock = clock
         self._dispatcher: Dispatcher | None = None
+        self._reaper: Reaper | None = None
 
     def use_dispatcher(self, dispatcher: Dispatcher) -> None:
         """Hand steps made ready by a result straight to agents, in the same transaction."""
@@ -92,6 +94,7 @@ class Agents:
             row.replica = self._replica
             row.connect_time = now
             row.last_seen_time = now
+            row.credential = session.credential
             stale = await leases.renew(db, session.name, running, now, self._lease)
         session.leases.update(lease for lease in running if lease not in stale)
         previous = self._hub.attach(session)
@@ -111,6 +114,39 @@ class Agents:
                 row.state = "disconnected"
                 row.last_seen_time = self._clock()
 
+    async def revoked(self, token_ids: set[str]) -> list[str]:
+        """Close the streams of the agents (connected here) whose enrolment token is in
+        ``token_ids``; the steps they were running are retried as lost at once. Returns
+        the agents' names."""
+        closed: list[str] = []
+        for session in self._hub.sessions():
+            if session.token_id and session.token_id in token_ids and not session.closed_reason:
+                session.closed_reason = (
+                    f"the enrolment credential of agent '{session.name}' "
+                    f"({session.credential}) was revoked or has expired"
+                )
+                session.send(None)
+                closed.append(session.name)
+        for name in closed:
+            if self._reaper is not None:
+                await self._reaper.lose_agent(
+                    name,
+                    f"agent '{name}' was disconnected: its enrolment token was revoked or "
+                    "expired, so its attempt is retried as lost",
+                )
+        return closed
+
+    async def check_credentials(self, dead: Callable[[set[str]], Awaitable[set[str]]]) -> None:
+        """Close the streams whose token ``dead`` says is no longer live."""
+        live = {s.token_id for s in self._hub.sessions() if s.token_id and not s.closed_reason}
+        if live:
+            gone = await dead(live)
+            if gone:
+                await self.revoked(gone)
+
+    def use_reaper(self, reaper: Reaper) -> None:
+        self._reaper = reaper
+
     def grant(self, session: AgentSession, credits: int) -> None:
         session.credits += credits
         if credits > 0:
@@ -120,7 +156,9 @@ class Agents:
 
     async def started(self, session: AgentSession, lease_id: str, time: datetime | None) -> None:
         async with self._db.write() as db:
-            run_id = await self._transitions.attempt_started(db, lease_id, time or self._clock())
+            run_id = await self._transitions.attempt_started(
+                db, lease_id, time or self._clock(), agent=session.name
+            )
         if run_id:
             await self._signals.run_changed(run_id)
 
@@ -136,6 +174,8 @@ class Agents:
                 )
             ).first()
             attempt, name = found if found is not None else (None, "")
+            if attempt is not None and attempt.agent != session.name:
+                raise not_yours(lease_id, session.name)
             if attempt is None or attempt.status not in ACTIVE_ATTEMPT:
                 raise LeaseLost(
                     f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
@@ -187,7 +227,9 @@ class Agents:
         claimed: list[Any] = []
         try:
             async with self._db.write() as db:
-                run, attempt = await self._transitions.current_attempt(db, lease_id)
+                run, attempt = await self._transitions.current_attempt(
+                    db, lease_id, agent=session.name
+                )
                 await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
                 if self._dispatcher is not None:
                     claimed = await self._dispatcher.claim_inline(
@@ -232,10 +274,9 @@ class Agents:
             audit.record(
                 db,
                 now=self._clock(),
-                actor=actor.name,
+                actor=actor,
                 action="DrainAgent",
                 resource=f"agents/{name}",
-                request_id=actor.request_id,
             )
             (info,) = await _with_slots_used(db, [row])
         if session is not None:

@@ -17,14 +17,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
-from control_plane.errors import InvalidArgument, LeaseLost, LimitExceeded, NotFound
+from control_plane.errors import (
+    InvalidArgument,
+    LeaseLost,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
+)
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
+from control_plane.execution.transitions import not_yours
 from control_plane.store.db import Database
 from control_plane.store.models import ArtifactRow, AttemptRow, StepRunRow
-from legato.spec.units import format_memory
+from legato.spec.artifacts import too_large_message
 
 __all__ = ["ArtifactInfo", "ArtifactStore"]
 
@@ -59,9 +67,15 @@ class ArtifactStore:
         media_type: str,
         size_hint: int,
         chunks: AsyncIterator[bytes],
+        *,
+        agent: str | None = None,
     ) -> ArtifactInfo:
-        if not name:
-            raise InvalidArgument("an artifact needs a name")
+        """Store an artifact of the attempt under ``lease_id`` (with ``agent``, the lease
+        must be that agent's)."""
+        if not name or len(name) > 200 or "\x00" in name or "/" in name:
+            raise InvalidArgument(
+                "an artifact needs a name of at most 200 characters, without '/' or NUL"
+            )
         async with self._db.read() as session:
             row = (
                 await session.execute(
@@ -70,6 +84,8 @@ class ArtifactStore:
                     .where(AttemptRow.lease_id == lease_id)
                 )
             ).first()
+        if row is not None and agent is not None and row[0].agent != agent:
+            raise not_yours(lease_id, agent)
         if row is None or row[0].status not in ACTIVE_ATTEMPT:
             raise LeaseLost(f"lease {lease_id} is not current; the artifact was not stored")
         attempt, step = row
@@ -118,17 +134,52 @@ class ArtifactStore:
                 await asyncio.to_thread(_discard, spool)
 
     async def describe(self, artifact_id: str) -> ArtifactInfo:
-        row = await self._row(artifact_id)
+        row = await self._describe_row(artifact_id)
         return ArtifactInfo(
             row.id, row.name, row.media_type, row.size_bytes, row.sha256, row.create_time
         )
 
+    async def authorize(self, artifact_id: str, lease_id: str, agent: str) -> None:
+        """An agent may read an artifact only for a lease it holds whose run has it: an
+        output of one of the run's steps (a rerun's reused steps included)."""
+        async with self._db.read() as session:
+            attempt = (
+                await session.execute(select(AttemptRow).where(AttemptRow.lease_id == lease_id))
+            ).scalar_one_or_none()
+            if attempt is None or attempt.agent != agent:
+                raise not_yours(lease_id or "(none)", agent)
+            if attempt.status not in ACTIVE_ATTEMPT:
+                raise LeaseLost(f"lease {lease_id} is not current; it can read no artifact")
+            outputs = await session.execute(
+                select(StepRunRow.output).where(StepRunRow.run_id == attempt.run_id)
+            )
+            for (output,) in outputs:
+                output = output or {}
+                ids = {output.get("artifact_id")} | {
+                    a.get("id") for a in output.get("artifacts") or [] if isinstance(a, dict)
+                }
+                if artifact_id in ids:
+                    return
+        raise PermissionDenied(
+            f"artifact {artifact_id!r} is not an input of the step under lease {lease_id}",
+            reason="ARTIFACT_NOT_AN_INPUT",
+        )
+
     async def read(self, artifact_id: str) -> AsyncIterator[bytes]:
-        row = await self._row(artifact_id)
+        """The artifact's bytes, CHUNK at a time: read from the database or the file one
+        chunk at a time, so a slow reader holds one chunk, not the artifact."""
+        row = await self._describe_row(artifact_id)
         if row.storage == "db":
-            data = row.data or b""
-            for start in range(0, len(data), CHUNK):
-                yield data[start : start + CHUNK]
+            for start in range(0, row.size_bytes, CHUNK):
+                async with self._db.read() as session:
+                    chunk = (
+                        await session.execute(
+                            select(func.substr(ArtifactRow.data, start + 1, CHUNK)).where(
+                                ArtifactRow.id == artifact_id
+                            )
+                        )
+                    ).scalar_one()
+                yield bytes(chunk or b"")
             return
         handle = await asyncio.to_thread(self._path(artifact_id).open, "rb")
         try:
@@ -137,9 +188,16 @@ class ArtifactStore:
         finally:
             handle.close()
 
-    async def _row(self, artifact_id: str) -> ArtifactRow:
+    async def _describe_row(self, artifact_id: str) -> ArtifactRow:
+        """The artifact's row without its bytes."""
         async with self._db.read() as session:
-            row = await session.get(ArtifactRow, artifact_id)
+            row = (
+                await session.execute(
+                    select(ArtifactRow)
+                    .options(defer(ArtifactRow.data))
+                    .where(ArtifactRow.id == artifact_id)
+                )
+            ).scalar_one_or_none()
         if row is None:
             raise NotFound(f"artifact {artifact_id!r} does not exist", reason="ARTIFACT_NOT_FOUND")
         return row
@@ -151,12 +209,13 @@ class ArtifactStore:
         assert self._dir is not None
         return self._dir / artifact_id
 
+    @property
+    def max_bytes(self) -> int:
+        return self._max
+
     def _too_big(self, step: str, size: int, *, partial: bool = False) -> LimitExceeded:
-        amount = f"more than {format_memory(size)}" if partial else format_memory(size)
         return LimitExceeded(
-            f"the output of step '{step}' is {amount}, over the artifact size limit of "
-            f"{format_memory(self._max)}; make the output smaller or raise the limit "
-            "(legato server --artifact-max-mb)",
+            too_large_message(step, size, self._max, partial=partial),
             reason="ARTIFACT_TOO_LARGE",
             metadata={"step": step, "limit_bytes": str(self._max)},
         )

@@ -159,7 +159,7 @@ class ChildRuns:
                     kind="pipeline",
                     details={"parent_run_id": run.id, "parent_step": step_name, "chain": chain},
                 ),
-                Actor(name=f"run {run.id}", request_id=""),
+                Actor(name=f"run {run.id}", kind="system"),
                 effects,
             )
         except (_StepFailedError, LegatoError) as exc:

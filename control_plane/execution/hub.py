@@ -71,6 +71,11 @@ class AgentSession:
     leases: set[str] = field(default_factory=set)
     outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
     connect_time: datetime | None = None
+    token_id: str = ""
+    """The enrolment token it authenticated with (empty under --auth none)."""
+    credential: str = ""
+    closed_reason: str = ""
+    """Why the control plane closed the stream, when it did (e.g. a revoked token)."""
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         return all(self.labels.get(key) == value for key, value in selector.items())

@@ -16,9 +16,10 @@ from control_plane.errors import LeaseLost
 from control_plane.execution.effects import Effects
 from control_plane.execution.leases import expired_leases
 from control_plane.execution.signals import Signals
+from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
 from control_plane.store.db import Database
-from control_plane.store.models import RunRow
+from control_plane.store.models import AttemptRow, RunRow
 
 __all__ = ["Reaper"]
 
@@ -57,18 +58,40 @@ class Reaper:
     async def expire_leases(self) -> int:
         async with self._db.read() as session:
             leases = await expired_leases(session, self._clock())
+        count = await self._lose(leases, error=None, only_expired=True)
+        if count:
+            log.info("leases_expired", count=count)
+        return count
+
+    async def lose_agent(self, agent: str, error: str) -> int:
+        """End every active attempt of ``agent`` as lost now (its credential was revoked:
+        nothing it reports will be accepted, so there is no point waiting for its lease)."""
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(AttemptRow.lease_id).where(
+                    AttemptRow.agent == agent, AttemptRow.status.in_(ACTIVE_ATTEMPT)
+                )
+            )
+            leases = list(rows.scalars())
+        count = await self._lose(leases, error=error, only_expired=False)
+        if count:
+            log.info("agent_leases_lost", agent=agent, count=count)
+        return count
+
+    async def _lose(self, leases: list[str], *, error: str | None, only_expired: bool) -> int:
         count = 0
         for lease_id in leases:
             effects = Effects()
             try:
                 async with self._db.write() as session:
                     run, attempt = await self._transitions.current_attempt(session, lease_id)
-                    if attempt.lease_expire_time >= self._clock():
+                    if only_expired and attempt.lease_expire_time >= self._clock():
                         continue  # renewed meanwhile
                     outcome = AttemptOutcome(
                         status="failed",
                         failure_kind="lost",
-                        error=(
+                        error=error
+                        or (
                             f"agent '{attempt.agent}' stopped renewing the lease of attempt "
                             f"{attempt.number} (it crashed, was killed or lost its connection)"
                         ),
@@ -78,8 +101,6 @@ class Reaper:
                 continue
             count += 1
             await effects.apply(self._signals, self._clock())
-        if count:
-            log.info("leases_expired", count=count)
         return count
 
     async def stop_overdue_runs(self) -> int:

@@ -115,10 +115,10 @@ class Runs:
             audit.record(
                 session,
                 now=run.create_time,
-                actor=actor.name,
+                actor=actor,
                 action="TriggerRun",
                 resource=f"runs/{run.id}",
-                request_id=actor.request_id,
+                pipeline=plan.pipeline,
                 details={
                     "pipeline": plan.pipeline,
                     "version": plan.version,
@@ -208,10 +208,10 @@ class Runs:
                 audit.record(
                     session,
                     now=self._clock(),
-                    actor=actor.name,
+                    actor=actor,
                     action="CancelRun",
                     resource=f"runs/{run_id}",
-                    request_id=actor.request_id,
+                    pipeline=run.pipeline,
                     details={"reason": why},
                 )
             view = await self._view(session, run_id)
@@ -288,10 +288,10 @@ class Runs:
             audit.record(
                 session,
                 now=run.create_time,
-                actor=actor.name,
+                actor=actor,
                 action="RerunRun",
                 resource=f"runs/{run.id}",
-                request_id=actor.request_id,
+                pipeline=run.pipeline,
                 details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
             )
             return await self._view(session, run.id)

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import runlog
-from control_plane.errors import LeaseLost, NotFound
+from control_plane.errors import LeaseLost, NotFound, PermissionDenied
 from control_plane.execution.bindings import run_context, step_facts
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
@@ -38,7 +38,7 @@ from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunR
 from legato.spec.units import format_duration
 from legato.telemetry import Tracing
 
-__all__ = ["AttemptOutcome", "Transitions", "deadline_reason"]
+__all__ = ["AttemptOutcome", "Transitions", "deadline_reason", "not_yours"]
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
@@ -77,10 +77,11 @@ class Transitions:
         return await self.plans.get(session, run.pipeline_id, run.pipeline, run.version)
 
     async def current_attempt(
-        self, session: AsyncSession, lease_id: str
+        self, session: AsyncSession, lease_id: str, *, agent: str | None = None
     ) -> tuple[RunRow, AttemptRow]:
         """The run (locked) and attempt (locked) of a lease that is still current, or
-        LeaseLost: a report for any other lease must change nothing."""
+        LeaseLost: a report for any other lease must change nothing. With ``agent``, the
+        lease must be that agent's (PermissionDenied otherwise)."""
         run_id = (
             await session.execute(select(AttemptRow.run_id).where(AttemptRow.lease_id == lease_id))
         ).scalar_one_or_none()
@@ -95,6 +96,8 @@ class Transitions:
                 .execution_options(populate_existing=True)
             )
         ).scalar_one()
+        if agent is not None and attempt.agent != agent:
+            raise not_yours(lease_id, agent)
         if attempt.status not in ACTIVE_ATTEMPT:
             raise LeaseLost(
                 f"lease {lease_id} is no longer current (its attempt is {attempt.status})",
@@ -283,24 +286,36 @@ class Transitions:
 
     # -- attempts ---------------------------------------------------------------------
 
-    async def attempt_started(self, session: AsyncSession, lease_id: str, started: datetime) -> str:
+    async def attempt_started(
+        self, session: AsyncSession, lease_id: str, started: datetime, *, agent: str
+    ) -> str:
         """Mark a leased attempt running; returns its run id. Two fenced UPDATEs and no run
-        lock: this report arrives for every step, just before its result."""
+        lock: this report arrives for every step, just before its result. Only the agent
+        holding the lease may report it (PermissionDenied otherwise)."""
         row = (
             await session.execute(
                 update(AttemptRow)
-                .where(AttemptRow.lease_id == lease_id, AttemptRow.status == "leased")
+                .where(
+                    AttemptRow.lease_id == lease_id,
+                    AttemptRow.status == "leased",
+                    AttemptRow.agent == agent,
+                )
                 .values(status="running", start_time=started)
                 .returning(AttemptRow.step_run_id, AttemptRow.run_id)
                 .execution_options(synchronize_session=False)
             )
         ).first()
         if row is None:
-            status = (
+            found = (
                 await session.execute(
-                    select(AttemptRow.status).where(AttemptRow.lease_id == lease_id)
+                    select(AttemptRow.status, AttemptRow.agent).where(
+                        AttemptRow.lease_id == lease_id
+                    )
                 )
-            ).scalar_one_or_none()
+            ).first()
+            status = found[0] if found is not None else None
+            if found is not None and found[1] != agent:
+                raise not_yours(lease_id, agent)
             if status == "running":
                 return ""  # a repeated report after a reconnect
             raise LeaseLost(
@@ -514,3 +529,13 @@ def _export_target(plan: Plan, step: str) -> str | None:
 
 def deadline_reason(plan: Plan) -> str:
     return f"the run exceeded limits.max_duration of {format_duration(plan.max_duration or 0)}"
+
+
+def not_yours(lease_id: str, agent: str) -> PermissionDenied:
+    """The error for an agent reporting on a lease it was not given."""
+    return PermissionDenied(
+        f"lease {lease_id} was not given to agent {agent!r}; an agent reports only on its "
+        "own leases",
+        reason="LEASE_NOT_YOURS",
+        metadata={"lease_id": lease_id},
+    )

@@ -154,10 +154,10 @@ class Backfills:
         audit.record(
             session,
             now=now,
-            actor=actor.name,
+            actor=actor,
             action="CreateBackfill",
             resource=f"backfills/{backfill.id}",
-            request_id=actor.request_id,
+            pipeline=row.name,
             details={
                 "pipeline": row.name,
                 "start_time": start.isoformat(),
@@ -193,10 +193,10 @@ class Backfills:
             audit.record(
                 session,
                 now=self._clock(),
-                actor=actor.name,
+                actor=actor,
                 action="CancelBackfill",
                 resource=f"backfills/{backfill_id}",
-                request_id=actor.request_id,
+                pipeline=backfill.pipeline,
             )
         return await self._view(session, backfill_id)
 

@@ -107,10 +107,9 @@ class ScheduleControl:
             audit.record(
                 session,
                 now=self._clock(),
-                actor=actor.name,
+                actor=actor,
                 action=action,
                 resource=f"pipelines/{name}",
-                request_id=actor.request_id,
                 details={"reason": row.pause_reason} if row.paused else {},
             )
         await self._on_change()

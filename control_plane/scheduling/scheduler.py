@@ -42,13 +42,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.actors import SCHEDULER
 from control_plane.errors import LegatoError
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.fire_times import FireTime, FireTimes
-from control_plane.registry import Actor
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
@@ -65,7 +65,6 @@ MAX_SCAN = 100_000
 BATCH = 100
 """Schedules fired per transaction."""
 MAX_SLEEP = 30.0
-SCHEDULER = Actor(name="scheduler")
 _CATCHUP = {
     spec_pb2.CATCHUP_POLICY_UNSPECIFIED: "latest",
     spec_pb2.CATCHUP_POLICY_NONE: "none",
@@ -305,10 +304,9 @@ class Scheduler:
                 audit.record(
                     session,
                     now=now,
-                    actor=SCHEDULER.name,
+                    actor=SCHEDULER,
                     action="ScheduledRunFailedToStart",
                     resource=f"pipelines/{pipeline.name}",
-                    request_id="",
                     details={"logical_time": fire.instant.isoformat(), "error": exc.message},
                 )
         return created
@@ -371,10 +369,9 @@ class Scheduler:
         audit.record(
             session,
             now=now,
-            actor=SCHEDULER.name,
+            actor=SCHEDULER,
             action="SkipMissedFireTimes",
             resource=f"pipelines/{pipeline.name}",
-            request_id="",
             details={"missed": decision.skipped, "catchup": decision.catchup},
         )
 

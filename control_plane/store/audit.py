@@ -1,4 +1,5 @@
-"""The audit log: one entry per mutation, written in the mutation's transaction."""
+"""The activity log: one entry per mutation, written in the mutation's transaction (or,
+for a refused or failed call, by the access interceptor after it), never updated."""
 
 from __future__ import annotations
 
@@ -7,28 +8,63 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.actors import Actor
 from control_plane.store.models import AuditEntryRow
 
-__all__ = ["record"]
+__all__ = ["MAX_ERROR", "entry", "record"]
+
+MAX_ERROR = 500
+"""Characters of an error message kept in an entry."""
+
+
+def entry(
+    *,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    resource: str,
+    pipeline: str | None = None,
+    outcome: str = "succeeded",
+    code: int = 0,
+    error: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEntryRow:
+    """An entry; ``pipeline`` defaults to the one a ``pipelines/<name>`` resource names."""
+    if pipeline is None and resource.startswith("pipelines/"):
+        pipeline = resource.removeprefix("pipelines/").split("/", 1)[0]
+    return AuditEntryRow(
+        time=now,
+        actor=actor.name[:200],
+        actor_kind=actor.kind,
+        action=action,
+        resource=resource[:300],
+        pipeline=pipeline or None,
+        request_id=actor.request_id or None,
+        outcome=outcome,
+        code=code,
+        error=error[:MAX_ERROR],
+        details={**actor.details, **(details or {})},
+    )
 
 
 def record(
     session: AsyncSession,
     *,
     now: datetime,
-    actor: str,
+    actor: Actor,
     action: str,
     resource: str,
-    request_id: str = "",
+    pipeline: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    """Add a successful mutation's entry to ``session``'s transaction."""
     session.add(
-        AuditEntryRow(
-            time=now,
+        entry(
+            now=now,
             actor=actor,
             action=action,
             resource=resource,
-            request_id=request_id or None,
-            details=details or {},
+            pipeline=pipeline,
+            details=details,
         )
     )

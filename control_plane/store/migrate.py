@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from control_plane.store.db import Database
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Arbitrary but fixed: the key of the advisory lock held while migrating.
@@ -59,3 +59,11 @@ async def upgrade(db: Database, revision: str = "head") -> tuple[str | None, str
                 await conn.commit()
     after = await current_revision(db)
     return before, after or ""
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Downgrade the schema to ``revision`` (tests of data migrations use it to rebuild
+    an old schema around rows the current code wrote)."""
+    async with db.engine.connect() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(_config(sync), revision))
+        await conn.commit()

@@ -25,6 +25,8 @@ from control_plane.store.types import UTCDateTime
 
 __all__ = [
     "AgentRow",
+    "AgentTokenRow",
+    "ApiTokenRow",
     "ArtifactRow",
     "AttemptRow",
     "AuditEntryRow",
@@ -101,18 +103,78 @@ class RequestRow(Base):
 
 
 class AuditEntryRow(Base):
-    """Who changed what, when, under which request id."""
+    """Who changed what, when, under which request id, and how it ended (the activity
+    log). Successful mutations write theirs in their own transaction; refused and failed
+    ones are written by the access interceptor after the call."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_resource_time", "resource", "time"),)
+    __table_args__ = (
+        Index("ix_audit_log_resource_time", "resource", "time"),
+        Index("ix_audit_log_pipeline_id", "pipeline", "id"),
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ix_audit_log_time", "time"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     time: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(200))
+    # token | agent | system | local | anonymous
+    actor_kind: Mapped[str] = mapped_column(String(16), default="system")
     action: Mapped[str] = mapped_column(String(100))
     resource: Mapped[str] = mapped_column(String(300))
+    pipeline: Mapped[str | None] = mapped_column(String(63))
     request_id: Mapped[str | None] = mapped_column(String(200))
+    # succeeded | denied | failed
+    outcome: Mapped[str] = mapped_column(String(16), default="succeeded")
+    code: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]]
+
+
+class ApiTokenRow(Base):
+    """A bearer token with a role. Only a hash of its secret is kept; ``name`` is unique
+    among the tokens not revoked."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index(
+            "uq_api_tokens_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoke_time IS NULL"),
+            postgresql_where=text("revoke_time IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    creator: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+    last_use_time: Mapped[datetime | None]
+
+
+class AgentTokenRow(Base):
+    """An agent's enrolment token: the agent's name, its labels and the connections it may
+    advertise (``["*"]``: any). Only a hash of its secret is kept."""
+
+    __tablename__ = "agent_tokens"
+    __table_args__ = (Index("ix_agent_tokens_agent", "agent"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(100))
+    labels: Mapped[dict[str, Any]]
+    connections: Mapped[list[str]]
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    creator: Mapped[str] = mapped_column(String(200))
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]
+    last_use_time: Mapped[datetime | None]
 
 
 class RunRow(Base):
@@ -244,6 +306,8 @@ class AgentRow(Base):
     replica: Mapped[str] = mapped_column(String(100))
     connect_time: Mapped[datetime]
     last_seen_time: Mapped[datetime]
+    # How it authenticated: "token <id>", "certificate <CN>" or "unauthenticated".
+    credential: Mapped[str] = mapped_column(String(200), default="")
 
 
 class ArtifactRow(Base):

@@ -122,7 +122,7 @@ class Events:
                     subscriber.pipeline,
                     params,
                     TriggerSpec(kind="event", details=details),
-                    Actor(name=actor.name),
+                    Actor(name=actor.name, kind=actor.kind),
                     effects,
                 )
             except LegatoError as exc:
@@ -151,10 +151,9 @@ class Events:
         audit.record(
             session,
             now=now,
-            actor=actor.name,
+            actor=actor,
             action=_METHOD,
             resource=f"events/{event['id']}",
-            request_id=actor.request_id,
             details={"type": event_type, "source": source, "run_ids": run_ids},
         )
         log.info("event_published", event_id=event["id"], event_type=event_type, runs=run_ids)

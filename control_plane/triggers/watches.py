@@ -194,7 +194,7 @@ class Watches:
                 row.pipeline,
                 params,
                 TriggerSpec(kind="event", details=details),
-                Actor(name=f"agent:{agent}"),
+                Actor(name=agent, kind="agent"),
                 effects,
             )
             run_id = run.id
@@ -212,10 +212,9 @@ class Watches:
         audit.record(
             session,
             now=now,
-            actor=f"agent:{agent}",
+            actor=Actor(name=agent, kind="agent", request_id=key),
             action=_METHOD,
             resource=f"pipelines/{row.pipeline}",
-            request_id=key,
             details={"watch_id": watch, "watermark": watermark, "run_id": run_id},
         )
         log.info("watch_change", watch_id=watch, pipeline=row.pipeline, agent=agent, run_id=run_id)

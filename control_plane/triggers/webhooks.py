@@ -28,11 +28,11 @@ from google.protobuf import struct_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.actors import WEBHOOK
 from control_plane.errors import Conflict, InvalidArgument, LegatoError, NotFound
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
-from control_plane.registry import Actor
 from control_plane.secrets import Secrets
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
@@ -284,16 +284,17 @@ class Webhooks:
             pipeline,
             params,
             TriggerSpec(kind="webhook", details={"webhook_secret": secret}),
-            Actor(name="webhook"),
+            WEBHOOK,
             effects,
         )
         await requests.record_result(session, _METHOD, key, {"run_id": run.id}, run.create_time)
         audit.record(
             session,
             now=run.create_time,
-            actor="webhook",
+            actor=WEBHOOK,
             action="ReceiveWebhook",
             resource=f"runs/{run.id}",
+            pipeline=pipeline,
             details={"pipeline": pipeline, "secret": secret},
         )
         return run.id

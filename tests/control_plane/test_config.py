@@ -26,7 +26,47 @@ def test_flags_win_over_variables() -> None:
 
 
 def test_listen_without_host_means_every_interface() -> None:
-    assert ServerConfig.load(args(listen=":7470"), env={}).listen == "0.0.0.0:7470"
+    config = ServerConfig.load(args(listen=":7470", insecure="true"), env={})
+    assert config.listen == "0.0.0.0:7470"
+
+
+def test_every_listener_defaults_to_loopback() -> None:
+    config = ServerConfig.load(args(), env={})
+    assert config.listen.startswith("127.0.0.1:")
+    assert config.http_listen.startswith("127.0.0.1:")
+    assert config.auth == "token"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"listen": "0.0.0.0:7470"}, "refusing to serve --listen 0.0.0.0:7470 without TLS"),
+        (
+            {"http_listen": "10.1.2.3:7471"},
+            "refusing to serve --http-listen 10.1.2.3:7471 without TLS",
+        ),
+        (
+            {"auth": "none", "listen": "0.0.0.0:7470", "insecure": "true"},
+            "--auth none serves everyone without a credential, so it is only allowed on a "
+            "loopback address; --listen is 0.0.0.0:7470",
+        ),
+        ({"tls_cert": "cert.pem"}, "--tls-cert and --tls-key go together"),
+        ({"client_ca": "ca.pem"}, "--client-ca needs TLS"),
+        ({"tls_cert": "/no/cert.pem", "tls_key": "/no/key.pem"}, "--tls-cert '/no/cert.pem': no"),
+        ({"auth": "maybe"}, "--auth 'maybe' is not one of token, none"),
+    ],
+)
+def test_unsafe_transports_are_refused(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.load(args(**values), env={})
+    assert message in str(caught.value)
+
+
+def test_non_loopback_listeners_need_tls_or_insecure() -> None:
+    plain = ServerConfig.load(args(listen="0.0.0.0:7470", insecure="true"), env={})
+    assert plain.insecure
+    loopback_none = ServerConfig.load(args(auth="none", listen="[::1]:7470"), env={})
+    assert loopback_none.auth == "none"
 
 
 @pytest.mark.parametrize(

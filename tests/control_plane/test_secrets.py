@@ -68,11 +68,13 @@ def test_a_variable_that_names_no_secret_is_refused() -> None:
 
 def test_settings_of_the_http_listener_and_secrets() -> None:
     default = ServerConfig.load(argparse.Namespace(), env={})
-    assert (default.http_listen, default.secrets_file) == ("0.0.0.0:7471", "")
+    assert (default.http_listen, default.secrets_file) == ("127.0.0.1:7471", "")
     env = {"LEGATO_SERVER_HTTP_LISTEN": "off", "LEGATO_SERVER_SECRETS": "/etc/legato/s.yaml"}
     config = ServerConfig.load(argparse.Namespace(), env=env)
     assert (config.http_listen, config.secrets_file) == ("off", "/etc/legato/s.yaml")
-    flags = parse_server_args(["--http-listen", ":8080", "--secrets", "s.yaml"], "legato server")
+    flags = parse_server_args(
+        ["--http-listen", ":8080", "--secrets", "s.yaml", "--insecure"], "legato server"
+    )
     assert (flags.http_listen, flags.secrets_file) == ("0.0.0.0:8080", "s.yaml")
     with pytest.raises(ConfigError, match="--http-listen '8080' is not HOST:PORT or off"):
         parse_server_args(["--http-listen", "8080"], "legato server")

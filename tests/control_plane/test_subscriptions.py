@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from control_plane.registry import Actor, Registry
 from control_plane.store.db import Database
-from control_plane.store.migrate import upgrade
+from control_plane.store.migrate import downgrade, upgrade
 from control_plane.store.models import EventSubscriptionRow, PipelineRow
 from control_plane.triggers.subscriptions import EventSubscriptions, subscribers
 from legato.v1 import spec_pb2
@@ -63,12 +63,15 @@ async def test_subscriptions_follow_the_latest_version(db: Database) -> None:
 async def test_the_migration_subscribes_existing_pipelines(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/legato.db")
     try:
-        await upgrade(db, "0004")
-        registry = Registry(db)  # a registry of before the table: nothing subscribes
+        await upgrade(db)
+        registry = Registry(db)
         await registry.apply(spec("live", "orders.created", "other"), "", ALICE)
         await registry.apply(spec("gone", "orders.created"), "", ALICE)
         await registry.set_archived("gone", True, ALICE)
         await registry.apply(spec("quiet"), "", ALICE)
+        # Back to before the table (the rows stay), and forward again: the migration must
+        # subscribe the pipelines that exist.
+        await downgrade(db, "0004")
         await upgrade(db)
         async with db.read() as session:
             rows = await session.execute(

@@ -23,7 +23,7 @@ from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.registry import Actor, Registry
 from control_plane.store.db import Database
-from control_plane.store.migrate import upgrade
+from control_plane.store.migrate import downgrade, upgrade
 from control_plane.store.models import RunRow, WatchRow
 from control_plane.triggers.watch_assignment import WatchAssigner, WatchMessage
 from control_plane.triggers.watches import Watches, WatchSync, database_triggers, watch_id
@@ -167,11 +167,12 @@ async def test_watches_follow_the_latest_version(world: World) -> None:
 async def test_the_migration_adds_watches_for_existing_pipelines(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path}/legato.db")
     try:
-        await upgrade(db, "0005")
-        registry = Registry(db)  # a registry of before the table
+        await upgrade(db)
+        registry = Registry(db)
         await registry.apply(spec("live", channel("c"), table("t", every=5)), "", ALICE)
         await registry.apply(spec("gone", channel("c")), "", ALICE)
         await registry.set_archived("gone", True, ALICE)
+        await downgrade(db, "0005")  # before the table (the pipelines stay), and forward
         await upgrade(db)
         async with db.read() as session:
             rows = list((await session.execute(select(WatchRow))).scalars())

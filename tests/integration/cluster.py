@@ -50,7 +50,10 @@ class Cluster:
         wait: bool = True,
         connections: Path | None = None,
         env: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Start `legato agent` NAME, enrolled with a token that gives it ``labels`` and
+        any connection (or with ``token``)."""
         args = [
             LEGATO,
             "agent",
@@ -71,8 +74,10 @@ class Cluster:
             args += ["--label", f"{key}={value}"]
         if connections is not None:
             args += ["--connections", str(connections)]
+        secret = token if token is not None else self.plane.agent_token(name, labels=labels)
         environ = {
             **os.environ,
+            "LEGATO_AGENT_TOKEN": secret,
             **(env or {}),
             "PYTHONPATH": os.pathsep.join(
                 [HELPERS, (env or {}).get("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")]

@@ -48,9 +48,20 @@ SPEC = textwrap.dedent(
 class Server:
     process: subprocess.Popen[str]
     address: str
+    token: str = ""
+    """An admin token, made with `legato tokens create --db` as an operator would."""
+
+
+def admin_token(db_url: str, name: str = "test-admin") -> str:
+    """The first admin token of a database, made straight in it (no server needed)."""
+    made = legato(None, "tokens", "create", name, "--role", "admin", "--db", db_url, "-o", "json")
+    assert made.returncode == 0, made.stderr
+    secret: str = json.loads(made.stdout)["secret"]
+    return secret
 
 
 def start_server(db_url: str, *extra: str) -> Server:
+    token = admin_token(db_url)
     process = subprocess.Popen(
         [
             LEGATO,
@@ -76,7 +87,7 @@ def start_server(db_url: str, *extra: str) -> Server:
             break
         event = json.loads(line)
         if event.get("event") == "server_started":
-            return Server(process, f"127.0.0.1:{event['port']}")
+            return Server(process, f"127.0.0.1:{event['port']}", token)
     process.kill()
     raise AssertionError(f"server did not start: {process.stderr.read()}")
 
@@ -97,6 +108,7 @@ def legato(
     env = {**os.environ, "USER": "alice", "LOGNAME": "alice", **(env or {})}
     if server is not None:
         env["LEGATO_SERVER"] = server.address
+        env.setdefault("LEGATO_TOKEN", server.token)
     return subprocess.run(
         [LEGATO, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
     )
@@ -119,7 +131,7 @@ def test_the_versioning_workflow(server: Server, tmp_path: Path) -> None:
     versions = legato(server, "versions", "etl")
     lines = versions.stdout.splitlines()
     assert lines[0].split() == ["VERSION", "CREATED", "AUTHOR", "MESSAGE", "HASH"]
-    assert lines[1].startswith("2 ") and "alice" in lines[1] and "limit rows" in lines[1]
+    assert lines[1].startswith("2 ") and "test-admin" in lines[1] and "limit rows" in lines[1]
     assert lines[2].startswith("1 ") and "first cut" in lines[2]
 
     diff = legato(server, "diff", "etl", "1", "2")
@@ -357,8 +369,18 @@ def test_up_applies_the_examples_with_their_schedules_paused(tmp_path: Path) -> 
     root = Path(__file__).resolve().parents[2] / "examples"
     for spec in root.glob("*.yaml"):
         (examples / spec.name).write_text(spec.read_text())
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
     with legato_up(tmp_path) as (lines, address):
-        listed = legato(None, "pipelines", "-o", "json", env={"LEGATO_SERVER": address})
+        # The CLI in the same directory (or below it) finds legato up's admin token ...
+        listed = legato(
+            None, "pipelines", "-o", "json", cwd=examples, env={"LEGATO_SERVER": address}
+        )
+        # ... and elsewhere, without one, it is refused.
+        refused = legato(None, "pipelines", cwd=elsewhere, env={"LEGATO_SERVER": address})
+    assert refused.returncode == 1 and "needs a credential" in refused.stderr
+    credentials = tmp_path / ".legato" / "credentials.yaml"
+    assert credentials.stat().st_mode & 0o777 == 0o600
     output = "\n".join(lines)
     assert "pipeline etl: version 1 (created) from " in output, output
     assert "its schedule is paused; `legato schedule resume etl` starts it" in output

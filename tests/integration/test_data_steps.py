@@ -232,7 +232,7 @@ def test_an_output_over_the_artifact_limit_fails_the_step(tmp_path: Path) -> Non
     assert run.status == run_pb2.RUN_STATUS_FAILED
     error = steps_by_name(run)["huge"].error
     assert error.startswith("storing the output failed: "), error
-    assert "1 MiB" in error or "limit" in error, error
+    assert "is 3.1 MiB, over the artifact size limit of 1 MiB" in error, error
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -335,7 +335,11 @@ def test_cli_shows_outputs_and_saves_artifacts(cluster: Cluster, tmp_path: Path)
     )
     run = cluster.run("report")
     assert run.status == run_pb2.RUN_STATUS_SUCCEEDED, run
-    env = {**os.environ, "LEGATO_SERVER": cluster.plane.address}
+    env = {
+        **os.environ,
+        "LEGATO_SERVER": cluster.plane.address,
+        "LEGATO_TOKEN": cluster.plane.token(),
+    }
 
     def legato(*args: str) -> str:
         done = subprocess.run([LEGATO, *args], capture_output=True, text=True, env=env, timeout=60)

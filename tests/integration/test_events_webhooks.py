@@ -239,7 +239,7 @@ def test_a_run_started_by_hand_may_carry_an_event(plane: LocalControlPlane) -> N
 
 def test_the_cli_publishes_and_prints_the_runs(plane: LocalControlPlane) -> None:
     def legato(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LEGATO_SERVER": plane.address}
+        env = {**os.environ, "LEGATO_SERVER": plane.address, "LEGATO_TOKEN": plane.token()}
         return subprocess.run([LEGATO, *args], capture_output=True, text=True, env=env, timeout=60)
 
     out = legato("events", "publish", "orders.refunded", "--data", '{"order": 1}')

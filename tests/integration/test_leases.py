@@ -33,10 +33,11 @@ steps:
 class HandAgent:
     """An agent whose every message the test writes itself."""
 
-    def __init__(self, address: str, name: str) -> None:
+    def __init__(self, address: str, name: str, token: str) -> None:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub: Any = agent_service_pb2_grpc.AgentServiceStub(self.channel)
         self.name = name
+        self.metadata = (("authorization", f"Bearer {token}"),)
         self.outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
         self.seq = 0
         self.call: Any = None
@@ -46,7 +47,7 @@ class HandAgent:
             yield await self.outbox.get()
 
     async def connect(self, credits: int) -> pb.AgentRegistered:
-        self.call = self.stub.Connect(self._requests())
+        self.call = self.stub.Connect(self._requests(), metadata=self.metadata)
         await self.send(
             register=pb.AgentRegistration(name=self.name, slots=1, instance_id=self.name)
         )
@@ -81,11 +82,11 @@ async def test_a_stale_result_is_refused_and_changes_nothing(db_url: str) -> Non
         client.apply_pipeline(load_spec_text(textwrap.dedent(ONE_STEP)).spec)
         run_id = (await asyncio.to_thread(client.trigger_run, "one")).run.id
 
-        first = HandAgent(plane.address, "slow-agent")
+        first = HandAgent(plane.address, "slow-agent", plane.agent_token("slow-agent"))
         await first.connect(credits=1)
         stale = await first.next("assignment")
         # No heartbeat: the lease expires, the attempt is lost and retried elsewhere.
-        second = HandAgent(plane.address, "fast-agent")
+        second = HandAgent(plane.address, "fast-agent", plane.agent_token("fast-agent"))
         await second.connect(credits=1)
         fresh = await second.next("assignment", within=30)
         assert fresh.attempt == 2 and fresh.lease_id != stale.lease_id
@@ -122,12 +123,12 @@ async def test_a_reconnecting_agent_keeps_its_lease(db_url: str) -> None:
         client = plane.client()
         client.apply_pipeline(load_spec_text(textwrap.dedent(ONE_STEP)).spec)
         run_id = (await asyncio.to_thread(client.trigger_run, "one")).run.id
-        agent = HandAgent(plane.address, "flaky-network")
+        agent = HandAgent(plane.address, "flaky-network", plane.agent_token("flaky-network"))
         await agent.connect(credits=1)
         task = await agent.next("assignment")
         await agent.close()
-        again = HandAgent(plane.address, "flaky-network")
-        again.call = again.stub.Connect(again._requests())
+        again = HandAgent(plane.address, "flaky-network", plane.agent_token("flaky-network"))
+        again.call = again.stub.Connect(again._requests(), metadata=again.metadata)
         await again.send(
             register=pb.AgentRegistration(
                 name="flaky-network", slots=1, instance_id="x", running_lease_ids=[task.lease_id]

@@ -21,7 +21,8 @@ Spec = Callable[..., spec_pb2.PipelineSpec]
 def test_apply_versions_diff_rollback_round_trip(plane: LocalControlPlane, make_spec: Spec) -> None:
     client = plane.client(user="alice")
     first = client.apply_pipeline(make_spec(), message="first cut")
-    assert (first.created, first.version.number, first.version.author) == (True, 1, "alice")
+    # The author is the authenticated token's name, not the user the client claims.
+    assert (first.created, first.version.number, first.version.author) == (True, 1, "tester")
     assert not client.apply_pipeline(make_spec()).created
     second = client.apply_pipeline(make_spec(code="result = data.head()"), message="tweak")
     assert second.version.number == 2
@@ -99,6 +100,8 @@ def test_request_id_retry_returns_the_same_version(
 
 
 def test_health_and_reflection(plane: LocalControlPlane) -> None:
+    """Health checks need no credential (load balancers probe them); reflection needs a
+    viewer's token."""
     with grpc.insecure_channel(plane.address) as channel:
         # The typeshed stubs of these generated stubs declare no methods.
         health: Any = health_pb2_grpc.HealthStub(channel)
@@ -107,13 +110,19 @@ def test_health_and_reflection(plane: LocalControlPlane) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
-        reply = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
+        with pytest.raises(grpc.RpcError) as refused:
+            next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5)))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        viewer = (("authorization", f"Bearer {plane.token('viewer')}"),)
+        reply = next(iter(stub.ServerReflectionInfo(iter([request]), timeout=5, metadata=viewer)))
         names = {s.name for s in reply.list_services_response.service}
         assert {
             "legato.v1.PipelineService",
             "legato.v1.RunService",
             "legato.v1.EventService",
             "legato.v1.AgentService",
+            "legato.v1.AccessService",
+            "legato.v1.AuditService",
             "grpc.health.v1.Health",
         } <= names
 

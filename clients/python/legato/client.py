@@ -31,10 +31,14 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import struct_pb2
 
+from legato.connection import DEFAULT_SERVER, Connection, resolve
 from legato.errors import from_grpc_error
 from legato.v1 import (
+    access_pb2,
+    access_service_pb2_grpc,
     agent_pb2,
     agent_service_pb2_grpc,
+    audit_service_pb2_grpc,
     event_service_pb2_grpc,
     pipeline_pb2,
     pipeline_service_pb2_grpc,
@@ -42,14 +46,15 @@ from legato.v1 import (
     run_service_pb2_grpc,
     spec_pb2,
 )
+from legato.v1 import access_service_pb2 as access
 from legato.v1 import agent_service_pb2 as agents
+from legato.v1 import audit_service_pb2 as audits
 from legato.v1 import event_service_pb2 as events
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
 __all__ = ["DEFAULT_SERVER", "Client", "default_server", "default_user"]
 
-DEFAULT_SERVER = "localhost:7470"
 USER_METADATA_KEY = "legato-user"
 
 T = TypeVar("T")
@@ -101,29 +106,59 @@ def default_user() -> str:
 class Client:
     """A connection to a Legato control plane. Keyword-only options:
 
-    - ``user``: sent as the author of versions and the actor in the audit log
-      (default: the OS user);
+    - ``token``: the API token (``lgt_...``) sent as ``authorization: Bearer``;
+    - ``ca``, ``cert``, ``key``: PEM files for TLS (the CA that signed the server's
+      certificate) and, when the server requires one, this client's certificate;
+    - ``context``: a context of the config file (``legato config set-context``);
+    - ``user``: sent as the user the calls are made for; the activity log keeps it beside
+      the token's name (default: the OS user);
     - ``timeout``: deadline of each call in seconds.
+
+    What is not given comes from ``LEGATO_SERVER``, ``LEGATO_TOKEN``, ``LEGATO_CA``,
+    ``LEGATO_CERT``, ``LEGATO_KEY``, the current context, or the credentials ``legato up``
+    wrote under ``./.legato/`` (see ``legato.connection``).
     """
 
     def __init__(
-        self, server: str | None = None, *, user: str | None = None, timeout: float = 30.0
+        self,
+        server: str | None = None,
+        *,
+        token: str | None = None,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        context: str | None = None,
+        user: str | None = None,
+        timeout: float = 30.0,
+        connection: Connection | None = None,
     ) -> None:
-        self.target = server or default_server()
+        if connection is None:
+            connection = resolve(
+                server=server, token=token, ca=ca, cert=cert, key=key, context=context
+            )
+        self.connection = connection
+        self.target = connection.server
         self._timeout = timeout
-        self._metadata = ((USER_METADATA_KEY, user or default_user()),)
-        self._channel = grpc.insecure_channel(
-            self.target,
-            options=[
-                ("grpc.service_config", _SERVICE_CONFIG),
-                ("grpc.enable_retries", 1),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ],
-        )
+        metadata = [(USER_METADATA_KEY, user or default_user())]
+        if connection.token:
+            metadata.append(("authorization", f"Bearer {connection.token}"))
+        self._metadata = tuple(metadata)
+        options = [
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ]
+        credentials = connection.channel_credentials()
+        if credentials is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            self._channel = grpc.secure_channel(self.target, credentials, options=options)
         self._pipelines = pipeline_service_pb2_grpc.PipelineServiceStub(self._channel)
         self._runs = run_service_pb2_grpc.RunServiceStub(self._channel)
         self._agents = agent_service_pb2_grpc.AgentServiceStub(self._channel)
         self._events = event_service_pb2_grpc.EventServiceStub(self._channel)
+        self._access = access_service_pb2_grpc.AccessServiceStub(self._channel)
+        self._audit = audit_service_pb2_grpc.AuditServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -512,6 +547,125 @@ class Client:
         """Ask an agent to finish its tasks and take no new ones."""
         request = agents.DrainAgentRequest(name=name, request_id=request_id or _request_id())
         return self._call(self._agents.DrainAgent, request).agent
+
+    # -- access -------------------------------------------------------------------------
+
+    def get_caller(self) -> access.GetCallerResponse:
+        """Who the server takes this client for: the token's name and role."""
+        return self._call(self._access.GetCaller, access.GetCallerRequest())
+
+    def create_token(
+        self,
+        name: str,
+        role: access_pb2.Role.ValueType,
+        *,
+        description: str = "",
+        expire_time: datetime | None = None,
+        request_id: str | None = None,
+    ) -> access.CreateTokenResponse:
+        """A new API token; its ``secret`` is in this response only."""
+        request = access.CreateTokenRequest(
+            name=name,
+            role=role,
+            description=description,
+            request_id=request_id or _request_id(),
+        )
+        if expire_time is not None:
+            request.expire_time.FromDatetime(_utc(expire_time))
+        return self._call(self._access.CreateToken, request)
+
+    def list_tokens(
+        self, *, show_revoked: bool = False, page_size: int = 0
+    ) -> Iterator[access_pb2.ApiToken]:
+        def fetch(token: str) -> tuple[list[access_pb2.ApiToken], str]:
+            response = self._call(
+                self._access.ListTokens,
+                access.ListTokensRequest(
+                    page_size=page_size, page_token=token, show_revoked=show_revoked
+                ),
+            )
+            return list(response.tokens), response.next_page_token
+
+        return _paged(fetch)
+
+    def revoke_token(self, name: str, *, request_id: str | None = None) -> access_pb2.ApiToken:
+        """Revoke an API token by name (or id); it stops working within seconds."""
+        request = access.RevokeTokenRequest(name=name, request_id=request_id or _request_id())
+        return self._call(self._access.RevokeToken, request).token
+
+    def create_agent_token(
+        self,
+        agent: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        connections: Sequence[str] = (),
+        expire_time: datetime | None = None,
+        request_id: str | None = None,
+    ) -> access.CreateAgentTokenResponse:
+        """Enrol an agent: its ``secret`` is in this response only."""
+        request = access.CreateAgentTokenRequest(
+            agent=agent,
+            labels=dict(labels or {}),
+            connections=list(connections),
+            request_id=request_id or _request_id(),
+        )
+        if expire_time is not None:
+            request.expire_time.FromDatetime(_utc(expire_time))
+        return self._call(self._access.CreateAgentToken, request)
+
+    def list_agent_tokens(
+        self, *, agent: str = "", show_revoked: bool = False, page_size: int = 0
+    ) -> Iterator[access_pb2.AgentToken]:
+        def fetch(token: str) -> tuple[list[access_pb2.AgentToken], str]:
+            response = self._call(
+                self._access.ListAgentTokens,
+                access.ListAgentTokensRequest(
+                    page_size=page_size,
+                    page_token=token,
+                    show_revoked=show_revoked,
+                    agent=agent,
+                ),
+            )
+            return list(response.tokens), response.next_page_token
+
+        return _paged(fetch)
+
+    def revoke_agent_token(
+        self, token_id: str, *, request_id: str | None = None
+    ) -> access_pb2.AgentToken:
+        """Revoke an enrolment token: the agent is disconnected within seconds."""
+        request = access.RevokeAgentTokenRequest(
+            id=token_id, request_id=request_id or _request_id()
+        )
+        return self._call(self._access.RevokeAgentToken, request).token
+
+    # -- activity -----------------------------------------------------------------------
+
+    def list_audit_events(
+        self,
+        *,
+        pipeline: str = "",
+        actor: str = "",
+        action: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 0,
+    ) -> Iterator[access_pb2.AuditEvent]:
+        """The activity log, newest first, fetching pages as the iterator advances."""
+        request = audits.ListAuditEventsRequest(
+            pipeline=pipeline, actor=actor, action=action, page_size=page_size
+        )
+        if since is not None:
+            request.start_time.FromDatetime(_utc(since))
+        if until is not None:
+            request.end_time.FromDatetime(_utc(until))
+
+        def fetch(token: str) -> tuple[list[access_pb2.AuditEvent], str]:
+            request.page_token = token
+            response = self._call(self._audit.ListAuditEvents, request)
+            return list(response.events), response.next_page_token
+
+        return _paged(fetch)
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -4,23 +4,28 @@
 
     def test_my_pipeline(tmp_path):
         with LocalControlPlane(db=f"sqlite:///{tmp_path}/legato.db") as plane:
-            plane.client().apply_pipeline(spec)
+            plane.client().apply_pipeline(spec)            # an admin's client
+            plane.client(role="viewer").list_runs()        # a viewer's
+            token = plane.agent_token("a1")                # for `legato agent --token`
 
-The server is the production one (gRPC over loopback on a free port, the real store);
-only its event loop runs in a thread of the test process. Needs the server extras."""
+The server is the production one (gRPC over loopback on a free port, the real store,
+authentication on); only its event loop runs in a thread of the test process. Tokens are
+minted straight in its store, one per role, as an admin would with ``legato tokens
+create``. Needs the server extras."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from legato.client import Client
+from legato.connection import Connection
 
 __all__ = ["LocalControlPlane"]
 
@@ -54,6 +59,7 @@ class LocalControlPlane:
         self._clients: list[Client] = []
         self._clock = clock
         self._scheduler_loop = scheduler_loop
+        self._tokens: dict[str, str] = {}
 
     def start(self) -> LocalControlPlane:
         from control_plane.app import ControlPlane
@@ -86,11 +92,74 @@ class LocalControlPlane:
         created: list[str] = self._run(self._plane.scheduler.tick(now))
         return created
 
-    def client(self, *, user: str = "tester", timeout: float = 30.0) -> Client:
-        """A client of this control plane, closed when the plane stops."""
-        client = Client(self.address, user=user, timeout=timeout)
+    def client(
+        self,
+        *,
+        role: str = "admin",
+        user: str = "tester",
+        timeout: float = 30.0,
+        token: str | None = None,
+        ca: str = "",
+        cert: str = "",
+        key: str = "",
+    ) -> Client:
+        """A client of this control plane with a token of ``role`` (or ``token``), closed
+        when the plane stops; ``ca``, ``cert``, ``key`` for a TLS server."""
+        secret = token if token is not None else self.token(role)
+        connection = Connection(server=self.address, token=secret, ca=ca, cert=cert, key=key)
+        client = Client(connection=connection, user=user, timeout=timeout)
         self._clients.append(client)
         return client
+
+    def token(self, role: str = "admin", *, name: str | None = None) -> str:
+        """The secret of an API token with ``role`` (one per role, made on first use;
+        ``name`` makes another). Empty under ``auth="none"``."""
+        if self.config.auth == "none":
+            return ""
+        key = name or role
+        if key not in self._tokens:
+            from control_plane.access.roles import parse_role
+            from control_plane.actors import Actor
+            from control_plane.errors import AlreadyExists
+
+            base = name or ("tester" if role == "admin" else f"tester-{role}")
+            for attempt in range(1, 100):
+                # Another control plane on the same database may have made this name.
+                candidate = base if attempt == 1 else f"{base}-{attempt}"
+                try:
+                    created = self._run(
+                        self._plane.tokens.create(
+                            candidate, parse_role(role), Actor("legato.testing", kind="local")
+                        )
+                    )
+                except AlreadyExists:
+                    if name is not None:
+                        raise
+                    continue
+                self._tokens[key] = created.secret
+                break
+        return self._tokens[key]
+
+    def agent_token(
+        self,
+        agent: str,
+        *,
+        labels: dict[str, str] | None = None,
+        connections: Sequence[str] = ("*",),
+    ) -> str:
+        """The secret of a new enrolment token for agent ``agent``."""
+        from control_plane.actors import Actor
+
+        created = self._run(
+            self._plane.tokens.create_agent(
+                agent,
+                Actor("legato.testing", kind="local"),
+                labels=labels,
+                connections=connections,
+            )
+        )
+        secret: str = created.secret
+        return secret
 
     def __enter__(self) -> LocalControlPlane:
         return self.start()

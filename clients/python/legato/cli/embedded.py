@@ -1,25 +1,38 @@
 """``legato up``: a control plane on SQLite under ./.legato/ and one local agent, in one
 process, with the example pipelines applied; ``--demo`` also runs a demo pipeline and
-shows its log. Imports server and agent code, so it is loaded only by that command."""
+shows its log. Imports server and agent code, so it is loaded only by that command.
+
+Authentication is on, as everywhere: ``legato up`` keeps an admin token for this machine
+in ``./.legato/credentials.yaml`` (mode 0600), which the CLI run in this directory (or
+below it) finds by itself, and enrols its local agent with a token that lives only in
+this process and is revoked when it stops."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
+from control_plane.access import token_secrets
+from control_plane.access.tokens import Tokens
+from control_plane.actors import Actor
 from control_plane.app import ControlPlane
 from control_plane.config import ConfigError, ServerConfig
-from control_plane.errors import LegatoError
+from control_plane.errors import LegatoError, NotFound
 from control_plane.store.urls import display_url
 from executor.agent import Agent
 from executor.config import AgentConfig
 from legato.cli.runs import format_log_line
 from legato.cli.specfiles import CommandError, load_all
 from legato.client import Client
+from legato.connection import write_local_credentials
 from legato.errors import RpcError
 from legato.logsetup import configure_logging
 from legato.spec import load_spec_file
@@ -57,6 +70,9 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
     plane = ControlPlane(config)
     port = await plane.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
+    assert plane.tokens is not None
+    admin = await _local_admin(plane.tokens, state, address)
+    enrolment = await plane.tokens.create_agent("local", LOCAL_ACTOR, connections=["*"])
     agent = Agent(
         AgentConfig(
             server=address,
@@ -64,6 +80,7 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
             slots=max(2, min(8, os.cpu_count() or 2)),
             workdir=state / "work",
             log_level="warning",
+            token=enrolment.secret,
         )
     )
     agent_task = asyncio.create_task(agent.run(), name="legato-local-agent")
@@ -75,10 +92,14 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
             f"Legato is up: control plane on {address}, state in {display_url(config.db)}, "
             f"agent 'local' with {agent.config.slots} slots"
         )
+        print(
+            f"An admin token for this machine is in {state / 'credentials.yaml'} "
+            "(the CLI here finds it)"
+        )
         if examples is not None:
-            await asyncio.to_thread(_apply_examples, address, examples)
+            await asyncio.to_thread(_apply_examples, address, admin, examples)
         if demo:
-            code = await asyncio.to_thread(_run_demo, address)
+            code = await asyncio.to_thread(_run_demo, address, admin)
         flag = "" if address == _DEFAULT_ADDRESS else f"--server {address} "
         print(
             f"Try: legato {flag}runs · legato {flag}run hello-legato --follow · Ctrl-C stops Legato"
@@ -88,19 +109,60 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
     finally:
         agent.stop()
         await asyncio.gather(agent_task, return_exceptions=True)
+        with contextlib.suppress(LegatoError):
+            await plane.tokens.revoke_agent(enrolment.row.id, LOCAL_ACTOR)
         await plane.stop(grace=2)
     return code
+
+
+LOCAL_ACTOR = Actor(name="legato up", kind="local")
+LOCAL_ADMIN = "local-admin"
+
+
+async def _local_admin(tokens: Tokens, state: Path, address: str) -> str:
+    """The admin token in ``state/credentials.yaml`` if it is still good here, else a new
+    one (replacing the last ``local-admin``); the file is rewritten with this address."""
+    secret = ""
+    path = state / "credentials.yaml"
+    try:
+        stored = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        stored = {}
+    candidate = str(stored.get("token") or "") if isinstance(stored, dict) else ""
+    parsed = token_secrets.parse(candidate)
+    if parsed is not None and parsed.kind == "api":
+        row = await tokens.api_token(parsed.id)
+        if (
+            row is not None
+            and row.revoke_time is None
+            and row.role == "admin"
+            and (row.expire_time is None or row.expire_time > datetime.now(UTC))
+            and token_secrets.matches(parsed, row.secret_hash)
+        ):
+            secret = candidate
+    if not secret:
+        with contextlib.suppress(NotFound):
+            await tokens.revoke(LOCAL_ADMIN, LOCAL_ACTOR)
+        created = await tokens.create(
+            LOCAL_ADMIN,
+            "admin",
+            LOCAL_ACTOR,
+            description="made by legato up for the CLI on this machine",
+        )
+        secret = created.secret
+    write_local_credentials(state, {"server": address, "token": secret})
+    return secret
 
 
 EXAMPLE_PAUSE = "applied by legato up: the examples' schedules start paused"
 
 
-def _apply_examples(address: str, examples: Path) -> None:
+def _apply_examples(address: str, token: str, examples: Path) -> None:
     try:
         loaded = load_all([str(examples)])
     except CommandError:
         return
-    with Client(address) as client:
+    with Client(address, token=token) as client:
         for item in loaded:
             try:
                 response = client.apply_pipeline(item.spec, message="applied by legato up")
@@ -118,9 +180,9 @@ def _apply_examples(address: str, examples: Path) -> None:
                 print(f"    its schedule is paused; `legato schedule resume {name}` starts it")
 
 
-def _run_demo(address: str) -> int:
+def _run_demo(address: str, token: str) -> int:
     """Apply the demo pipeline, run it and print its log as it happens."""
-    with Client(address) as client:
+    with Client(address, token=token) as client:
         spec = load_spec_file(DEMO_SPEC).spec
         client.apply_pipeline(spec, message="applied by legato up --demo")
         started = client.trigger_run(spec.name, kind=run_pb2.TRIGGER_KIND_MANUAL)

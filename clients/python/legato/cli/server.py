@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-__all__ = ["register", "run_agent", "run_server"]
+__all__ = ["offline_tokens", "register", "run_agent", "run_server"]
 
 EXTRAS_HINT = "this command needs the server extras: pip install 'legato[server]'"
 UP_DB = "sqlite:///./.legato/legato.db"
@@ -112,6 +117,33 @@ def db_upgrade(args: argparse.Namespace) -> int:
     else:
         print(f"{url}: schema upgraded from {before or 'empty'} to {after}")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def offline_tokens(db_url: str) -> AsyncIterator[tuple[Any, Any]]:
+    """The token store of the database at ``db_url`` (its schema upgraded first), and the
+    actor of someone working on it directly, for ``tokens create --db``."""
+    config_mod = _import("control_plane.config")
+    db_mod = _import("control_plane.store.db")
+    migrate = _import("control_plane.store.migrate")
+    tokens_mod = _import("control_plane.access.tokens")
+    actors = _import("control_plane.actors")
+    config = config_mod.ServerConfig.load(argparse.Namespace(db=db_url))
+    db = db_mod.Database(config.db)
+    try:
+        await db.check_connection()
+        await migrate.upgrade(db)
+        actor = actors.Actor(name=f"{_os_user()}@{socket.gethostname()}", kind="local")
+        yield tokens_mod.Tokens(db, clock=lambda: datetime.now(UTC)), actor
+    finally:
+        await db.dispose()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def up_command(args: argparse.Namespace) -> int:

@@ -105,6 +105,7 @@ class Agent(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     CONNECTIONS_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     slots: _builtins.int
     slots_used: _builtins.int
@@ -113,6 +114,10 @@ class Agent(_message.Message):
     hostname: _builtins.str
     instance_id: _builtins.str
     """Identifies one process of the agent; changes when it restarts."""
+    credential: _builtins.str
+    """How it proved who it is: `token <id>`, `certificate <common name>`, or
+    `unauthenticated` on a server started with `--auth none`.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -137,10 +142,11 @@ class Agent(_message.Message):
         hostname: _builtins.str = ...,
         connections: _abc.Iterable[_builtins.str] | None = ...,
         instance_id: _builtins.str = ...,
+        credential: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connections", b"connections", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "last_seen_time", b"last_seen_time", "name", b"name", "slots", b"slots", "slots_used", b"slots_used", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connections", b"connections", "credential", b"credential", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "last_seen_time", b"last_seen_time", "name", b"name", "slots", b"slots", "slots_used", b"slots_used", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -366,7 +366,12 @@ class AgentRegistered(_message.Message):
     LEASE_DURATION_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     STALE_LEASE_IDS_FIELD_NUMBER: _builtins.int
+    ARTIFACT_MAX_BYTES_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
+    artifact_max_bytes: _builtins.int
+    """The largest artifact the control plane stores; the agent fails a step whose
+    output is larger without uploading it.
+    """
     @_builtins.property
     def lease_duration(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -382,10 +387,11 @@ class AgentRegistered(_message.Message):
         lease_duration: _duration_pb2.Duration | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         stale_lease_ids: _abc.Iterable[_builtins.str] | None = ...,
+        artifact_max_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "stale_lease_ids", b"stale_lease_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "artifact_max_bytes", b"artifact_max_bytes", "heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "stale_lease_ids", b"stale_lease_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

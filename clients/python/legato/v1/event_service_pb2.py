@@ -23,19 +23,22 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlegato/v1/event_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\"l\n\x0ePublishRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\"G\n\x0fPublishResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x32P\n\x0c\x45ventService\x12@\n\x07Publish\x12\x19.legato.v1.PublishRequest\x1a\x1a.legato.v1.PublishResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlegato/v1/event_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16legato/v1/access.proto\"l\n\x0ePublishRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\"G\n\x0fPublishResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07run_ids\x18\x02 \x03(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x32Z\n\x0c\x45ventService\x12J\n\x07Publish\x12\x19.legato.v1.PublishRequest\x1a\x1a.legato.v1.PublishResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'legato.v1.event_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUBLISHREQUEST']._serialized_start=74
-  _globals['_PUBLISHREQUEST']._serialized_end=182
-  _globals['_PUBLISHRESPONSE']._serialized_start=184
-  _globals['_PUBLISHRESPONSE']._serialized_end=255
-  _globals['_EVENTSERVICE']._serialized_start=257
-  _globals['_EVENTSERVICE']._serialized_end=337
+  _globals['_EVENTSERVICE'].methods_by_name['Publish']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['Publish']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_PUBLISHREQUEST']._serialized_start=98
+  _globals['_PUBLISHREQUEST']._serialized_end=206
+  _globals['_PUBLISHRESPONSE']._serialized_start=208
+  _globals['_PUBLISHRESPONSE']._serialized_end=279
+  _globals['_EVENTSERVICE']._serialized_start=281
+  _globals['_EVENTSERVICE']._serialized_end=371
 # @@protoc_insertion_point(module_scope)

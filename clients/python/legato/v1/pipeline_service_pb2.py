@@ -23,69 +23,96 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 from legato.v1 import pipeline_pb2 as legato_dot_v1_dot_pipeline__pb2
 from legato.v1 import spec_pb2 as legato_dot_v1_dot_spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n legato/v1/pipeline_service.proto\x12\tlegato.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18legato/v1/pipeline.proto\x1a\x14legato/v1/spec.proto\"@\n\x17ValidatePipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\"W\n\x18ValidatePipelineResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\"b\n\x14\x41pplyPipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"|\n\x15\x41pplyPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\"\n\x12GetPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13GetPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x14ListPipelinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\x12\x13\n\x0bname_prefix\x18\x04 \x01(\t\"X\n\x15ListPipelinesResponse\x12&\n\tpipelines\x18\x01 \x03(\x0b\x32\x13.legato.v1.Pipeline\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x19GetPipelineVersionRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"I\n\x1aGetPipelineVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\"V\n\x1bListPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"e\n\x1cListPipelineVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x1b\x44iffPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\r\x12\x12\n\nto_version\x18\x03 \x01(\r\"E\n\x1c\x44iffPipelineVersionsResponse\x12%\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineDiff\"a\n\x17RollbackPipelineRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x18RollbackPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x16\x41rchivePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17\x41rchivePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\":\n\x16RestorePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17RestorePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x16PreviewScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x17PreviewScheduleResponse\x12\x0c\n\x04\x63ron\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\'\n\nfire_times\x18\x03 \x03(\x0b\x32\x13.legato.v1.FireTime\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.legato.v1.ScheduleState\x12\x16\n\x0ewaiting_reason\x18\x05 \x01(\t\"L\n\x14PauseScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"=\n\x15ResumeScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline2\xaf\t\n\x0fPipelineService\x12[\n\x10ValidatePipeline\x12\".legato.v1.ValidatePipelineRequest\x1a#.legato.v1.ValidatePipelineResponse\x12R\n\rApplyPipeline\x12\x1f.legato.v1.ApplyPipelineRequest\x1a .legato.v1.ApplyPipelineResponse\x12L\n\x0bGetPipeline\x12\x1d.legato.v1.GetPipelineRequest\x1a\x1e.legato.v1.GetPipelineResponse\x12R\n\rListPipelines\x12\x1f.legato.v1.ListPipelinesRequest\x1a .legato.v1.ListPipelinesResponse\x12\x61\n\x12GetPipelineVersion\x12$.legato.v1.GetPipelineVersionRequest\x1a%.legato.v1.GetPipelineVersionResponse\x12g\n\x14ListPipelineVersions\x12&.legato.v1.ListPipelineVersionsRequest\x1a\'.legato.v1.ListPipelineVersionsResponse\x12g\n\x14\x44iffPipelineVersions\x12&.legato.v1.DiffPipelineVersionsRequest\x1a\'.legato.v1.DiffPipelineVersionsResponse\x12[\n\x10RollbackPipeline\x12\".legato.v1.RollbackPipelineRequest\x1a#.legato.v1.RollbackPipelineResponse\x12X\n\x0f\x41rchivePipeline\x12!.legato.v1.ArchivePipelineRequest\x1a\".legato.v1.ArchivePipelineResponse\x12X\n\x0fRestorePipeline\x12!.legato.v1.RestorePipelineRequest\x1a\".legato.v1.RestorePipelineResponse\x12X\n\x0fPreviewSchedule\x12!.legato.v1.PreviewScheduleRequest\x1a\".legato.v1.PreviewScheduleResponse\x12R\n\rPauseSchedule\x12\x1f.legato.v1.PauseScheduleRequest\x1a .legato.v1.PauseScheduleResponse\x12U\n\x0eResumeSchedule\x12 .legato.v1.ResumeScheduleRequest\x1a!.legato.v1.ResumeScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n legato/v1/pipeline_service.proto\x12\tlegato.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x18legato/v1/pipeline.proto\x1a\x14legato/v1/spec.proto\"@\n\x17ValidatePipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\"W\n\x18ValidatePipelineResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\"b\n\x14\x41pplyPipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"|\n\x15\x41pplyPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\"\n\x12GetPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13GetPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x14ListPipelinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\x12\x13\n\x0bname_prefix\x18\x04 \x01(\t\"X\n\x15ListPipelinesResponse\x12&\n\tpipelines\x18\x01 \x03(\x0b\x32\x13.legato.v1.Pipeline\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x19GetPipelineVersionRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"I\n\x1aGetPipelineVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\"V\n\x1bListPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"e\n\x1cListPipelineVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x1b\x44iffPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\r\x12\x12\n\nto_version\x18\x03 \x01(\r\"E\n\x1c\x44iffPipelineVersionsResponse\x12%\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineDiff\"a\n\x17RollbackPipelineRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x18RollbackPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x16\x41rchivePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17\x41rchivePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\":\n\x16RestorePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17RestorePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x16PreviewScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x17PreviewScheduleResponse\x12\x0c\n\x04\x63ron\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\'\n\nfire_times\x18\x03 \x03(\x0b\x32\x13.legato.v1.FireTime\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.legato.v1.ScheduleState\x12\x16\n\x0ewaiting_reason\x18\x05 \x01(\t\"L\n\x14PauseScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"=\n\x15ResumeScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline2\xa3\n\n\x0fPipelineService\x12\x63\n\x10ValidatePipeline\x12\".legato.v1.ValidatePipelineRequest\x1a#.legato.v1.ValidatePipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rApplyPipeline\x12\x1f.legato.v1.ApplyPipelineRequest\x1a .legato.v1.ApplyPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12T\n\x0bGetPipeline\x12\x1d.legato.v1.GetPipelineRequest\x1a\x1e.legato.v1.GetPipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12Z\n\rListPipelines\x12\x1f.legato.v1.ListPipelinesRequest\x1a .legato.v1.ListPipelinesResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12i\n\x12GetPipelineVersion\x12$.legato.v1.GetPipelineVersionRequest\x1a%.legato.v1.GetPipelineVersionResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14ListPipelineVersions\x12&.legato.v1.ListPipelineVersionsRequest\x1a\'.legato.v1.ListPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14\x44iffPipelineVersions\x12&.legato.v1.DiffPipelineVersionsRequest\x1a\'.legato.v1.DiffPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\x65\n\x10RollbackPipeline\x12\".legato.v1.RollbackPipelineRequest\x1a#.legato.v1.RollbackPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0f\x41rchivePipeline\x12!.legato.v1.ArchivePipelineRequest\x1a\".legato.v1.ArchivePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0fRestorePipeline\x12!.legato.v1.RestorePipelineRequest\x1a\".legato.v1.RestorePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12`\n\x0fPreviewSchedule\x12!.legato.v1.PreviewScheduleRequest\x1a\".legato.v1.PreviewScheduleResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rPauseSchedule\x12\x1f.legato.v1.PauseScheduleRequest\x1a .legato.v1.PauseScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12_\n\x0eResumeSchedule\x12 .legato.v1.ResumeScheduleRequest\x1a!.legato.v1.ResumeScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'legato.v1.pipeline_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALIDATEPIPELINEREQUEST']._serialized_start=128
-  _globals['_VALIDATEPIPELINEREQUEST']._serialized_end=192
-  _globals['_VALIDATEPIPELINERESPONSE']._serialized_start=194
-  _globals['_VALIDATEPIPELINERESPONSE']._serialized_end=281
-  _globals['_APPLYPIPELINEREQUEST']._serialized_start=283
-  _globals['_APPLYPIPELINEREQUEST']._serialized_end=381
-  _globals['_APPLYPIPELINERESPONSE']._serialized_start=383
-  _globals['_APPLYPIPELINERESPONSE']._serialized_end=507
-  _globals['_GETPIPELINEREQUEST']._serialized_start=509
-  _globals['_GETPIPELINEREQUEST']._serialized_end=543
-  _globals['_GETPIPELINERESPONSE']._serialized_start=545
-  _globals['_GETPIPELINERESPONSE']._serialized_end=605
-  _globals['_LISTPIPELINESREQUEST']._serialized_start=607
-  _globals['_LISTPIPELINESREQUEST']._serialized_end=712
-  _globals['_LISTPIPELINESRESPONSE']._serialized_start=714
-  _globals['_LISTPIPELINESRESPONSE']._serialized_end=802
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=804
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=866
-  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_start=868
-  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_end=941
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=943
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1029
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1031
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1132
-  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_start=1134
-  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_end=1223
-  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_start=1225
-  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_end=1294
-  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_start=1296
-  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_end=1393
-  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_start=1395
-  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_end=1522
-  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_start=1524
-  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_end=1582
-  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_start=1584
-  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_end=1648
-  _globals['_RESTOREPIPELINEREQUEST']._serialized_start=1650
-  _globals['_RESTOREPIPELINEREQUEST']._serialized_end=1708
-  _globals['_RESTOREPIPELINERESPONSE']._serialized_start=1710
-  _globals['_RESTOREPIPELINERESPONSE']._serialized_end=1774
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=1776
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=1881
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=1884
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=2047
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2049
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2125
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2127
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2189
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2191
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2252
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2254
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=2317
-  _globals['_PIPELINESERVICE']._serialized_start=2320
-  _globals['_PIPELINESERVICE']._serialized_end=3519
+  _globals['_PIPELINESERVICE'].methods_by_name['ValidatePipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ValidatePipeline']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['ApplyPipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ApplyPipeline']._serialized_options = b'\362\220\031\004\010\003\030\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipeline']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['ListPipelines']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ListPipelines']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipelineVersion']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipelineVersion']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['ListPipelineVersions']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ListPipelineVersions']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['DiffPipelineVersions']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['DiffPipelineVersions']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['RollbackPipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['RollbackPipeline']._serialized_options = b'\362\220\031\004\010\003\030\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['ArchivePipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ArchivePipeline']._serialized_options = b'\362\220\031\004\010\003\030\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['RestorePipeline']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['RestorePipeline']._serialized_options = b'\362\220\031\004\010\003\030\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['PreviewSchedule']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['PreviewSchedule']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['PauseSchedule']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_PIPELINESERVICE'].methods_by_name['ResumeSchedule']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_VALIDATEPIPELINEREQUEST']._serialized_start=152
+  _globals['_VALIDATEPIPELINEREQUEST']._serialized_end=216
+  _globals['_VALIDATEPIPELINERESPONSE']._serialized_start=218
+  _globals['_VALIDATEPIPELINERESPONSE']._serialized_end=305
+  _globals['_APPLYPIPELINEREQUEST']._serialized_start=307
+  _globals['_APPLYPIPELINEREQUEST']._serialized_end=405
+  _globals['_APPLYPIPELINERESPONSE']._serialized_start=407
+  _globals['_APPLYPIPELINERESPONSE']._serialized_end=531
+  _globals['_GETPIPELINEREQUEST']._serialized_start=533
+  _globals['_GETPIPELINEREQUEST']._serialized_end=567
+  _globals['_GETPIPELINERESPONSE']._serialized_start=569
+  _globals['_GETPIPELINERESPONSE']._serialized_end=629
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=631
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=736
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=738
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=826
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=828
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=890
+  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_start=892
+  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_end=965
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=967
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1053
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1055
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1156
+  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_start=1158
+  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_end=1247
+  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_start=1249
+  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_end=1318
+  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_start=1320
+  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_end=1417
+  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_start=1419
+  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_end=1546
+  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_start=1548
+  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_end=1606
+  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_start=1608
+  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_end=1672
+  _globals['_RESTOREPIPELINEREQUEST']._serialized_start=1674
+  _globals['_RESTOREPIPELINEREQUEST']._serialized_end=1732
+  _globals['_RESTOREPIPELINERESPONSE']._serialized_start=1734
+  _globals['_RESTOREPIPELINERESPONSE']._serialized_end=1798
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=1800
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=1905
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=1908
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=2071
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2073
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2149
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2151
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2213
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2215
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2276
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2278
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=2341
+  _globals['_PIPELINESERVICE']._serialized_start=2344
+  _globals['_PIPELINESERVICE']._serialized_end=3659
 # @@protoc_insertion_point(module_scope)

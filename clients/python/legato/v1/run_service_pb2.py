@@ -24,60 +24,83 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 from legato.v1 import run_pb2 as legato_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blegato/v1/run_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13legato/v1/run.proto\"\x99\x01\n\x11TriggerRunRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.legato.v1.TriggerKind\"B\n\x12TriggerRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\xdc\x01\n\x0fListRunsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.legato.v1.RunStatus\x12(\n\x08triggers\x18\x03 \x03(\x0e\x32\x16.legato.v1.TriggerKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x13\n\x0b\x62\x61\x63kfill_id\x18\x07 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.legato.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x10\x43\x61ncelRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\\\n\x0fRerunRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tall_steps\x18\x02 \x01(\x08\x12\x16\n\x0elatest_version\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"/\n\x10RerunRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"F\n\x0fWatchRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_logs\x18\x02 \x01(\x08\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\"\x81\x01\n\x10WatchRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.RunH\x00\x12\"\n\x04step\x18\x02 \x01(\x0b\x32\x12.legato.v1.StepRunH\x00\x12!\n\x03log\x18\x03 \x01(\x0b\x32\x12.legato.v1.LogLineH\x00\x42\x07\n\x05\x65vent\"i\n\x11GetRunLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"P\n\x12GetRunLogsResponse\x12!\n\x05lines\x18\x01 \x03(\x0b\x32\x12.legato.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14GetStepOutputRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"i\n\x15GetStepOutputResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\x15\x43reateBackfillRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x14\n\x0conly_missing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"r\n\x16\x43reateBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\x12\x31\n\rlogical_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x15\x43\x61ncelBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\" \n\x12GetBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13GetBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill2\xca\x06\n\nRunService\x12I\n\nTriggerRun\x12\x1c.legato.v1.TriggerRunRequest\x1a\x1d.legato.v1.TriggerRunResponse\x12=\n\x06GetRun\x12\x18.legato.v1.GetRunRequest\x1a\x19.legato.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.legato.v1.ListRunsRequest\x1a\x1b.legato.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.legato.v1.CancelRunRequest\x1a\x1c.legato.v1.CancelRunResponse\x12\x43\n\x08RerunRun\x12\x1a.legato.v1.RerunRunRequest\x1a\x1b.legato.v1.RerunRunResponse\x12\x45\n\x08WatchRun\x12\x1a.legato.v1.WatchRunRequest\x1a\x1b.legato.v1.WatchRunResponse0\x01\x12I\n\nGetRunLogs\x12\x1c.legato.v1.GetRunLogsRequest\x1a\x1d.legato.v1.GetRunLogsResponse\x12R\n\rGetStepOutput\x12\x1f.legato.v1.GetStepOutputRequest\x1a .legato.v1.GetStepOutputResponse\x12U\n\x0e\x43reateBackfill\x12 .legato.v1.CreateBackfillRequest\x1a!.legato.v1.CreateBackfillResponse\x12U\n\x0e\x43\x61ncelBackfill\x12 .legato.v1.CancelBackfillRequest\x1a!.legato.v1.CancelBackfillResponse\x12L\n\x0bGetBackfill\x12\x1d.legato.v1.GetBackfillRequest\x1a\x1e.legato.v1.GetBackfillResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blegato/v1/run_service.proto\x12\tlegato.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x13legato/v1/run.proto\"\x99\x01\n\x11TriggerRunRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.legato.v1.TriggerKind\"B\n\x12TriggerRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\xdc\x01\n\x0fListRunsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12&\n\x08statuses\x18\x02 \x03(\x0e\x32\x14.legato.v1.RunStatus\x12(\n\x08triggers\x18\x03 \x03(\x0e\x32\x16.legato.v1.TriggerKind\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12\x13\n\x0b\x62\x61\x63kfill_id\x18\x07 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.legato.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x10\x43\x61ncelRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"\\\n\x0fRerunRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tall_steps\x18\x02 \x01(\x08\x12\x16\n\x0elatest_version\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"/\n\x10RerunRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.Run\"F\n\x0fWatchRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0cinclude_logs\x18\x02 \x01(\x08\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\"\x81\x01\n\x10WatchRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x0e.legato.v1.RunH\x00\x12\"\n\x04step\x18\x02 \x01(\x0b\x32\x12.legato.v1.StepRunH\x00\x12!\n\x03log\x18\x03 \x01(\x0b\x32\x12.legato.v1.LogLineH\x00\x42\x07\n\x05\x65vent\"i\n\x11GetRunLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"P\n\x12GetRunLogsResponse\x12!\n\x05lines\x18\x01 \x03(\x0b\x32\x12.legato.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x14GetStepOutputRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"i\n\x15GetStepOutputResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12%\n\x04rows\x18\x02 \x03(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\x15\x43reateBackfillRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x12\x14\n\x0conly_missing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"r\n\x16\x43reateBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\x12\x31\n\rlogical_times\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x15\x43\x61ncelBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16\x43\x61ncelBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill\" \n\x12GetBackfillRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13GetBackfillResponse\x12%\n\x08\x62\x61\x63kfill\x18\x01 \x01(\x0b\x32\x13.legato.v1.Backfill2\xac\x07\n\nRunService\x12S\n\nTriggerRun\x12\x1c.legato.v1.TriggerRunRequest\x1a\x1d.legato.v1.TriggerRunResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12\x45\n\x06GetRun\x12\x18.legato.v1.GetRunRequest\x1a\x19.legato.v1.GetRunResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12K\n\x08ListRuns\x12\x1a.legato.v1.ListRunsRequest\x1a\x1b.legato.v1.ListRunsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12P\n\tCancelRun\x12\x1b.legato.v1.CancelRunRequest\x1a\x1c.legato.v1.CancelRunResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12M\n\x08RerunRun\x12\x1a.legato.v1.RerunRunRequest\x1a\x1b.legato.v1.RerunRunResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12M\n\x08WatchRun\x12\x1a.legato.v1.WatchRunRequest\x1a\x1b.legato.v1.WatchRunResponse\"\x06\xf2\x90\x19\x02\x08\x01\x30\x01\x12Q\n\nGetRunLogs\x12\x1c.legato.v1.GetRunLogsRequest\x1a\x1d.legato.v1.GetRunLogsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12Z\n\rGetStepOutput\x12\x1f.legato.v1.GetStepOutputRequest\x1a .legato.v1.GetStepOutputResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12_\n\x0e\x43reateBackfill\x12 .legato.v1.CreateBackfillRequest\x1a!.legato.v1.CreateBackfillResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12_\n\x0e\x43\x61ncelBackfill\x12 .legato.v1.CancelBackfillRequest\x1a!.legato.v1.CancelBackfillResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12T\n\x0bGetBackfill\x12\x1d.legato.v1.GetBackfillRequest\x1a\x1e.legato.v1.GetBackfillResponse\"\x06\xf2\x90\x19\x02\x08\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'legato.v1.run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRIGGERRUNREQUEST']._serialized_start=127
-  _globals['_TRIGGERRUNREQUEST']._serialized_end=280
-  _globals['_TRIGGERRUNRESPONSE']._serialized_start=282
-  _globals['_TRIGGERRUNRESPONSE']._serialized_end=348
-  _globals['_GETRUNREQUEST']._serialized_start=350
-  _globals['_GETRUNREQUEST']._serialized_end=377
-  _globals['_GETRUNRESPONSE']._serialized_start=379
-  _globals['_GETRUNRESPONSE']._serialized_end=424
-  _globals['_LISTRUNSREQUEST']._serialized_start=427
-  _globals['_LISTRUNSREQUEST']._serialized_end=647
-  _globals['_LISTRUNSRESPONSE']._serialized_start=649
-  _globals['_LISTRUNSRESPONSE']._serialized_end=722
-  _globals['_CANCELRUNREQUEST']._serialized_start=724
-  _globals['_CANCELRUNREQUEST']._serialized_end=790
-  _globals['_CANCELRUNRESPONSE']._serialized_start=792
-  _globals['_CANCELRUNRESPONSE']._serialized_end=840
-  _globals['_RERUNRUNREQUEST']._serialized_start=842
-  _globals['_RERUNRUNREQUEST']._serialized_end=934
-  _globals['_RERUNRUNRESPONSE']._serialized_start=936
-  _globals['_RERUNRUNRESPONSE']._serialized_end=983
-  _globals['_WATCHRUNREQUEST']._serialized_start=985
-  _globals['_WATCHRUNREQUEST']._serialized_end=1055
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1058
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1187
-  _globals['_GETRUNLOGSREQUEST']._serialized_start=1189
-  _globals['_GETRUNLOGSREQUEST']._serialized_end=1294
-  _globals['_GETRUNLOGSRESPONSE']._serialized_start=1296
-  _globals['_GETRUNLOGSRESPONSE']._serialized_end=1376
-  _globals['_GETSTEPOUTPUTREQUEST']._serialized_start=1378
-  _globals['_GETSTEPOUTPUTREQUEST']._serialized_end=1445
-  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_start=1447
-  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_end=1552
-  _globals['_CREATEBACKFILLREQUEST']._serialized_start=1555
-  _globals['_CREATEBACKFILLREQUEST']._serialized_end=1749
-  _globals['_CREATEBACKFILLRESPONSE']._serialized_start=1751
-  _globals['_CREATEBACKFILLRESPONSE']._serialized_end=1865
-  _globals['_CANCELBACKFILLREQUEST']._serialized_start=1867
-  _globals['_CANCELBACKFILLREQUEST']._serialized_end=1922
-  _globals['_CANCELBACKFILLRESPONSE']._serialized_start=1924
-  _globals['_CANCELBACKFILLRESPONSE']._serialized_end=1987
-  _globals['_GETBACKFILLREQUEST']._serialized_start=1989
-  _globals['_GETBACKFILLREQUEST']._serialized_end=2021
-  _globals['_GETBACKFILLRESPONSE']._serialized_start=2023
-  _globals['_GETBACKFILLRESPONSE']._serialized_end=2083
-  _globals['_RUNSERVICE']._serialized_start=2086
-  _globals['_RUNSERVICE']._serialized_end=2928
+  _globals['_RUNSERVICE'].methods_by_name['TriggerRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['TriggerRun']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_RUNSERVICE'].methods_by_name['GetRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['GetRun']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_RUNSERVICE'].methods_by_name['ListRuns']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_RUNSERVICE'].methods_by_name['CancelRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_RUNSERVICE'].methods_by_name['RerunRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['RerunRun']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['WatchRun']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_RUNSERVICE'].methods_by_name['GetRunLogs']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['GetRunLogs']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_RUNSERVICE'].methods_by_name['GetStepOutput']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['GetStepOutput']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_RUNSERVICE'].methods_by_name['CreateBackfill']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['CreateBackfill']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_RUNSERVICE'].methods_by_name['CancelBackfill']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['CancelBackfill']._serialized_options = b'\362\220\031\004\010\002\030\001'
+  _globals['_RUNSERVICE'].methods_by_name['GetBackfill']._loaded_options = None
+  _globals['_RUNSERVICE'].methods_by_name['GetBackfill']._serialized_options = b'\362\220\031\002\010\001'
+  _globals['_TRIGGERRUNREQUEST']._serialized_start=151
+  _globals['_TRIGGERRUNREQUEST']._serialized_end=304
+  _globals['_TRIGGERRUNRESPONSE']._serialized_start=306
+  _globals['_TRIGGERRUNRESPONSE']._serialized_end=372
+  _globals['_GETRUNREQUEST']._serialized_start=374
+  _globals['_GETRUNREQUEST']._serialized_end=401
+  _globals['_GETRUNRESPONSE']._serialized_start=403
+  _globals['_GETRUNRESPONSE']._serialized_end=448
+  _globals['_LISTRUNSREQUEST']._serialized_start=451
+  _globals['_LISTRUNSREQUEST']._serialized_end=671
+  _globals['_LISTRUNSRESPONSE']._serialized_start=673
+  _globals['_LISTRUNSRESPONSE']._serialized_end=746
+  _globals['_CANCELRUNREQUEST']._serialized_start=748
+  _globals['_CANCELRUNREQUEST']._serialized_end=814
+  _globals['_CANCELRUNRESPONSE']._serialized_start=816
+  _globals['_CANCELRUNRESPONSE']._serialized_end=864
+  _globals['_RERUNRUNREQUEST']._serialized_start=866
+  _globals['_RERUNRUNREQUEST']._serialized_end=958
+  _globals['_RERUNRUNRESPONSE']._serialized_start=960
+  _globals['_RERUNRUNRESPONSE']._serialized_end=1007
+  _globals['_WATCHRUNREQUEST']._serialized_start=1009
+  _globals['_WATCHRUNREQUEST']._serialized_end=1079
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1082
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1211
+  _globals['_GETRUNLOGSREQUEST']._serialized_start=1213
+  _globals['_GETRUNLOGSREQUEST']._serialized_end=1318
+  _globals['_GETRUNLOGSRESPONSE']._serialized_start=1320
+  _globals['_GETRUNLOGSRESPONSE']._serialized_end=1400
+  _globals['_GETSTEPOUTPUTREQUEST']._serialized_start=1402
+  _globals['_GETSTEPOUTPUTREQUEST']._serialized_end=1469
+  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_start=1471
+  _globals['_GETSTEPOUTPUTRESPONSE']._serialized_end=1576
+  _globals['_CREATEBACKFILLREQUEST']._serialized_start=1579
+  _globals['_CREATEBACKFILLREQUEST']._serialized_end=1773
+  _globals['_CREATEBACKFILLRESPONSE']._serialized_start=1775
+  _globals['_CREATEBACKFILLRESPONSE']._serialized_end=1889
+  _globals['_CANCELBACKFILLREQUEST']._serialized_start=1891
+  _globals['_CANCELBACKFILLREQUEST']._serialized_end=1946
+  _globals['_CANCELBACKFILLRESPONSE']._serialized_start=1948
+  _globals['_CANCELBACKFILLRESPONSE']._serialized_end=2011
+  _globals['_GETBACKFILLREQUEST']._serialized_start=2013
+  _globals['_GETBACKFILLREQUEST']._serialized_end=2045
+  _globals['_GETBACKFILLRESPONSE']._serialized_start=2047
+  _globals['_GETBACKFILLRESPONSE']._serialized_end=2107
+  _globals['_RUNSERVICE']._serialized_start=2110
+  _globals['_RUNSERVICE']._serialized_end=3050
 # @@protoc_insertion_point(module_scope)
