@@ -50,6 +50,7 @@ from control_plane.scheduling.schedules import ScheduleSync
 from control_plane.secrets import Secrets, SecretsError, load_secrets
 from control_plane.store import migrate
 from control_plane.store.db import Database
+from control_plane.store.urls import display_url
 from control_plane.tls import grpc_credentials, http_context
 from control_plane.triggers.events import Events
 from control_plane.triggers.subscriptions import EventSubscriptions
@@ -111,6 +112,9 @@ class ControlPlane:
     """False: schedules fire only when ``scheduler.tick`` is called (tests)."""
     tokens: Tokens | None = None
     """API and agent tokens (set by ``start``): ``legato up`` and tests mint theirs here."""
+    warn_without_admin: bool = True
+    """Log ``no_admin_token`` at start when no admin token exists (``legato up`` makes its
+    own right after)."""
     _authenticator: Authenticator | None = None
 
     async def start(self) -> int:
@@ -283,6 +287,12 @@ class ControlPlane:
             log.warning(
                 "authentication_off",
                 detail="--auth none: every caller on this loopback listener may do anything",
+            )
+        elif self.warn_without_admin and await self.tokens.count_admins() == 0:
+            log.warning(
+                "no_admin_token",
+                detail="no live admin token exists; make the first one on the database: "
+                f"legato tokens create admin --role admin --db {display_url(self.config.db)}",
             )
         log.info(
             "server_started",

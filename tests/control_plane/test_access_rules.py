@@ -95,3 +95,21 @@ def test_the_option_is_readable_from_the_generated_descriptors() -> None:
     from legato.v1 import access_pb2
 
     assert apply.GetOptions().Extensions[access_pb2.access].role == access_pb2.ROLE_EDITOR
+
+
+def test_the_access_table_of_the_api_docs_matches_the_protos() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    documented: dict[str, tuple[str, bool]] = {}
+    for line in docs.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`") and cells[0].endswith("Service`"):
+            method = f"/legato.v1.{cells[0].strip('`')}/{cells[1].strip('`')}"
+            documented[method] = (cells[2], cells[3] == "yes")
+    expected = {}
+    for method, rule in Rules().methods().items():
+        if method.startswith("/legato.v1."):
+            who = [r for r in (rule.role, "agent" if rule.agent else None) if r]
+            expected[method] = (" or ".join(who), rule.mutation)
+    assert documented == expected

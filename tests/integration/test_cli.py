@@ -387,3 +387,26 @@ def test_up_applies_the_examples_with_their_schedules_paused(tmp_path: Path) -> 
     pipelines = {p["name"]: p for p in json.loads(listed.stdout)["pipelines"]}
     assert set(pipelines) == {"daily-report", "data-quality", "etl"}
     assert all(p["schedule"]["paused"] for p in pipelines.values())
+
+
+def test_up_keeps_its_admin_token_across_restarts(tmp_path: Path) -> None:
+    """A second `legato up` in the same directory reuses the token it left there, and a
+    credentials file that no longer works (here: tampered with) is replaced."""
+    credentials = tmp_path / ".legato" / "credentials.yaml"
+    with legato_up(tmp_path, "--examples", "none") as (_, address):
+        first = credentials.read_text()
+        assert legato(None, "whoami", cwd=tmp_path, env={"LEGATO_SERVER": address}).returncode == 0
+    with legato_up(tmp_path, "--examples", "none") as (_, address):
+        assert credentials.read_text().split("token:")[1] == first.split("token:")[1]
+        who = legato(None, "whoami", cwd=tmp_path, env={"LEGATO_SERVER": address})
+        assert who.stdout.startswith("local-admin (token, role admin)"), who.stderr
+    token = first.split("token:")[1].strip()
+    credentials.write_text(first.replace(token, token[:-4] + "AAAA"))
+    with legato_up(tmp_path, "--examples", "none") as (_, address):
+        assert token[:-4] not in credentials.read_text()
+        who = legato(None, "whoami", cwd=tmp_path, env={"LEGATO_SERVER": address})
+        assert who.returncode == 0, who.stderr
+        listed = legato(
+            None, "tokens", "list", "--all", cwd=tmp_path, env={"LEGATO_SERVER": address}
+        )
+        assert listed.stdout.count("local-admin") == 2 and "revoked" in listed.stdout

@@ -65,7 +65,9 @@ class LocalControlPlane:
         from control_plane.app import ControlPlane
 
         self._thread.start()
-        self._plane = ControlPlane(self.config, scheduler_loop=self._scheduler_loop)
+        self._plane = ControlPlane(
+            self.config, scheduler_loop=self._scheduler_loop, warn_without_admin=False
+        )
         if self._clock is not None:
             self._plane.clock = self._clock
         port = self._run(self._plane.start())

@@ -67,7 +67,7 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    plane = ControlPlane(config)
+    plane = ControlPlane(config, warn_without_admin=False)
     port = await plane.start()
     address = f"{config.listen.rpartition(':')[0]}:{port}"
     assert plane.tokens is not None
