@@ -14,13 +14,14 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "legato server") -> int:
-    from control_plane.app import run
-
     try:
         config = parse_server_args(sys.argv[1:] if argv is None else argv, prog)
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    # Imported once the settings are known to be good: a refused one is told at once.
+    from control_plane.app import run
+
     configure_logging(config.log_format, config.log_level)
     try:
         asyncio.run(run(config))

@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "legato agent") -> int:
     configure_logging(config.log_format, config.log_level)
     try:
         asyncio.run(run(config))
-    except ConnectionsError as exc:
+    except (ConnectionsError, ConfigError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except AgentRefusedError as exc:

@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 import structlog
 
-from executor.config import AgentConfig
+from executor.config import AgentConfig, ConfigError
 from executor.connections import load_connections
 from executor.files import OUTPUT_NAME, TooManyFilesError, media_type, step_files
 from executor.logship import LogBatcher
@@ -42,6 +42,8 @@ from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
 from executor.watchers import Watchers
 from legato import __version__
+from legato.errors import from_grpc_error
+from legato.pemfiles import PemError, read_certificates, read_key_pair, signature
 from legato.spec.artifacts import too_large_message
 from legato.spec.connections import connections_of
 from legato.telemetry import Tracing, parse_traceparent
@@ -59,6 +61,12 @@ STOP_REPORT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 10.0
 # Statuses of Connect that retrying cannot fix: the agent stops.
 _REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+_CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
 
 
 class OutputTooLargeError(Exception):
@@ -97,6 +105,7 @@ class Agent:
         self._artifact_max: int | None = None
         self.connected = asyncio.Event()
         self._channel: grpc.aio.Channel | None = None
+        self._tls_files = signature(config.ca, config.cert, config.key)
         self._stub: Any = None
         self.name = config.display_name
         """The name the control plane knows this agent by (its enrolment's, once connected)."""
@@ -109,13 +118,7 @@ class Agent:
     async def run(self) -> None:
         """Serve until stopped or drained."""
         self._workdir.mkdir(parents=True, exist_ok=True)
-        options = [
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ]
-        self._channel = _channel(self.config, options)
+        self._channel = _channel(self.config)
         self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
         await self._runner.start()
         helpers = [
@@ -130,16 +133,23 @@ class Agent:
                     backoff = 0.1
                 except grpc.aio.AioRpcError as error:
                     if error.code() in _REFUSED:
-                        log.error("agent_refused", code=error.code().name, details=error.details())
+                        reason = from_grpc_error(error, self.config.server).reason
+                        log.error(
+                            "agent_refused",
+                            code=error.code().name,
+                            reason=reason,
+                            details=error.details(),
+                        )
                         raise AgentRefusedError(
-                            f"the control plane at {self.config.server} refused this agent: "
-                            f"{error.details()}"
+                            f"the control plane at {self.config.server} refused this agent "
+                            f"({reason}): {error.details()}"
                         ) from None
                     log.warning("stream_failed", code=error.code().name, details=error.details())
                 except ConnectionError as error:
                     log.warning("stream_failed", details=str(error))
                 if self._stop.is_set():
                     break
+                await self._renew_channel()
                 delay = backoff * random.uniform(0.5, 1.5)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 try:
@@ -173,6 +183,24 @@ class Agent:
     @property
     def running(self) -> list[str]:
         return list(self._tasks)
+
+    async def _renew_channel(self) -> None:
+        """After a broken stream: dial with the TLS files again if they changed (renewed
+        certificates), keeping the current channel when the new files cannot be used."""
+        files = signature(self.config.ca, self.config.cert, self.config.key)
+        if files == self._tls_files:
+            return
+        self._tls_files = files
+        try:
+            channel = _channel(self.config)
+        except ConfigError as exc:
+            log.warning("tls_renewal_skipped", error=str(exc))
+            return
+        old, self._channel = self._channel, channel
+        self._stub = agent_service_pb2_grpc.AgentServiceStub(channel)
+        log.info("tls_renewed", ca=self.config.ca, cert=self.config.cert)
+        if old is not None:
+            await old.close()
 
     # -- the stream ---------------------------------------------------------------------
 
@@ -490,12 +518,16 @@ class Agent:
                 )
 
 
-def _channel(config: AgentConfig, options: list[tuple[str, Any]]) -> grpc.aio.Channel:
+def _channel(config: AgentConfig) -> grpc.aio.Channel:
+    """A channel to the control plane; ConfigError names a TLS file that cannot be used."""
     if not config.uses_tls:
-        return grpc.aio.insecure_channel(config.server, options=options)
+        return grpc.aio.insecure_channel(config.server, options=_CHANNEL_OPTIONS)
+    try:
+        root = read_certificates(config.ca, "--ca") if config.ca else None
+        chain, key = read_key_pair(config.cert, config.key) if config.cert else (None, None)
+    except PemError as exc:
+        raise ConfigError(str(exc)) from None
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=Path(config.ca).expanduser().read_bytes() if config.ca else None,
-        private_key=Path(config.key).expanduser().read_bytes() if config.key else None,
-        certificate_chain=Path(config.cert).expanduser().read_bytes() if config.cert else None,
+        root_certificates=root, private_key=key, certificate_chain=chain
     )
-    return grpc.aio.secure_channel(config.server, credentials, options=options)
+    return grpc.aio.secure_channel(config.server, credentials, options=_CHANNEL_OPTIONS)

@@ -142,3 +142,17 @@ def test_written_files_hold_what_was_given(tmp_path: Path) -> None:
     path = write_local_credentials(tmp_path, {"server": "s:1", "token": "lgt_x"})
     assert yaml.safe_load(path.read_text()) == {"server": "s:1", "token": "lgt_x"}
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_client_certificate_given_here_keeps_the_contexts_key_out(tmp_path: Path) -> None:
+    pair = {**PROD, "cert": "/etc/legato/ops.pem", "key": "/etc/legato/ops.key"}
+    env = write_config(tmp_path, {"current-context": "prod", "contexts": {"prod": pair}})
+    assert (resolve(env=env, cwd=tmp_path).cert, resolve(env=env, cwd=tmp_path).key) == (
+        "/etc/legato/ops.pem",
+        "/etc/legato/ops.key",
+    )
+    mine = resolve(cert="/home/me/me.pem", env=env, cwd=tmp_path)
+    # Not the context's key with another certificate: the pair is incomplete, and says so.
+    assert (mine.cert, mine.key, mine.ca) == ("/home/me/me.pem", "", "/etc/legato/ca.pem")
+    with pytest.raises(ConfigFileError, match="give both --cert and --key"):
+        mine.channel_credentials()

@@ -442,7 +442,9 @@ class Client:
             except grpc.RpcError as error:
                 call: grpc.Call = error  # type: ignore[assignment]
                 if call.code() != grpc.StatusCode.UNAVAILABLE or failures >= WATCH_RECONNECTS:
-                    raise from_grpc_error(error, self.target) from None
+                    raise from_grpc_error(
+                        error, self.target, tls=self.connection.uses_tls
+                    ) from None
             finally:
                 stream.cancel()
             time.sleep(min(WATCH_BACKOFF_INITIAL * 2**failures, WATCH_BACKOFF_MAX))
@@ -496,7 +498,7 @@ class Client:
                         digest.update(message.chunk)
         except grpc.RpcError as error:
             partial.unlink(missing_ok=True)
-            raise from_grpc_error(error, self.target) from None
+            raise from_grpc_error(error, self.target, tls=self.connection.uses_tls) from None
         if info.sha256 and digest.hexdigest() != info.sha256:
             partial.unlink(missing_ok=True)
             raise OSError(f"artifact {artifact_id} arrived damaged (its SHA-256 does not match)")
@@ -673,7 +675,7 @@ class Client:
         try:
             return method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
-            raise from_grpc_error(error, self.target) from None
+            raise from_grpc_error(error, self.target, tls=self.connection.uses_tls) from None
 
 
 def _utc(moment: datetime) -> datetime:

@@ -81,10 +81,15 @@ class Connection:
             raise ConfigFileError(
                 "a client certificate needs its key: give both --cert and --key (or neither)"
             )
+        from legato.pemfiles import PemError, read_certificates, read_key_pair
+
+        try:
+            root = read_certificates(self.ca, "--ca") if self.ca else None
+            chain, key = read_key_pair(self.cert, self.key) if self.cert else (None, None)
+        except PemError as exc:
+            raise ConfigFileError(str(exc)) from None
         return grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca, "--ca") if self.ca else None,
-            private_key=_read(self.key, "--key") if self.key else None,
-            certificate_chain=_read(self.cert, "--cert") if self.cert else None,
+            root_certificates=root, private_key=key, certificate_chain=chain
         )
 
 
@@ -128,8 +133,11 @@ def resolve(
     same_server = _same(target, str(fallback.get("server") or DEFAULT_SERVER))
     if same_server:
         tls = bool(fallback.get("tls"))
+        # A client certificate and its key go together: one given here keeps the
+        # context's pair out (a certificate with another's key cannot work).
+        pair = ("cert", "key") if chosen["cert"] or chosen["key"] else ()
         for setting in ("token", "ca", "cert", "key"):
-            if not chosen[setting]:
+            if not chosen[setting] and setting not in pair:
                 value = fallback.get(setting)
                 if setting == "token" and not value and fallback.get("token-file"):
                     value = _read(str(fallback["token-file"]), "token-file").decode().strip()

@@ -22,8 +22,9 @@ def register(
         "create",
         help="make a CA (or reuse the one in --dir), a server certificate and client ones",
         description="Make development certificates: ca.pem/ca.key (kept and reused), "
-        "server.pem/server.key, agent-NAME.pem/.key (naming the agent "
-        "spiffe://legato/agent/NAME) and client-NAME.pem/.key. Keys are written 0600.",
+        "server.pem/server.key (kept while it names every --host), agent-NAME.pem/.key "
+        "(naming the agent spiffe://legato/agent/NAME) and client-NAME.pem/.key. Keys are "
+        "written 0600. A running server picks renewed files up by itself.",
     )
     p.add_argument("--dir", default=str(DEFAULT_DIR), help=f"where (default {DEFAULT_DIR})")
     p.add_argument(
@@ -31,7 +32,8 @@ def register(
         action="append",
         default=[],
         help="a name or IP address the server is reached at (localhost, 127.0.0.1 and ::1 "
-        "are always included); repeatable",
+        "are always included); repeatable. An existing server.pem that names every --host "
+        "is kept; a new --host reissues it with its old names too",
     )
     p.add_argument(
         "--agent", action="append", default=[], metavar="NAME", help="an agent certificate"
@@ -73,6 +75,8 @@ def create(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"legato certs create: {exc}", file=sys.stderr)
         return 1
+    for path in files.kept:
+        print(f"kept  {path}")
     for path in files.created:
         print(f"wrote {path}")
     if files.server is not None:
@@ -83,4 +87,9 @@ def create(args: argparse.Namespace) -> int:
     print(f"clients:     --ca {files.ca}")
     for name, (cert, key) in files.agents.items():
         print(f"agent {name}:  legato agent --ca {files.ca} --cert {cert} --key {key}")
+    if files.agents:
+        print(
+            "an agent's certificate is accepted once the agent is enrolled: "
+            "legato agents token create --name NAME"
+        )
     return 0
