@@ -3,8 +3,10 @@
 Successful mutations record their entry in their own transaction (``store.audit``); a
 mutation that was refused (PERMISSION_DENIED) or failed rolled its transaction back, so
 the access interceptor records it here afterwards, in a transaction of its own.
-Unauthenticated calls are not recorded (nobody is known to have made them, and a flood
-of them must not fill the table): the server log has them."""
+A refused or failed call on a run or backfill is filed under its pipeline, looked up
+here (refusals are rare; this is no hot path). Unauthenticated calls are not recorded
+(nobody is known to have made them, and a flood of them must not fill the table): the
+server log has them."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.actors import Actor
 from control_plane.pagination import Page, PageRequest
 from control_plane.store import audit
 from control_plane.store.db import Database
-from control_plane.store.models import AuditEntryRow
+from control_plane.store.models import AuditEntryRow, BackfillRow, RunRow
 
 __all__ = ["AuditFilter", "AuditLog"]
 
@@ -49,6 +52,8 @@ class AuditLog:
         error: str,
     ) -> None:
         async with self._db.write() as session:
+            if pipeline is None:
+                pipeline = await _pipeline_of(session, resource)
             session.add(
                 audit.entry(
                     now=self._clock(),
@@ -91,3 +96,18 @@ class AuditLog:
         async with self._db.read() as session:
             rows = list((await session.execute(stmt)).scalars())
         return page.page(rows, key=lambda row: row.id)
+
+
+async def _pipeline_of(session: AsyncSession, resource: str) -> str | None:
+    """The pipeline of the run or backfill ``resource`` names, if it exists: a refused
+    ``CancelRun`` is found by the pipeline of its run, as the successful one is."""
+    collection, _, key = resource.partition("/")
+    if not key:
+        return None
+    if collection == "runs":
+        found = await session.execute(select(RunRow.pipeline).where(RunRow.id == key))
+    elif collection == "backfills":
+        found = await session.execute(select(BackfillRow.pipeline).where(BackfillRow.id == key))
+    else:
+        return None
+    return found.scalar_one_or_none()

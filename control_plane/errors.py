@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from control_plane.quoting import quote
+
 __all__ = [
     "AlreadyExists",
     "Conflict",
@@ -97,7 +99,7 @@ class InvalidSpec(InvalidArgument):
         first = violations[0] if violations else None
         summary = f"; first: {first.field}: {first.description}" if first else ""
         super().__init__(
-            f"pipeline spec {pipeline!r} has {count} {noun}{summary}",
+            f"pipeline spec {quote(pipeline)} has {count} {noun}{summary}",
             violations=violations,
             metadata={"pipeline": pipeline, "violations": str(count)},
         )
@@ -110,7 +112,7 @@ class NotFound(LegatoError):
 def pipeline_not_found(name: str) -> NotFound:
     """The error for a pipeline name that matches none."""
     return NotFound(
-        f"pipeline {name!r} does not exist; `legato pipelines --archived` lists them all",
+        f"pipeline {quote(name)} does not exist; `legato pipelines --archived` lists them all",
         reason="PIPELINE_NOT_FOUND",
         metadata={"pipeline": name},
     )

@@ -2,7 +2,12 @@
 
 A token is opaque to clients: URL-safe base64 of JSON holding the last key returned and
 a fingerprint of the request's filters, so a token reused with other filters is refused
-instead of silently returning the wrong page."""
+instead of silently returning the wrong page.
+
+A page is bounded by count (``page_size``: 0 → DEFAULT_PAGE_SIZE, at most MAX_PAGE_SIZE)
+and, where its items are large, by bytes: a servicer may return fewer items than the
+page holds (``api/bounded.py``) and resume after the last one it sent with
+``Page.token_after``, so every item is still reached by following ``next_page_token``."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from control_plane.errors import InvalidArgument
@@ -27,6 +33,15 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+    resume: Callable[[T], str] | None = field(default=None, compare=False, repr=False)
+    """The token of the page that starts after a given item of ``items`` (None: the page
+    cannot be cut short)."""
+
+    def token_after(self, item: T) -> str:
+        """The page token that continues after ``item``, one of ``items``."""
+        if self.resume is None:
+            raise ValueError("this page cannot be resumed after an item")
+        return self.resume(item)
 
 
 @dataclass(frozen=True)
@@ -67,10 +82,14 @@ class PageRequest:
     def page(self, rows: list[T], key: Any) -> Page[T]:
         """The page from ``rows`` fetched with ``limit = size + 1``; ``key(row)`` gives the
         keyset value of a row."""
+
+        def resume(row: T) -> str:
+            return self.token_after(key(row))
+
         if len(rows) <= self.size:
-            return Page(items=rows, next_page_token="")
+            return Page(items=rows, next_page_token="", resume=resume)
         items = rows[: self.size]
-        return Page(items=items, next_page_token=self.token_after(key(items[-1])))
+        return Page(items=items, next_page_token=resume(items[-1]), resume=resume)
 
     def token_after(self, key: Any) -> str:
         """The token of the page that starts after the item whose keyset value is ``key``

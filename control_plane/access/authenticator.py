@@ -7,8 +7,9 @@ Unknown token ids are cached as unknown for the same time, so a flood of made-up
 costs no more than one read each per ``ttl``. When tokens were last used is kept in memory
 and written at most once a minute.
 
-Agent streams are authenticated once, when they open; ``still_valid`` is what the stream
-keeper asks every few seconds to close streams whose token was revoked or has expired."""
+Agent streams are authenticated once, when they open, from the store (not the cache);
+``still_valid`` is what the stream keeper asks every few seconds to close streams whose
+token was revoked or has expired."""
 
 from __future__ import annotations
 
@@ -100,9 +101,15 @@ class Authenticator:
 
     # -- agents -------------------------------------------------------------------------
 
-    async def agent(self, presented: str, *, certificate_agent: str = "") -> Principal:
+    async def agent(
+        self, presented: str, *, certificate_agent: str = "", fresh: bool = False
+    ) -> Principal:
         """The agent a stream belongs to, from its enrolment token and/or the agent named
-        by its verified client certificate (both must agree when both are given)."""
+        by its verified client certificate (both must agree when both are given).
+        ``fresh`` reads the token from the store whatever the cache holds: an agent's
+        stream is authenticated once, when it opens, so that read is cheap, and an agent
+        cut off for a revoked token cannot come straight back through a replica whose
+        cache still holds the token as it was."""
         if not presented:
             if not certificate_agent:
                 raise Unauthenticated(
@@ -128,7 +135,7 @@ class Authenticator:
                 "`legato agents token create --name NAME` makes one",
                 reason="INVALID_TOKEN",
             )
-        row = await self._row("agent", parsed.id)
+        row = await self._row("agent", parsed.id, fresh=fresh)
         if not isinstance(row, AgentTokenRow) or not token_secrets.matches(parsed, row.secret_hash):
             raise Unauthenticated(
                 "the enrolment token is not valid: no token has that id, or its secret does "
@@ -179,10 +186,12 @@ class Authenticator:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    async def _row(self, kind: Kind, token_id: str) -> ApiTokenRow | AgentTokenRow | None:
+    async def _row(
+        self, kind: Kind, token_id: str, *, fresh: bool = False
+    ) -> ApiTokenRow | AgentTokenRow | None:
         now = self._monotonic()
         cached = self._cache.get((kind, token_id))
-        if cached is not None and now - cached.checked < self._ttl:
+        if cached is not None and now - cached.checked < self._ttl and not fresh:
             return cached.row
         row: ApiTokenRow | AgentTokenRow | None
         if kind == "api":

@@ -22,6 +22,7 @@ from control_plane.access.roles import ROLES, Role
 from control_plane.actors import Actor
 from control_plane.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from control_plane.pagination import Page, PageRequest
+from control_plane.quoting import quote
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import AgentTokenRow, ApiTokenRow
@@ -150,7 +151,8 @@ class Tokens:
             )
             if row is None:
                 raise NotFound(
-                    f"there is no API token named {name_or_id!r}; `legato tokens list` lists them",
+                    f"there is no API token named {quote(name_or_id)}; `legato tokens list` "
+                    "lists them",
                     reason="TOKEN_NOT_FOUND",
                 )
             if row.revoke_time is None:
@@ -282,7 +284,8 @@ class Tokens:
             row = await session.get(AgentTokenRow, token_id, with_for_update=True)
             if row is None:
                 raise NotFound(
-                    f"there is no agent token {token_id!r}; `legato agents token list` lists them",
+                    f"there is no agent token {quote(token_id)}; `legato agents token list` "
+                    "lists them",
                     reason="TOKEN_NOT_FOUND",
                 )
             if row.revoke_time is None:

@@ -12,10 +12,14 @@ method declares (``control_plane.access.rules``) before a servicer sees it.
   bytes, enum values) before the servicer runs.
 - **Streams.** Each caller may hold ``max_streams`` streaming calls at once (agents'
   ``Connect`` aside); a stream whose token is revoked or expires is ended within seconds
-  (UNAUTHENTICATED).
-- **The activity log.** A mutation that is refused (PERMISSION_DENIED) or fails is
-  recorded with its code and error; successful ones record themselves in their own
-  transaction.
+  (UNAUTHENTICATED). An agent's stream reads its token from the store when it opens (not
+  the cache), so an agent cut off on one replica cannot reconnect through another. A
+  refused client-streaming call reads the first message before answering (see
+  ``_admit_stream``), so the client is told why rather than "Internal error from Core".
+- **The activity log.** A mutation that is refused to a known caller (PERMISSION_DENIED)
+  or fails (an unexpected exception too) is recorded with its code and error, under the
+  resource and pipeline its request names; successful ones record themselves in their
+  own transaction. Unauthenticated calls are not recorded.
 
 The servicer reads the caller from ``api/context.py``. The error interceptor, outside
 this one, turns the errors raised here into statuses."""
@@ -55,9 +59,15 @@ log = structlog.get_logger("legato.access")
 
 AGENT_URI_PREFIX = "spiffe://legato/agent/"
 GUARD_SECONDS = 2.0
+FIRST_MESSAGE_SECONDS = 1.0
+"""How long a refused streaming call waits for the client's first message."""
 _UNLIMITED = {"/legato.v1.AgentService/Connect"}
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_INTERNAL = LegatoError(
+    "the control plane failed to carry out the call (an internal error; the server log has it)"
+)
+"""What the activity log says of a mutation that failed with an unexpected exception."""
 
 
 class _Undecodable:
@@ -129,7 +139,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         streaming_request: bool = False,
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: Context) -> Any:
-            principal = await self._admit(method, rule, context)
+            if streaming_request:
+                principal = await self._admit_stream(method, rule, context, request)
+            else:
+                principal = await self._admit(method, rule, context, request)
             token = set_caller(principal)
             try:
                 if streaming_request:
@@ -140,6 +153,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 return await behavior(request, context)
             except LegatoError as error:
                 await self._record_failure(rule, method, principal, request, error)
+                raise
+            except Exception:
+                await self._record_failure(rule, method, principal, request, _INTERNAL)
                 raise
             finally:
                 reset_caller(token)
@@ -158,12 +174,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             return self._unary(behavior, method, rule, streaming_request=streaming_request)
 
         async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
-            principal = await self._admit(method, rule, context)
-            set_caller(principal)  # this task runs only this call
             if streaming_request:
+                principal = await self._admit_stream(method, rule, context, request)
                 request = _decoded_stream(request)
             else:
+                principal = await self._admit(method, rule, context, request)
                 _check(request, method)
+            set_caller(principal)  # this task runs only this call
             with self._stream_slot(principal, method):
                 revoked = asyncio.Event()
                 guard = self._guard(principal, revoked, method)
@@ -189,12 +206,28 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
     # -- authentication and authorisation -----------------------------------------------
 
-    async def _admit(self, method: str, rule: Rule | None, context: Context) -> Principal:
+    async def _admit(
+        self, method: str, rule: Rule | None, context: Context, request: Any = None
+    ) -> Principal:
+        """The authenticated caller, if the rule lets it call ``method``. A mutation
+        refused to a known caller is recorded in the activity log (``request``, when
+        there is one, says what it was about); an unknown caller's is not."""
         if rule is None:
             raise PermissionDenied(
                 f"{method} declares no access rule, so nobody may call it",
                 reason="NO_ACCESS_RULE",
             )
+        principal = await self._authenticate(rule, context, opens_agent_stream=method in _UNLIMITED)
+        try:
+            _authorize(method, rule, principal)
+        except PermissionDenied as error:
+            await self._record_failure(rule, method, principal, request, error)
+            raise
+        return principal
+
+    async def _authenticate(
+        self, rule: Rule, context: Context, *, opens_agent_stream: bool = False
+    ) -> Principal:
         claimed = claimed_user(context)
         if self._authenticator is None:
             return Principal(
@@ -209,32 +242,30 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         bearer = _bearer(context)
         certificate = _certificate_agent(context)
         if bearer.startswith("lga_") or (not bearer and certificate and rule.agent):
-            if not rule.agent:
-                raise PermissionDenied(
-                    f"agents may not call {_short(method)}; it needs an API token with the "
-                    f"{rule.role} role",
-                    reason="AGENTS_NOT_ALLOWED",
-                )
-            return await self._authenticator.agent(bearer, certificate_agent=certificate)
+            return await self._authenticator.agent(
+                bearer, certificate_agent=certificate, fresh=opens_agent_stream
+            )
         if not bearer and rule.agent and rule.role is None:
             return await self._authenticator.agent("", certificate_agent="")
         if not bearer:
             raise Unauthenticated(NO_CREDENTIAL, reason="CREDENTIAL_MISSING")
-        principal = await self._authenticator.api(bearer, claimed_user=claimed)
-        if rule.role is None:
-            raise PermissionDenied(
-                f"only executor agents call {_short(method)}; an API token cannot",
-                reason="AGENTS_ONLY",
-            )
-        assert principal.role is not None
-        if not allows(principal.role, rule.role):
-            raise PermissionDenied(
-                f"{_short(method)} needs the {rule.role} role ({WHAT[rule.role]}); the token "
-                f"{principal.name!r} has the {principal.role} role",
-                reason="ROLE_REQUIRED",
-                metadata={"required_role": rule.role, "role": principal.role},
-            )
-        return principal
+        return await self._authenticator.api(bearer, claimed_user=claimed)
+
+    async def _admit_stream(
+        self, method: str, rule: Rule | None, context: Context, requests: AsyncIterator[Any]
+    ) -> Principal:
+        """``_admit`` for a call whose client streams its requests. A refused caller's
+        first message is taken before the refusal is sent: a client that writes it and
+        then reads (as agents do) would otherwise race the status, and grpcio reports a
+        write to a call the server has already ended as INTERNAL "Internal error from
+        Core" — an agent with a bad token would retry instead of being told why."""
+        try:
+            return await self._admit(method, rule, context)
+        except LegatoError:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(FIRST_MESSAGE_SECONDS):
+                    await anext(aiter(requests), None)
+            raise
 
     @contextlib.contextmanager
     def _stream_slot(self, principal: Principal, method: str) -> Iterator[None]:
@@ -308,6 +339,33 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             log.exception("audit_failure_not_recorded", method=method)
 
 
+def _authorize(method: str, rule: Rule, principal: Principal) -> None:
+    """PermissionDenied, naming what is needed, unless ``principal`` may call ``method``."""
+    if rule.public or principal.kind == "anonymous":
+        return
+    if principal.is_agent:
+        if not rule.agent:
+            raise PermissionDenied(
+                f"agents may not call {_short(method)}; it needs an API token with the "
+                f"{rule.role} role",
+                reason="AGENTS_NOT_ALLOWED",
+            )
+        return
+    if rule.role is None:
+        raise PermissionDenied(
+            f"only executor agents call {_short(method)}; an API token cannot",
+            reason="AGENTS_ONLY",
+        )
+    assert principal.role is not None
+    if not allows(principal.role, rule.role):
+        raise PermissionDenied(
+            f"{_short(method)} needs the {rule.role} role ({WHAT[rule.role]}); the token "
+            f"{principal.name!r} has the {principal.role} role",
+            reason="ROLE_REQUIRED",
+            metadata={"required_role": rule.role, "role": principal.role},
+        )
+
+
 def _check(request: Any, method: str) -> None:
     if isinstance(request, _Undecodable):
         raise InvalidArgument(
@@ -367,34 +425,50 @@ def _short(method: str) -> str:
     return method.rsplit("/", 1)[-1]
 
 
-_RESOURCE_FIELDS = {
-    "PipelineService": ("pipelines", ("name", "pipeline")),
-    "RunService": ("runs", ("id", "run_id")),
-    "EventService": ("events", ("type",)),
-    "AgentService": ("agents", ("name",)),
-    "AccessService": ("tokens", ("name", "agent", "id")),
+_RESOURCES: dict[str, tuple[str, str]] = {
+    # method: (collection, request field naming the resource), as successful calls
+    # record it (those whose resource is only made by the call name what it was for).
+    "ApplyPipeline": ("pipelines", "spec.name"),
+    "RollbackPipeline": ("pipelines", "pipeline"),
+    "ArchivePipeline": ("pipelines", "name"),
+    "RestorePipeline": ("pipelines", "name"),
+    "PauseSchedule": ("pipelines", "pipeline"),
+    "ResumeSchedule": ("pipelines", "pipeline"),
+    "TriggerRun": ("pipelines", "pipeline"),
+    "CreateBackfill": ("pipelines", "pipeline"),
+    "CancelRun": ("runs", "id"),
+    "RerunRun": ("runs", "id"),
+    "CancelBackfill": ("backfills", "id"),
+    "Publish": ("events", "type"),
+    "DrainAgent": ("agents", "name"),
+    "CreateToken": ("tokens", "name"),
+    "RevokeToken": ("tokens", "name"),
+    "CreateAgentToken": ("agents", "agent"),
+    "RevokeAgentToken": ("agent-tokens", "id"),
 }
 
 
 def _resource_of(method: str, request: Any) -> tuple[str, str | None]:
-    """What a refused or failed mutation was about, from its request."""
+    """What a refused or failed mutation was about, from its request: the resource
+    and the pipeline concerned, when one is named."""
+    name = _short(method)
     service = method.strip("/").split("/")[0].rsplit(".", 1)[-1]
-    collection, fields = _RESOURCE_FIELDS.get(service, ("", ()))
-    pipeline = _field(request, "pipeline") or _field(_field_message(request, "spec"), "name")
-    if service == "PipelineService" and not pipeline:
-        pipeline = _field(request, "name")
-    if "Backfill" in method and _field(request, "id"):
-        return f"backfills/{_field(request, 'id')}", pipeline or None
-    if service == "RunService" and pipeline and not _field(request, "id"):
-        return f"pipelines/{pipeline}", pipeline
-    for name in fields:
-        value = _field(request, name)
-        if value:
-            return f"{collection}/{value[:200]}", pipeline or None
-    return collection, pipeline or None
+    collection, path = _RESOURCES.get(name, (service.removesuffix("Service").lower(), "name"))
+    value = _field(request, path)
+    resource = f"{collection}/{value[:200]}" if value else collection
+    pipeline = value if collection == "pipelines" else ""
+    return resource, pipeline or None
 
 
-def _field(message: object, name: str) -> str:
+def _field(message: object, path: str) -> str:
+    """The string at ``path`` (``spec.name``) of a request, or ""."""
+    *parents, name = path.split(".")
+    for parent in parents:
+        message = _field_message(message, parent)
+    return _scalar(message, name)
+
+
+def _scalar(message: object, name: str) -> str:
     if message is None or isinstance(message, _Undecodable):
         return ""
     value = getattr(message, name, "")

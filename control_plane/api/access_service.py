@@ -16,6 +16,7 @@ from control_plane.api.access_convert import (
     role_of,
     token_message,
 )
+from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from, caller
 from control_plane.api.convert import timestamp
 from control_plane.execution.agents import Agents
@@ -65,10 +66,8 @@ class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListTokensResponse(
-            tokens=[token_message(row) for row in page.items],
-            next_page_token=page.next_page_token,
-        )
+        tokens, next_token = bounded_items(page, token_message)
+        return pb.ListTokensResponse(tokens=tokens, next_page_token=next_token)
 
     async def RevokeToken(
         self, request: pb.RevokeTokenRequest, context: Context
@@ -101,10 +100,8 @@ class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListAgentTokensResponse(
-            tokens=[agent_token_message(row) for row in page.items],
-            next_page_token=page.next_page_token,
-        )
+        tokens, next_token = bounded_items(page, agent_token_message)
+        return pb.ListAgentTokensResponse(tokens=tokens, next_page_token=next_token)
 
     async def RevokeAgentToken(
         self, request: pb.RevokeAgentTokenRequest, context: Context

@@ -13,12 +13,13 @@ import structlog
 from google.protobuf import duration_pb2, json_format
 
 from control_plane.access.principals import Principal
+from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from, caller
 from control_plane.api.convert import timestamp
-from control_plane.api.errors import status_code
+from control_plane.api.errors import MAX_MESSAGE, bounded_text, status_code
 from control_plane.api.run_convert import agent_message, struct
 from control_plane.errors import InvalidArgument, LegatoError, PermissionDenied, Unauthenticated
-from control_plane.execution.agents import Agents, LogRecord
+from control_plane.execution.agents import MAX_LOG_LINE, Agents, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
@@ -33,6 +34,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 log = structlog.get_logger("legato.agents")
 pb = agent_service_pb2
 
+DOWNLOAD_MESSAGE_BYTES = 64 * 1024
+MAX_ERROR = 64 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STREAMS = {run_pb2.LOG_STREAM_STDOUT: "stdout", run_pb2.LOG_STREAM_STDERR: "stderr"}
 _OUTCOMES = {
@@ -119,7 +122,9 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                             lease=lease,
                             reason=error.reason,
                         )
-                    rejections.append((request.seq, lease, code, error.message))
+                    rejections.append(
+                        (request.seq, lease, code, bounded_text(error.message, MAX_MESSAGE))
+                    )
                 except Exception:
                     log.exception("agent_report_failed", agent=session.name, seq=request.seq)
                     rejections.append(
@@ -162,7 +167,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     if line.HasField("time")
                     else datetime.now(UTC),
                     stream=_STREAMS.get(line.stream, "stdout"),
-                    text=_clean(line.text),
+                    text=_clean(line.text, MAX_LOG_LINE),
                 )
                 for line in request.logs.lines
             ]
@@ -196,10 +201,8 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.ListAgentsResponse(
-            agents=[agent_message(info) for info in page.items],
-            next_page_token=page.next_page_token,
-        )
+        agents, next_token = bounded_items(page, agent_message)
+        return pb.ListAgentsResponse(agents=agents, next_page_token=next_token)
 
     async def DrainAgent(
         self, request: pb.DrainAgentRequest, context: Context
@@ -242,7 +245,11 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         info = await self._artifacts.describe(request.artifact_id)
         yield pb.DownloadArtifactResponse(artifact=_artifact(info))
         async for chunk in self._artifacts.read(request.artifact_id):
-            yield pb.DownloadArtifactResponse(chunk=chunk)
+            # Small messages: a reader that stops holds a piece in the transport, not a chunk.
+            for start in range(0, len(chunk), DOWNLOAD_MESSAGE_BYTES):
+                yield pb.DownloadArtifactResponse(
+                    chunk=chunk[start : start + DOWNLOAD_MESSAGE_BYTES]
+                )
 
 
 def _artifact(info: ArtifactInfo) -> run_pb2.Artifact:
@@ -316,8 +323,11 @@ def _quote(value: str) -> str:
     return repr(value) if len(value) <= 60 else repr(value[:60]) + "…"
 
 
-def _clean(text: str) -> str:
-    """Text an agent sent, storable everywhere (PostgreSQL refuses NUL characters)."""
+def _clean(text: str, limit: int) -> str:
+    """Text an agent sent, storable everywhere (PostgreSQL refuses NUL characters) and at
+    most ``limit`` characters."""
+    if len(text) > limit:
+        text = bounded_text(text, limit)
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
@@ -356,7 +366,7 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
     return AttemptOutcome(
         status=_OUTCOMES[result.outcome],
         failure_kind="" if kind == "unspecified" else kind,
-        error=_clean(result.error),
+        error=_clean(result.error, MAX_ERROR),
         records_in=result.records_in if result.HasField("records_in") else None,
         records_out=result.records_out if result.HasField("records_out") else None,
         output=output,

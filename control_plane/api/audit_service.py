@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from control_plane.api.access_convert import audit_message
+from control_plane.api.bounded import bounded_items
 from control_plane.audit_log import AuditFilter, AuditLog
 from legato.v1 import audit_service_pb2 as pb
 from legato.v1 import audit_service_pb2_grpc
@@ -38,7 +39,5 @@ class AuditServicer(audit_service_pb2_grpc.AuditServiceServicer):
         page = await self._audit.list(
             where, page_size=request.page_size, page_token=request.page_token
         )
-        return pb.ListAuditEventsResponse(
-            events=[audit_message(row) for row in page.items],
-            next_page_token=page.next_page_token,
-        )
+        events, next_token = bounded_items(page, audit_message)
+        return pb.ListAuditEventsResponse(events=events, next_page_token=next_token)

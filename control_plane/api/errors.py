@@ -4,7 +4,12 @@ Each ``LegatoError`` becomes its status code with a ``google.rpc.Status`` in the
 ``grpc-status-details-bin`` trailer carrying an ``ErrorInfo`` (reason, domain, metadata)
 and, for invalid specs, a ``BadRequest`` with one field violation per problem. Anything
 else is a bug: it is logged with its traceback and the caller gets INTERNAL with an id to
-find that log entry, never the exception text."""
+find that log entry, never the exception text.
+
+Whatever an error quotes, what goes on the wire is bounded (``MAX_MESSAGE`` characters of
+message, ``MAX_DESCRIPTION`` per field violation, ``MAX_METADATA`` per metadata value, at
+most ``MAX_VIOLATIONS`` violations): a backstop behind ``quote``, so no caller gets
+megabytes of error for a megabyte of input."""
 
 from __future__ import annotations
 
@@ -20,9 +25,15 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from control_plane import errors
 
-__all__ = ["ERROR_DOMAIN", "ErrorInterceptor", "abort_with"]
+__all__ = ["ERROR_DOMAIN", "ErrorInterceptor", "abort_with", "bounded_text"]
 
 ERROR_DOMAIN = "legato.dev"
+MAX_MESSAGE = 1024
+MAX_DESCRIPTION = 512
+MAX_FIELD = 200
+MAX_METADATA = 200
+MAX_METADATA_ENTRIES = 20
+MAX_VIOLATIONS = 50
 log = structlog.get_logger("legato.api")
 
 _CODES: list[tuple[type[errors.LegatoError], grpc.StatusCode]] = [
@@ -48,9 +59,13 @@ def status_code(error: errors.LegatoError) -> grpc.StatusCode:
 
 def to_status(error: errors.LegatoError) -> tuple[grpc.StatusCode, status_pb2.Status]:
     code = status_code(error)
-    status = status_pb2.Status(code=code.value[0], message=error.message)
+    status = status_pb2.Status(code=code.value[0], message=bounded_text(error.message, MAX_MESSAGE))
+    metadata = {
+        bounded_text(key, MAX_METADATA): bounded_text(value, MAX_METADATA)
+        for key, value in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        reason=bounded_text(error.reason, MAX_METADATA), domain=ERROR_DOMAIN, metadata=metadata
     )
     details = [info]
     if isinstance(error, errors.InvalidArgument) and error.violations:
@@ -58,9 +73,10 @@ def to_status(error: errors.LegatoError) -> tuple[grpc.StatusCode, status_pb2.St
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=bounded_text(v.field, MAX_FIELD),
+                        description=bounded_text(v.description, MAX_DESCRIPTION),
                     )
-                    for v in error.violations
+                    for v in error.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
@@ -77,9 +93,17 @@ async def abort_with(
     code, status = to_status(error)
     await context.abort(
         code,
-        error.message,
+        status.message,
         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
     )
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """``text``, cut to at most ``limit`` characters (saying how long it was)."""
+    if len(text) <= limit:
+        return text
+    tail = f"… [{len(text)} characters, cut]"
+    return text[: max(0, limit - len(tail))] + tail
 
 
 async def _abort_internal(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:

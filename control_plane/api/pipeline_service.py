@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from control_plane.api import convert
+from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
 from control_plane.registry import Registry
 from control_plane.scheduling.control import ScheduleControl
@@ -57,10 +58,8 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
             show_archived=request.show_archived,
             name_prefix=request.name_prefix,
         )
-        return pb.ListPipelinesResponse(
-            pipelines=[convert.pipeline_message(p) for p in page.items],
-            next_page_token=page.next_page_token,
-        )
+        pipelines, next_token = bounded_items(page, convert.pipeline_message)
+        return pb.ListPipelinesResponse(pipelines=pipelines, next_page_token=next_token)
 
     async def GetPipelineVersion(
         self, request: pb.GetPipelineVersionRequest, context: Context
@@ -74,10 +73,8 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
         page = await self._registry.list_versions(
             request.pipeline, page_size=request.page_size, page_token=request.page_token
         )
-        return pb.ListPipelineVersionsResponse(
-            versions=[convert.version_message(v) for v in page.items],
-            next_page_token=page.next_page_token,
-        )
+        versions, next_token = bounded_items(page, convert.version_message)
+        return pb.ListPipelineVersionsResponse(versions=versions, next_page_token=next_token)
 
     async def DiffPipelineVersions(
         self, request: pb.DiffPipelineVersionsRequest, context: Context

@@ -1,15 +1,22 @@
-"""Checks every request gets before a servicer sees it, so hostile or broken input is
-INVALID_ARGUMENT naming the field (never INTERNAL, never a write that half happens):
+"""Checks every unary request gets before a servicer sees it, so hostile or broken input
+is INVALID_ARGUMENT naming the field and the limit (never INTERNAL, never a write that
+half happens, never work in proportion to a huge value):
 
-- **Size.** A unary request is at most ``MAX_REQUEST_BYTES``; each string at most
+- **Size.** A request is at most ``MAX_REQUEST_BYTES``; each string at most
   ``MAX_STRING`` characters unless ``STRING_LIMITS`` says otherwise; ``STRUCT_LIMITS``
-  bounds JSON-like fields (run params, event payloads) by their encoded size. Limits are
-  documented in docs/api.md; a refusal names the field and the limit.
+  bounds JSON-like fields (run params, event payloads) by their encoded size; a pipeline
+  spec is at most ``SPEC_LIMIT`` bytes; a repeated field or map of ours holds at most
+  ``MAX_ITEMS`` items. The table is in docs/api.md#limits. A request over the total is
+  refused naming the field that makes it so (``params: 10485776 bytes, over the limit of
+  262144 bytes``).
 - **NUL bytes.** No string may hold U+0000: PostgreSQL cannot store it, and no name,
   description or parameter needs it.
 - **Enums.** A value the enum does not define (proto3 enums are open) is refused.
 
-Errors quote at most a short prefix of an offending value (``quote``), never all of it."""
+Every check is cheap before it is thorough: a string's length is compared before it is
+scanned, a Struct's size before it is walked, a repeated field's count before its items,
+so the cost of refusing a 60 MB request does not grow with it. Errors quote at most a
+short prefix of an offending value (``quote``), never all of it."""
 
 from __future__ import annotations
 
@@ -19,10 +26,13 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from control_plane.errors import FieldViolation, InvalidArgument
+from control_plane.quoting import quote
 
 __all__ = [
+    "MAX_ITEMS",
     "MAX_REQUEST_BYTES",
     "MAX_STRING",
+    "SPEC_LIMIT",
     "STRING_LIMITS",
     "STRUCT_LIMITS",
     "check_request",
@@ -31,11 +41,12 @@ __all__ = [
 
 KIB = 1024
 MAX_REQUEST_BYTES = 2 * KIB * KIB
-"""Largest unary request (a pipeline spec is at most 1 MiB of it)."""
+"""Largest unary request (a pipeline spec is at most SPEC_LIMIT of it)."""
 MAX_STRING = 4 * KIB
-"""Longest string field, unless STRING_LIMITS names it."""
+"""Longest string field, in characters, unless STRING_LIMITS names it."""
 STRING_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.PipelineSpec", "description"): 16 * KIB,
+    ("legato.v1.ParamSpec", "description"): 16 * KIB,
     ("legato.v1.Step", "description"): 16 * KIB,
     ("legato.v1.Step", "when"): 16 * KIB,
     ("legato.v1.QueryStep", "sql"): 256 * KIB,
@@ -49,6 +60,7 @@ STRING_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.PauseScheduleRequest", "reason"): 4 * KIB,
     ("google.protobuf.Value", "string_value"): 64 * KIB,
 }
+"""Longest string, in characters, of the fields that may be longer than MAX_STRING."""
 STRUCT_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.TriggerRunRequest", "params"): 256 * KIB,
     ("legato.v1.PublishRequest", "payload"): 256 * KIB,
@@ -56,47 +68,55 @@ STRUCT_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.EventTrigger", "params"): 256 * KIB,
     ("legato.v1.FunctionStep", "args"): 256 * KIB,
 }
+"""Largest encoded size, in bytes, of the JSON-like (Struct) fields."""
 SPEC_LIMIT = 1024 * KIB
-"""Largest pipeline spec (encoded)."""
+"""Largest pipeline spec (encoded), in bytes."""
+MAX_ITEMS = 10_000
+"""Most items in one repeated field or map of a legato.v1 message (steps, needs, labels,
+statuses ...). JSON-like values (Struct, ListValue) are bounded by STRUCT_LIMITS instead."""
 MAX_DEPTH = 32
 """Deepest nesting of messages (Struct values nest)."""
-PREVIEW = 40
-
-
-def quote(value: str, limit: int = PREVIEW) -> str:
-    """``value`` quoted for an error message: at most ``limit`` characters of it."""
-    if len(value) <= limit:
-        return repr(value)
-    return repr(value[:limit]) + f"… ({len(value)} characters)"
+MAX_PROBLEMS = 20
+"""Most field violations one refusal lists."""
 
 
 def check_request(request: Any) -> None:
+    """Raise InvalidArgument naming every field (up to MAX_PROBLEMS) of ``request`` over
+    its limit, holding NUL, or outside its enum."""
     if not isinstance(request, Message):
         return
     size = request.ByteSize()
-    if size > MAX_REQUEST_BYTES:
-        raise InvalidArgument(
-            f"the request is {size} bytes, over the limit of {MAX_REQUEST_BYTES} bytes "
-            "(see docs/api.md#limits)",
-            reason="REQUEST_TOO_LARGE",
-            metadata={"limit_bytes": str(MAX_REQUEST_BYTES)},
-        )
     problems: list[FieldViolation] = []
+    _walk(request, "", problems, 0)
     spec = getattr(request, "spec", None)
     if isinstance(spec, Message) and request.HasField("spec"):
         spec_size = spec.ByteSize()
         if spec_size > SPEC_LIMIT:
-            problems.append(
-                FieldViolation("spec", f"{spec_size} bytes, over the limit of {SPEC_LIMIT} bytes")
-            )
-    _walk(request, "", problems, 0)
+            problems.append(FieldViolation("spec", _over(spec_size, SPEC_LIMIT, "bytes")))
+    if size > MAX_REQUEST_BYTES:
+        culprit = problems[0] if problems else _largest(request)
+        raise InvalidArgument(
+            f"{culprit.field}: {culprit.description}; the request is {size} bytes and may "
+            f"be at most {MAX_REQUEST_BYTES} bytes (see docs/api.md#limits)",
+            violations=(problems or [culprit])[:MAX_PROBLEMS],
+            reason="REQUEST_TOO_LARGE",
+            metadata={"field": culprit.field, "limit_bytes": str(MAX_REQUEST_BYTES)},
+        )
     if problems:
         first = problems[0]
+        more = len(problems) - 1
+        least = "at least " if len(problems) >= MAX_PROBLEMS else ""
         raise InvalidArgument(
             f"{first.field}: {first.description}"
-            + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""),
-            violations=problems[:20],
+            + (
+                f" (and {least}{more} more {'problem' if more == 1 else 'problems'})"
+                if more
+                else ""
+            )
+            + "; see docs/api.md#limits",
+            violations=problems[:MAX_PROBLEMS],
             reason="INVALID_REQUEST",
+            metadata={"field": first.field},
         )
 
 
@@ -104,53 +124,72 @@ def _walk(message: Message, path: str, problems: list[FieldViolation], depth: in
     if depth > MAX_DEPTH:
         problems.append(FieldViolation(path or "request", f"nested deeper than {MAX_DEPTH}"))
         return
-    owner = message.DESCRIPTOR.full_name
+    owner: str = message.DESCRIPTOR.full_name
+    counted = not owner.startswith("google.protobuf.")
     for field, value in message.ListFields():
-        where = f"{path}.{field.name}" if path else field.name
-        if len(problems) >= 20:
+        if len(problems) >= MAX_PROBLEMS:
             return
+        where = f"{path}.{field.name}" if path else field.name
+        repeated = _repeated(field)
+        if repeated and counted and len(value) > MAX_ITEMS:
+            problems.append(FieldViolation(where, _over(len(value), MAX_ITEMS, "items")))
+            continue
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            limit = STRUCT_LIMITS.get((owner, field.name))
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                for key, item in value.items():
-                    entry = f"{where}[{quote(str(key))}]"
-                    if isinstance(key, str):
-                        _string(owner, field.name, key, entry, problems)
-                    if isinstance(item, Message):
-                        _walk(item, entry, problems, depth + 1)
-                    elif isinstance(item, str):
-                        _string(owner, field.name, item, entry, problems)
+                _walk_map(owner, field, value, where, problems, depth)
                 continue
-            items = value if _repeated(field) else [value]
+            limit = STRUCT_LIMITS.get((owner, field.name))
+            items = value if repeated else [value]
             for index, item in enumerate(items):
-                entry = f"{where}[{index}]" if _repeated(field) else where
-                if limit is not None and item.ByteSize() > limit:
-                    problems.append(
-                        FieldViolation(
-                            entry, f"{item.ByteSize()} bytes, over the limit of {limit} bytes"
-                        )
-                    )
+                entry = f"{where}[{index}]" if repeated else where
+                if limit is not None and (item_size := item.ByteSize()) > limit:
+                    problems.append(FieldViolation(entry, _over(item_size, limit, "bytes")))
                     continue
                 _walk(item, entry, problems, depth + 1)
+                if len(problems) >= MAX_PROBLEMS:
+                    return
         elif field.type == FieldDescriptor.TYPE_STRING:
-            items = value if _repeated(field) else [value]
+            items = value if repeated else [value]
             for index, item in enumerate(items):
-                entry = f"{where}[{index}]" if _repeated(field) else where
+                if len(problems) >= MAX_PROBLEMS:
+                    return
+                entry = f"{where}[{index}]" if repeated else where
                 _string(owner, field.name, item, entry, problems)
         elif field.type == FieldDescriptor.TYPE_ENUM and field.enum_type is not None:
             enum = field.enum_type
             known = enum.values_by_number
-            items = value if _repeated(field) else [value]
+            items = value if repeated else [value]
             for index, item in enumerate(items):
+                if len(problems) >= MAX_PROBLEMS:
+                    return
                 if item not in known:
-                    entry = f"{where}[{index}]" if _repeated(field) else where
+                    entry = f"{where}[{index}]" if repeated else where
                     names = ", ".join(v.name for v in enum.values if v.number)
                     problems.append(
                         FieldViolation(
-                            entry,
-                            f"{item} is not a value of {enum.name}; use one of {names}",
+                            entry, f"{item} is not a value of {enum.name}; use one of {names}"
                         )
                     )
+
+
+def _walk_map(
+    owner: str,
+    field: FieldDescriptor,
+    value: Any,
+    where: str,
+    problems: list[FieldViolation],
+    depth: int,
+) -> None:
+    for key, item in value.items():
+        if len(problems) >= MAX_PROBLEMS:
+            return
+        entry = f"{where}[{quote(str(key))}]"
+        if isinstance(key, str):
+            _string(owner, field.name, key, entry, problems)
+        if isinstance(item, Message):
+            _walk(item, entry, problems, depth + 1)
+        elif isinstance(item, str):
+            _string(owner, field.name, item, entry, problems)
 
 
 def _string(owner: str, name: str, value: str, where: str, problems: list[FieldViolation]) -> None:
@@ -158,14 +197,40 @@ def _string(owner: str, name: str, value: str, where: str, problems: list[FieldV
     if len(value) > limit:
         problems.append(
             FieldViolation(
-                where,
-                f"{len(value)} characters, over the limit of {limit} (starts {quote(value)})",
+                where, f"{_over(len(value), limit, 'characters')} (starts {quote(value)})"
             )
         )
     elif "\x00" in value:
         problems.append(
             FieldViolation(where, f"{quote(value)} contains a NUL character (\\x00); remove it")
         )
+
+
+def _largest(request: Message) -> FieldViolation:
+    """The top-level field that takes most of an oversized request that no field limit
+    refused (many fields, each within its own limit)."""
+    best, best_size = "request", 0
+    for field, value in request.ListFields():
+        if not _repeated(field):
+            items = [value]
+        elif field.message_type is not None and field.message_type.GetOptions().map_entry:
+            items = [*value.keys(), *value.values()]
+        else:
+            items = list(value)
+        size = sum(_size(item) for item in items)
+        if size > best_size:
+            best, best_size = field.name, size
+    return FieldViolation(best, f"{best_size} bytes, the largest part of the request")
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, Message):
+        return value.ByteSize()
+    return len(value) if isinstance(value, str | bytes) else 0
+
+
+def _over(size: int, limit: int, unit: str) -> str:
+    return f"{size} {unit}, over the limit of {limit} {unit}"
 
 
 def _repeated(field: FieldDescriptor) -> bool:

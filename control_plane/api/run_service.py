@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
 from control_plane.api.run_convert import (
     backfill_message,
@@ -24,6 +25,7 @@ from control_plane.execution.previews import preview_rows
 from control_plane.execution.runs import Runs, RunView, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
+from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
 from control_plane.store.db import Database
 from legato.v1 import run_pb2, run_service_pb2_grpc
@@ -33,7 +35,8 @@ __all__ = ["RunServicer"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 WATCH_POLL_SECONDS = 1.0
-WATCH_LOG_BATCH = 500
+WATCH_LOG_BATCH = 200
+WATCH_BATCH_BYTES = 256 * 1024
 MAX_PREVIEW_ROWS = 1000
 
 
@@ -87,9 +90,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             page_token=request.page_token,
             backfill_id=request.backfill_id,
         )
-        return pb.ListRunsResponse(
-            runs=[run_message(row) for row in page.items], next_page_token=page.next_page_token
-        )
+        runs, next_token = bounded_items(page, run_message)
+        return pb.ListRunsResponse(runs=runs, next_page_token=next_token)
 
     async def CancelRun(
         self, request: pb.CancelRunRequest, context: Context
@@ -118,9 +120,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return pb.GetRunLogsResponse(
-            lines=[log_message(line) for line in page.items], next_page_token=page.next_page_token
-        )
+        lines, next_token = bounded_items(page, log_message)
+        return pb.GetRunLogsResponse(lines=lines, next_page_token=next_token)
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: Context
@@ -168,13 +169,28 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
 
     async def _logs_after(self, run_id: str, seq: int) -> AsyncIterator[run_pb2.LogLine]:
         while True:
-            async with self._db.read() as session:
-                rows = await self._runs.log_lines(session, run_id, after=seq, limit=WATCH_LOG_BATCH)
-            for row in rows:
-                seq = row.id
-                yield log_message(row)
-            if len(rows) < WATCH_LOG_BATCH:
+            lines, more = await self._log_batch(run_id, seq)
+            for line in lines:
+                seq = line.seq
+                yield line
+            if not more:
                 return
+
+    async def _log_batch(self, run_id: str, seq: int) -> tuple[list[run_pb2.LogLine], bool]:
+        """The lines after ``seq``: at most WATCH_LOG_BATCH of them and about
+        WATCH_BATCH_BYTES, as messages (what a watcher that stops reading holds), and
+        whether more may follow."""
+        async with self._db.read() as session:
+            rows = await self._runs.log_lines(session, run_id, after=seq, limit=WATCH_LOG_BATCH)
+        lines: list[run_pb2.LogLine] = []
+        size = 0
+        for row in rows:
+            if size >= WATCH_BATCH_BYTES:
+                return lines, True
+            line = log_message(row)
+            size += line.ByteSize()
+            lines.append(line)
+        return lines, len(rows) == WATCH_LOG_BATCH
 
     async def GetStepOutput(
         self, request: pb.GetStepOutputRequest, context: Context
@@ -191,7 +207,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         if step is None:
             names = ", ".join(s.name for s in view.steps)
             raise NotFound(
-                f"run {request.run_id} has no step {request.step!r}; its steps are {names}",
+                f"run {quote(request.run_id)} has no step {quote(request.step)}; its steps "
+                f"are {names}",
                 reason="STEP_NOT_FOUND",
                 metadata={"run_id": request.run_id, "step": request.step},
             )

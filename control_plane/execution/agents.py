@@ -125,6 +125,9 @@ class Agents:
                     f"the enrolment credential of agent '{session.name}' "
                     f"({session.credential}) was revoked or has expired"
                 )
+                # Out of the hub at once: the steps lost below must not be dispatched to
+                # it while its stream is still closing.
+                self._hub.detach(session)
                 session.send(None)
                 closed.append(session.name)
         for name in closed:

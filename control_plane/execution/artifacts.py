@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from control_plane.errors import (
@@ -30,6 +30,8 @@ from control_plane.errors import (
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import not_yours
+from control_plane.quoting import quote
+from control_plane.store.blobs import artifact_chunks
 from control_plane.store.db import Database
 from control_plane.store.models import ArtifactRow, AttemptRow, StepRunRow
 from legato.spec.artifacts import too_large_message
@@ -161,7 +163,8 @@ class ArtifactStore:
                 if artifact_id in ids:
                     return
         raise PermissionDenied(
-            f"artifact {artifact_id!r} is not an input of the step under lease {lease_id}",
+            f"artifact {quote(artifact_id)} is not an input of the step under lease "
+            f"{quote(lease_id)}",
             reason="ARTIFACT_NOT_AN_INPUT",
         )
 
@@ -170,16 +173,8 @@ class ArtifactStore:
         chunk at a time, so a slow reader holds one chunk, not the artifact."""
         row = await self._describe_row(artifact_id)
         if row.storage == "db":
-            for start in range(0, row.size_bytes, CHUNK):
-                async with self._db.read() as session:
-                    chunk = (
-                        await session.execute(
-                            select(func.substr(ArtifactRow.data, start + 1, CHUNK)).where(
-                                ArtifactRow.id == artifact_id
-                            )
-                        )
-                    ).scalar_one()
-                yield bytes(chunk or b"")
+            async for chunk in artifact_chunks(self._db, artifact_id, row.size_bytes, CHUNK):
+                yield chunk
             return
         handle = await asyncio.to_thread(self._path(artifact_id).open, "rb")
         try:
@@ -199,7 +194,9 @@ class ArtifactStore:
                 )
             ).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"artifact {artifact_id!r} does not exist", reason="ARTIFACT_NOT_FOUND")
+            raise NotFound(
+                f"artifact {quote(artifact_id)} does not exist", reason="ARTIFACT_NOT_FOUND"
+            )
         return row
 
     def _spool(self) -> IO[bytes]:

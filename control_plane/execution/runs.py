@@ -24,6 +24,7 @@ from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
 from control_plane.pagination import Page, PageRequest
+from control_plane.quoting import quote
 from control_plane.registry import Actor
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
@@ -244,7 +245,7 @@ class Runs:
                 return await self._view(session, str(replay["run_id"]))
             source = await session.get(RunRow, run_id)
             if source is None:
-                raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+                raise NotFound(f"run {quote(run_id)} does not exist", reason="RUN_NOT_FOUND")
             if source.status not in RUN_TERMINAL:
                 raise FailedPrecondition(
                     f"run {run_id} is still {source.status}; cancel it first or wait for it to end",
@@ -384,7 +385,7 @@ class Runs:
         )
         async with self._db.read() as session:
             if await session.get(RunRow, run_id) is None:
-                raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+                raise NotFound(f"run {quote(run_id)} does not exist", reason="RUN_NOT_FOUND")
             rows = await self.log_lines(
                 session,
                 run_id,
@@ -541,7 +542,7 @@ class Runs:
         run = await session.get(RunRow, run_id, populate_existing=True)
         if run is None:
             raise NotFound(
-                f"run {run_id!r} does not exist; `legato runs` lists recent runs",
+                f"run {quote(run_id)} does not exist; `legato runs` lists recent runs",
                 reason="RUN_NOT_FOUND",
                 metadata={"run_id": run_id},
             )

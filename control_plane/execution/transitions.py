@@ -32,6 +32,7 @@ from control_plane.execution.statuses import (
     STEP_TERMINAL,
     TRIGGER_KIND,
 )
+from control_plane.quoting import quote
 from control_plane.retries import decide_retry, effective_policy
 from control_plane.scheduling.schedules import record_outcome
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
@@ -70,7 +71,7 @@ class Transitions:
     async def lock_run(self, session: AsyncSession, run_id: str) -> RunRow:
         run = await session.get(RunRow, run_id, with_for_update=True, populate_existing=True)
         if run is None:
-            raise NotFound(f"run {run_id!r} does not exist", reason="RUN_NOT_FOUND")
+            raise NotFound(f"run {quote(run_id)} does not exist", reason="RUN_NOT_FOUND")
         return run
 
     async def plan_of(self, session: AsyncSession, run: RunRow) -> Plan:

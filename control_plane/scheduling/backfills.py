@@ -30,6 +30,7 @@ from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
 from control_plane.fire_times import FireTime, FireTimes
+from control_plane.quoting import quote
 from control_plane.registry import Actor
 from control_plane.scheduling.schedules import has_schedule
 from control_plane.store import audit, requests
@@ -255,7 +256,7 @@ class Backfills:
         row = await session.get(BackfillRow, backfill_id, with_for_update=True)
         if row is None:
             raise NotFound(
-                f"backfill {backfill_id!r} does not exist",
+                f"backfill {quote(backfill_id)} does not exist",
                 reason="BACKFILL_NOT_FOUND",
                 metadata={"backfill_id": backfill_id},
             )
@@ -264,7 +265,9 @@ class Backfills:
     async def _view(self, session: AsyncSession, backfill_id: str) -> BackfillView:
         row = await session.get(BackfillRow, backfill_id, populate_existing=True)
         if row is None:
-            raise NotFound(f"backfill {backfill_id!r} does not exist", reason="BACKFILL_NOT_FOUND")
+            raise NotFound(
+                f"backfill {quote(backfill_id)} does not exist", reason="BACKFILL_NOT_FOUND"
+            )
         counts = dict(
             (
                 await session.execute(

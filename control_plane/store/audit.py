@@ -34,17 +34,24 @@ def entry(
         pipeline = resource.removeprefix("pipelines/").split("/", 1)[0]
     return AuditEntryRow(
         time=now,
-        actor=actor.name[:200],
+        actor=_storable(actor.name, 200),
         actor_kind=actor.kind,
         action=action,
-        resource=resource[:300],
-        pipeline=pipeline or None,
-        request_id=actor.request_id or None,
+        resource=_storable(resource, 300),
+        pipeline=_storable(pipeline or "", 63) or None,
+        request_id=_storable(actor.request_id or "", 200) or None,
         outcome=outcome,
         code=code,
-        error=error[:MAX_ERROR],
+        error=_storable(error, MAX_ERROR),
         details={**actor.details, **(details or {})},
     )
+
+
+def _storable(text: str, limit: int) -> str:
+    """``text`` as its column takes it on every store: at most ``limit`` characters, no
+    NUL (PostgreSQL refuses it; a refused request may hold one)."""
+    text = text[:limit]
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def record(

@@ -152,7 +152,7 @@ class Events:
             session,
             now=now,
             actor=actor,
-            action=_METHOD,
+            action="Publish",  # the RPC's name, as refused and failed calls are recorded
             resource=f"events/{event['id']}",
             details={"type": event_type, "source": source, "run_ids": run_ids},
         )

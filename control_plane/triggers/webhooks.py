@@ -33,6 +33,7 @@ from control_plane.errors import Conflict, InvalidArgument, LegatoError, NotFoun
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
+from control_plane.quoting import quote
 from control_plane.secrets import Secrets
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
@@ -247,11 +248,16 @@ class Webhooks:
     async def _secret_names(self, pipeline: str) -> list[str]:
         """The secrets of the latest version's webhook triggers, in order, each once."""
         async with self._db.read() as session:
-            row = await pipeline_queries.find_pipeline(session, pipeline)
+            # No pipeline name holds NUL, and PostgreSQL refuses to compare one.
+            row = (
+                None
+                if "\x00" in pipeline
+                else await pipeline_queries.find_pipeline(session, pipeline)
+            )
             if row is None or row.archived or not row.latest_version:
                 state = "is archived" if row is not None and row.archived else "does not exist"
                 raise NotFound(
-                    f"no webhook here: pipeline {pipeline!r} {state}",
+                    f"no webhook here: pipeline {quote(pipeline)} {state}",
                     reason="WEBHOOK_NOT_FOUND",
                     metadata={"pipeline": pipeline},
                 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from legato.cli.output import emit_message, local_time, render_table
 from legato.cli.tokens import parse_expiry
 from legato.client import Client
 from legato.spec.enums import short_name
+from legato.spec.units import UnitError, parse_duration
 from legato.v1 import access_pb2
 from legato.v1 import audit_service_pb2 as pb
 
@@ -27,13 +28,13 @@ def register(
     p.add_argument("--actor", default="", help="only entries by this token or agent")
     p.add_argument("--action", default="", help="only this action, e.g. ApplyPipeline")
     p.add_argument("--since", metavar="WHEN", help="entries since a duration ago (1h) or a date")
-    p.add_argument("--until", metavar="WHEN", help="entries before a date")
+    p.add_argument("--until", metavar="WHEN", help="entries before a duration ago (30m) or a date")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
 
 
 def activity(client: Client, args: argparse.Namespace) -> int:
     since = _ago(args.since)
-    until = parse_expiry(args.until) if args.until else None
+    until = _ago(args.until)
     events = list(
         itertools.islice(
             client.list_audit_events(
@@ -51,7 +52,8 @@ def activity(client: Client, args: argparse.Namespace) -> int:
         emit_message(pb.ListAuditEventsResponse(events=events), args.output)
         return 0
     if not events:
-        print("no activity" + (" matches" if since or args.pipeline or args.actor else ""))
+        filtered = since or until or args.pipeline or args.actor or args.action
+        print("no activity" + (" matches" if filtered else ""))
         return 0
     rows = [
         [
@@ -79,10 +81,11 @@ def _enum(enum: object, value: int) -> str:
 
 
 def _ago(text: str | None) -> datetime | None:
-    """``--since 1h`` is an hour ago (not an hour from now, as an expiry would be)."""
+    """``--since 1h`` is an hour ago (not an hour from now, as an expiry would be); a
+    date or time is taken as it is."""
     if not text:
         return None
-    moment = parse_expiry(text)
-    assert moment is not None
-    now = datetime.now(UTC)
-    return now - (moment - now) if moment > now else moment
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except UnitError:
+        return parse_expiry(text)

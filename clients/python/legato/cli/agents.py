@@ -55,6 +55,7 @@ def register(
         help="connections it may advertise (names, or * for any; default none)",
     )
     t.add_argument("--expires", metavar="WHEN", help="a duration (90d) or a date (2027-01-31)")
+    t.add_argument("-q", "--quiet", action="store_true", help="print only the secret (for scripts)")
     t = token_command("list", list_agent_tokens, "list enrolment tokens (never their secrets)")
     t.add_argument("--name", default="", help="only this agent's")
     t.add_argument("--all", action="store_true", help="include revoked and expired tokens")
@@ -116,6 +117,9 @@ def create_token(client: Client, args: argparse.Namespace) -> int:
         connections=connections,
         expire_time=parse_expiry(args.expires),
     )
+    if args.quiet:
+        print(response.secret)
+        return 0
     if args.output != "table":
         emit_message(response, args.output)
         return 0

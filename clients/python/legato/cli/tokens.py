@@ -53,6 +53,7 @@ def register(
     )
     p.add_argument("--description", default="", help="what the token is for")
     p.add_argument("--expires", metavar="WHEN", help="a duration (30d, 12h) or a date (2027-01-31)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the secret (for scripts)")
     p.add_argument(
         "--db",
         metavar="URL",
@@ -87,7 +88,7 @@ def create(client: Client, args: argparse.Namespace) -> int:
         description=args.description,
         expire_time=parse_expiry(args.expires),
     )
-    return _print_created(response, args.output)
+    return _print_created(response, args.output, quiet=args.quiet)
 
 
 def create_offline(args: argparse.Namespace) -> int:
@@ -114,10 +115,13 @@ def create_offline(args: argparse.Namespace) -> int:
         token=access_pb2.ApiToken(id=token_id, name=name, role=role_value(args.role)),
         secret=secret,
     )
-    return _print_created(response, args.output)
+    return _print_created(response, args.output, quiet=args.quiet)
 
 
-def _print_created(response: pb.CreateTokenResponse, output: str) -> int:
+def _print_created(response: pb.CreateTokenResponse, output: str, *, quiet: bool) -> int:
+    if quiet:
+        print(response.secret)
+        return 0
     if output != "table":
         emit_message(response, output)
         return 0
