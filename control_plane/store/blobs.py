@@ -31,8 +31,8 @@ async def artifact_chunks(
     """The bytes of artifact ``artifact_id`` (``size`` long), ``chunk`` at a time."""
     path = _sqlite_file(db)
     if path is not None:
-        async for part in _sqlite_chunks(path, artifact_id, chunk):
-            yield part
+        async for piece in _sqlite_chunks(path, artifact_id, chunk):
+            yield piece
         return
     for start in range(0, size, chunk):
         async with db.read() as session:
