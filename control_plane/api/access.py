@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -94,6 +95,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         self._max_streams = max_streams
         self._guard_seconds = guard_seconds
         self._streams: Counter[str] = Counter()
+        self._refusals = RefusalLog()
 
     async def intercept_service(
         self,
@@ -212,15 +214,22 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         """The authenticated caller, if the rule lets it call ``method``. A mutation
         refused to a known caller is recorded in the activity log (``request``, when
         there is one, says what it was about); an unknown caller's is not."""
-        if rule is None:
-            raise PermissionDenied(
-                f"{method} declares no access rule, so nobody may call it",
-                reason="NO_ACCESS_RULE",
+        try:
+            if rule is None:
+                raise PermissionDenied(
+                    f"{method} declares no access rule, so nobody may call it",
+                    reason="NO_ACCESS_RULE",
+                )
+            principal = await self._authenticate(
+                rule, context, opens_agent_stream=method in _UNLIMITED
             )
-        principal = await self._authenticate(rule, context, opens_agent_stream=method in _UNLIMITED)
+        except (Unauthenticated, PermissionDenied) as error:
+            self._refusals.log(method, context, error, caller="")
+            raise
         try:
             _authorize(method, rule, principal)
         except PermissionDenied as error:
+            self._refusals.log(method, context, error, caller=principal.key)
             await self._record_failure(rule, method, principal, request, error)
             raise
         return principal
@@ -337,6 +346,38 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             )
         except Exception:
             log.exception("audit_failure_not_recorded", method=method)
+
+
+class RefusalLog:
+    """Logs refused calls (``call_refused``: method, reason, peer, the caller when known;
+    never the credential), at most ``per_second`` lines a second: a flood of bad tokens
+    shows as a count of the lines left out (``call_refused_suppressed``), not as a flood
+    of log lines."""
+
+    def __init__(self, per_second: int = 20, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_second = per_second
+        self._clock = clock
+        self._window = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def log(self, method: str, context: Context, error: LegatoError, *, caller: str) -> None:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                log.warning("call_refused_suppressed", count=self._suppressed)
+            self._window, self._count, self._suppressed = now, 0, 0
+        self._count += 1
+        if self._count > self._per_second:
+            self._suppressed += 1
+            return
+        log.warning(
+            "call_refused",
+            method=_short(method),
+            reason=error.reason,
+            peer=context.peer(),
+            caller=caller or None,
+        )
 
 
 def _authorize(method: str, rule: Rule, principal: Principal) -> None:

@@ -216,6 +216,10 @@ def test_no_secret_is_written_where_it_should_not_be(
         logs = run_cli("logs", run_id, env=base)
         assert "the password is ***" in logs.stdout, logs.stdout
         assert "failed with ***" in shown.stdout
+        # A made-up token is refused and the refusal logged, without the token.
+        forged = "lgt_aaaaaaaaaaaaaaaa_" + "B" * 43
+        refused = run_cli("whoami", "--token", forged, env=base)
+        assert refused.returncode == 1 and "the token is not valid" in refused.stderr
         outputs = [
             shown.stdout,
             logs.stdout,
@@ -238,6 +242,7 @@ def test_no_secret_is_written_where_it_should_not_be(
         "admin token's secret part": admin.split("_", 2)[2],
         "agent token": agent_secret,
         "agent token's secret part": agent_secret.split("_", 2)[2],
+        "forged token": forged,
     }
     places = {
         "the database": b"".join(
@@ -248,6 +253,8 @@ def test_no_secret_is_written_where_it_should_not_be(
         "what the CLI showed": "\n".join(outputs).encode(),
     }
     assert len(places["the database"]) > 10_000 and b"leaky" in places["the database"]
+    assert b'"reason": "INVALID_TOKEN"' in places["the server's log"]
+    assert b'"event": "call_refused"' in places["the server's log"]
     for where, data in places.items():
         for what, secret in secrets.items():
             assert secret.encode() not in data, f"the {what} is in {where}"
