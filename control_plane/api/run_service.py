@@ -21,7 +21,7 @@ from control_plane.api.run_convert import (
 )
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
 from control_plane.execution.artifacts import ArtifactStore
-from control_plane.execution.previews import preview_rows
+from control_plane.execution.previews import preview_rows_at
 from control_plane.execution.runs import Runs, RunView, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
@@ -216,8 +216,19 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         response = pb.GetStepOutputResponse(summary=message.output)
         artifact_id = message.output.artifact_id
         if artifact_id:
-            data = b"".join([chunk async for chunk in self._artifacts.read(artifact_id)])
-            rows = await asyncio.to_thread(preview_rows, data, request.limit or 20)
+            info = await self._artifacts.describe(artifact_id)
+            loop = asyncio.get_running_loop()
+
+            def read_at(offset: int, length: int) -> bytes:
+                # From the worker thread the preview runs in, on this call's event loop.
+                future = asyncio.run_coroutine_threadsafe(
+                    self._artifacts.read_range(artifact_id, offset, length), loop
+                )
+                return future.result(timeout=60)
+
+            rows = await asyncio.to_thread(
+                preview_rows_at, read_at, info.size_bytes, request.limit or 20
+            )
             response.rows.extend(struct(row) for row in rows)
         return response
 

@@ -31,7 +31,7 @@ from control_plane.execution.ids import new_lease_id
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import not_yours
 from control_plane.quoting import quote
-from control_plane.store.blobs import artifact_chunks
+from control_plane.store.blobs import artifact_chunks, artifact_range
 from control_plane.store.db import Database
 from control_plane.store.models import ArtifactRow, AttemptRow, StepRunRow
 from legato.spec.artifacts import too_large_message
@@ -182,6 +182,20 @@ class ArtifactStore:
                 yield chunk
         finally:
             handle.close()
+
+    async def read_range(self, artifact_id: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the artifact from ``offset``: what a reader that seeks (an
+        Arrow file's footer, then one record batch) needs, without the rest."""
+        row = await self._describe_row(artifact_id)
+        if row.storage == "db":
+            return await artifact_range(self._db, artifact_id, offset, length)
+
+        def read() -> bytes:
+            with self._path(artifact_id).open("rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+
+        return await asyncio.to_thread(read)
 
     async def _describe_row(self, artifact_id: str) -> ArtifactRow:
         """The artifact's row without its bytes."""

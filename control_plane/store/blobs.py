@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from control_plane.store.db import Database
 from control_plane.store.models import ArtifactRow
 
-__all__ = ["artifact_chunks"]
+__all__ = ["artifact_chunks", "artifact_range"]
 
 
 async def artifact_chunks(
@@ -91,3 +91,30 @@ def _close(connection: sqlite3.Connection, blob: sqlite3.Blob | None) -> None:
     if blob is not None:
         blob.close()
     connection.close()
+
+
+async def artifact_range(db: Database, artifact_id: str, offset: int, length: int) -> bytes:
+    """``length`` bytes of artifact ``artifact_id`` from ``offset`` (fewer at its end)."""
+    path = _sqlite_file(db)
+    if path is not None:
+        return await asyncio.to_thread(_sqlite_range, path, artifact_id, offset, length)
+    async with db.read() as session:
+        part = (
+            await session.execute(
+                select(func.substr(ArtifactRow.data, offset + 1, length)).where(
+                    ArtifactRow.id == artifact_id
+                )
+            )
+        ).scalar_one_or_none()
+    return bytes(part or b"")
+
+
+def _sqlite_range(path: Path, artifact_id: str, offset: int, length: int) -> bytes:
+    connection, blob = _open_blob(path, artifact_id)
+    try:
+        if blob is None:
+            return b""
+        blob.seek(min(offset, len(blob)))
+        return blob.read(length)
+    finally:
+        _close(connection, blob)

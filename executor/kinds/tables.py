@@ -34,8 +34,13 @@ def table_rows(path: Path) -> int:
     return sum(batch.num_rows for batch in reader)
 
 
+BATCH_ROWS = 65_536
+"""Rows per record batch of a written table: a reader that wants the first rows (the control
+plane's preview) reads one batch, not the table."""
+
+
 def write_table(table: pa.Table, path: Path) -> list[tuple[str, str]]:
     """Write ``table`` to ``path``; return its columns as (name, Arrow type) pairs."""
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+        writer.write_table(table, max_chunksize=BATCH_ROWS)
     return [(f.name, str(f.type)) for f in table.schema]
