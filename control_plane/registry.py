@@ -134,9 +134,10 @@ class Registry:
         version with ``created=False``."""
         valid = self.validate(spec)
         name = valid.spec.name
+        request = requests.Fingerprint.of(pipeline=name, spec=valid.content_hash, message=message)
 
         async def attempt(session: AsyncSession) -> ApplyResult:
-            replay = await requests.find_result(session, "ApplyPipeline", actor.request_id)
+            replay = await requests.find_result(session, "ApplyPipeline", actor.request_id, request)
             if replay is not None:
                 return await self._replay(session, replay)
             now = self._clock()
@@ -155,16 +156,19 @@ class Registry:
             elif pipeline.archived:
                 raise _archived(name)
             result = await self._add_version(session, pipeline, valid, message, actor, now, None)
-            await self._finish(session, "ApplyPipeline", actor, now, result)
+            await self._finish(session, "ApplyPipeline", actor, now, result, request)
             return result
 
         return await self._write(attempt)
 
     async def rollback(self, name: str, number: int, message: str, actor: Actor) -> ApplyResult:
         """Add a version whose content equals version ``number``."""
+        request = requests.Fingerprint.of(pipeline=name, version=number, message=message)
 
         async def attempt(session: AsyncSession) -> ApplyResult:
-            replay = await requests.find_result(session, "RollbackPipeline", actor.request_id)
+            replay = await requests.find_result(
+                session, "RollbackPipeline", actor.request_id, request
+            )
             if replay is not None:
                 return await self._replay(session, replay)
             now = self._clock()
@@ -176,7 +180,7 @@ class Registry:
             valid = ValidSpec(spec, target.spec, target.content_hash)
             note = message or f"rollback to version {number}"
             result = await self._add_version(session, pipeline, valid, note, actor, now, number)
-            await self._finish(session, "RollbackPipeline", actor, now, result)
+            await self._finish(session, "RollbackPipeline", actor, now, result, request)
             return result
 
         return await self._write(attempt)
@@ -333,7 +337,13 @@ class Registry:
         return ApplyResult(info, _version_info(pipeline.name, row), True)
 
     async def _finish(
-        self, session: AsyncSession, action: str, actor: Actor, now: datetime, result: ApplyResult
+        self,
+        session: AsyncSession,
+        action: str,
+        actor: Actor,
+        now: datetime,
+        result: ApplyResult,
+        request: requests.Fingerprint,
     ) -> None:
         summary: dict[str, Any] = {
             "pipeline": result.pipeline.name,
@@ -349,7 +359,7 @@ class Registry:
                 resource=f"pipelines/{result.pipeline.name}",
                 details={**summary, "content_hash": result.version.content_hash},
             )
-        await requests.record_result(session, action, actor.request_id, summary, now)
+        await requests.record_result(session, action, actor.request_id, summary, now, request)
 
     async def _replay(self, session: AsyncSession, result: dict[str, Any]) -> ApplyResult:
         pipeline = await self._pipeline(session, str(result["pipeline"]))

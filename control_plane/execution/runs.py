@@ -1,5 +1,6 @@
 """Runs as the API sees them: start one (parameters checked, concurrency limits applied,
-request ids honoured), cancel, rerun, and read runs and their logs."""
+request ids honoured: a retry replays, a concurrent one too, another request under the id is
+refused; see ``store/requests.py``), cancel, rerun, and read runs and their logs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,11 +85,21 @@ class Runs:
         trigger: TriggerSpec,
         actor: Actor,
     ) -> tuple[RunView, bool]:
-        """Create a run; returns it and whether it was created (False: request id replay)."""
-        created, view = await self._leasing(
-            lambda effects, claimed: self._trigger(
-                pipeline, version, params, trigger, actor, effects, claimed
-            )
+        """Create a run; returns it and whether it was created (False: request id replay).
+        Raises AlreadyExists when the request id was first used for another request."""
+        request = requests.Fingerprint.of(
+            pipeline=pipeline,
+            version=version,
+            params=json_format.MessageToDict(params),
+            kind=trigger.kind,
+        )
+        created, view = await requests.once(
+            actor.request_id,
+            lambda: self._leasing(
+                lambda effects, claimed: self._trigger(
+                    pipeline, version, params, trigger, actor, request, effects, claimed
+                )
+            ),
         )
         return view, created
 
@@ -99,11 +110,12 @@ class Runs:
         params: struct_pb2.Struct,
         trigger: TriggerSpec,
         actor: Actor,
+        request: requests.Fingerprint,
         effects: Effects,
         claimed: list[Any],
     ) -> tuple[bool, RunView]:
         async with self._db.write() as session:
-            replay = await requests.find_result(session, "TriggerRun", actor.request_id)
+            replay = await requests.find_result(session, "TriggerRun", actor.request_id, request)
             if replay is not None:
                 return False, await self._view(session, str(replay["run_id"]))
             run, plan = await self._create(
@@ -111,7 +123,12 @@ class Runs:
             )
             claimed.extend(await self._claim(session, effects))
             await requests.record_result(
-                session, "TriggerRun", actor.request_id, {"run_id": run.id}, run.create_time
+                session,
+                "TriggerRun",
+                actor.request_id,
+                {"run_id": run.id},
+                run.create_time,
+                request,
             )
             audit.record(
                 session,
@@ -224,10 +241,16 @@ class Runs:
     ) -> RunView:
         """A new run from a finished one: by default only its steps that did not succeed
         run again; the others keep their outputs."""
-        return await self._leasing(
-            lambda effects, claimed: self._rerun(
-                run_id, all_steps, latest_version, actor, effects, claimed
-            )
+        request = requests.Fingerprint.of(
+            run=run_id, all_steps=all_steps, latest_version=latest_version
+        )
+        return await requests.once(
+            actor.request_id,
+            lambda: self._leasing(
+                lambda effects, claimed: self._rerun(
+                    run_id, all_steps, latest_version, actor, request, effects, claimed
+                )
+            ),
         )
 
     async def _rerun(
@@ -236,11 +259,12 @@ class Runs:
         all_steps: bool,
         latest_version: bool,
         actor: Actor,
+        request: requests.Fingerprint,
         effects: Effects,
         claimed: list[Any],
     ) -> RunView:
         async with self._db.write() as session:
-            replay = await requests.find_result(session, "RerunRun", actor.request_id)
+            replay = await requests.find_result(session, "RerunRun", actor.request_id, request)
             if replay is not None:
                 return await self._view(session, str(replay["run_id"]))
             source = await session.get(RunRow, run_id)
@@ -284,7 +308,7 @@ class Runs:
             await self._start_or_queue(session, run, plan, effects)
             claimed.extend(await self._claim(session, effects))
             await requests.record_result(
-                session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time
+                session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time, request
             )
             audit.record(
                 session,

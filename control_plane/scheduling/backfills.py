@@ -87,16 +87,22 @@ class Backfills:
         if dry_run:
             async with self._db.read() as session:
                 return None, await self._fire_times(session, pipeline, start, end, only_missing)
-        return await self._runs.in_transaction(
-            functools.partial(
-                self._create,
-                pipeline=pipeline,
-                start=start,
-                end=end,
-                only_missing=only_missing,
-                actor=actor,
-            )
+        request = requests.Fingerprint.of(
+            pipeline=pipeline,
+            start_time=start.isoformat(),
+            end_time=end.isoformat(),
+            only_missing=only_missing,
         )
+        work = functools.partial(
+            self._create,
+            pipeline=pipeline,
+            start=start,
+            end=end,
+            only_missing=only_missing,
+            actor=actor,
+            request=request,
+        )
+        return await requests.once(actor.request_id, lambda: self._runs.in_transaction(work))
 
     async def _create(
         self,
@@ -108,8 +114,9 @@ class Backfills:
         end: datetime,
         only_missing: bool,
         actor: Actor,
+        request: requests.Fingerprint,
     ) -> tuple[BackfillView | None, list[FireTime]]:
-        replay = await requests.find_result(session, "CreateBackfill", actor.request_id)
+        replay = await requests.find_result(session, "CreateBackfill", actor.request_id, request)
         if replay is not None:
             view = await self._view(session, str(replay["backfill_id"]))
             return view, []
@@ -150,7 +157,7 @@ class Backfills:
             )
         await self._transitions.promote_queued(session, row.id, plan, effects)
         await requests.record_result(
-            session, "CreateBackfill", actor.request_id, {"backfill_id": backfill.id}, now
+            session, "CreateBackfill", actor.request_id, {"backfill_id": backfill.id}, now, request
         )
         audit.record(
             session,

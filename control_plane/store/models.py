@@ -92,7 +92,9 @@ class PipelineVersionRow(Base):
 
 
 class RequestRow(Base):
-    """A mutation's request_id and what it produced, so a retried call replays it."""
+    """A mutation's request_id and what it produced, so a retried call replays it; the
+    fingerprint of what it asked for (``store/requests.py``) refuses the id on another
+    request. Rows from before migration 0009 have none."""
 
     __tablename__ = "requests"
 
@@ -100,6 +102,8 @@ class RequestRow(Base):
     request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     result: Mapped[dict[str, Any]]
     create_time: Mapped[datetime]
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[dict[str, Any] | None]
 
 
 class AuditEntryRow(Base):

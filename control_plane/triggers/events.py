@@ -6,7 +6,8 @@ versions' event triggers over ``event`` = {type, payload, source, id, time}, sta
 run per matching pipeline (trigger kind ``event``, params = the trigger's ``params`` plus
 the reserved ``event``), stores the event with its run ids and records the request id.
 A repeated request id replays the first result; two concurrent ones collide on the
-requests table's key and the loser replays. A filter that fails, or a run that cannot
+requests table's key and the loser replays; the id sent with another type, payload or
+source is refused (``store/requests.py``). A filter that fails, or a run that cannot
 start (a required parameter nobody set), is logged and skips that pipeline only."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,9 +67,14 @@ class Events:
     ) -> PublishResult:
         """Store the event and start the runs of the pipelines it matches."""
         _check(event_type, source)
+        request = requests.Fingerprint.of(
+            type=event_type, payload=json_format.MessageToDict(payload), source=source
+        )
 
         async def work(session: AsyncSession, effects: Effects) -> PublishResult:
-            return await self._publish(session, effects, event_type, payload, source, actor)
+            return await self._publish(
+                session, effects, event_type, payload, source, actor, request
+            )
 
         try:
             return await self._runs.in_transaction(work)
@@ -92,8 +98,9 @@ class Events:
         payload: struct_pb2.Struct,
         source: str,
         actor: Actor,
+        request: requests.Fingerprint,
     ) -> PublishResult:
-        replay = await requests.find_result(session, _METHOD, actor.request_id)
+        replay = await requests.find_result(session, _METHOD, actor.request_id, request)
         if replay is not None:
             return PublishResult(str(replay["event_id"]), list(replay["run_ids"]), True)
         now = self._clock()
@@ -147,7 +154,7 @@ class Events:
             )
         )
         result = {"event_id": event["id"], "run_ids": run_ids}
-        await requests.record_result(session, _METHOD, actor.request_id, result, now)
+        await requests.record_result(session, _METHOD, actor.request_id, result, now, request)
         audit.record(
             session,
             now=now,
