@@ -165,7 +165,7 @@ class ControlPlane:
             )
             agents.use_dispatcher(dispatcher)
             runs.use_dispatcher(dispatcher)
-            reaper = Reaper(db, transitions, signals, clock=clock)
+            reaper = Reaper(db, transitions, signals, clock=clock, lease_seconds=lease)
             agents.use_reaper(reaper)
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             registry.watch(ScheduleSync(signals.schedules_changed))

@@ -8,7 +8,13 @@ slots, runs the attempts it is assigned and reports on them.
   sent again after a reconnect (``ReportBuffer``); the control plane refuses those whose
   lease is no longer current, which changes nothing.
 - **Lost leases**: if the agent cannot reach the control plane for longer than the lease,
-  it stops its children — their leases have expired and the steps run elsewhere.
+  it stops its children — their leases have expired and the steps run elsewhere — unless
+  the control plane's address refuses connections (it is not running, so it reaps no
+  lease, and gives agents a grace period when it starts): then the steps run on and their
+  results are reported once it is back (:mod:`executor.reachability`).
+- **Backoff** between reconnects is jittered, exponential and capped at half a lease (and
+  at :data:`MAX_BACKOFF_SECONDS`), so an agent is back within the control plane's start-up
+  grace; the channel's own reconnect backoff is kept below it.
 - **Drain** (from the control plane or a first SIGTERM): take nothing new, finish what
   runs, exit. A second SIGTERM stops the children at once.
 """
@@ -16,6 +22,7 @@ slots, runs the attempts it is assigned and reports on them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import socket
@@ -36,6 +43,7 @@ from executor.connections import load_connections
 from executor.files import OUTPUT_NAME, TooManyFilesError, media_type, step_files
 from executor.logship import LogBatcher
 from executor.masking import Masker
+from executor.reachability import refuses_connections
 from executor.reports import ReportBuffer
 from executor.runner import Outcome, Runner
 from executor.runner.runner import ARTIFACTS_DIR
@@ -59,6 +67,8 @@ UPLOAD_CHUNK = 1024 * 1024
 # How long a stopping agent waits for its last reports to be acknowledged.
 STOP_REPORT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 10.0
+# How long one attempt to reconnect waits for the channel to be ready.
+DIAL_SECONDS = 5.0
 # Statuses of Connect that retrying cannot fix: the agent stops.
 _REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 _CHANNEL_OPTIONS = [
@@ -66,6 +76,12 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # gRPC's own reconnect backoff (up to 120 s by default) would hold the channel in
+    # TRANSIENT_FAILURE long after the control plane is back, failing every new stream at
+    # once: keep it short, so the agent's backoff decides when it dials.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 
@@ -100,6 +116,9 @@ class Agent:
         self._stop = asyncio.Event()
         self._draining = False
         self._last_contact = time.monotonic()
+        # Whether the control plane's address refused connections when the stream last
+        # failed: it is not running, so the steps here keep their leases.
+        self._server_stopped = False
         self._lease_seconds = 20.0
         self._heartbeat_seconds = 5.0
         self._artifact_max: int | None = None
@@ -149,9 +168,10 @@ class Agent:
                     log.warning("stream_failed", details=str(error))
                 if self._stop.is_set():
                     break
+                self._server_stopped = await refuses_connections(self.config.server)
                 await self._renew_channel()
                 delay = backoff * random.uniform(0.5, 1.5)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                backoff = min(backoff * 2, self._max_backoff)
                 try:
                     async with asyncio.timeout(delay):
                         await self._stop.wait()
@@ -181,6 +201,11 @@ class Agent:
         self._stop.set()
 
     @property
+    def _max_backoff(self) -> float:
+        """Half a lease at most: back within the control plane's start-up grace."""
+        return max(0.1, min(MAX_BACKOFF_SECONDS, self._lease_seconds / 2))
+
+    @property
     def running(self) -> list[str]:
         return list(self._tasks)
 
@@ -205,6 +230,13 @@ class Agent:
     # -- the stream ---------------------------------------------------------------------
 
     async def _serve_stream(self) -> None:
+        assert self._channel is not None
+        # A real dial now (after the channel's short backoff), not a stream failed at once
+        # because the channel is still backing off from the outage. If it does not get
+        # ready, the stream below fails with the channel's reason (refused, TLS, ...).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DIAL_SECONDS):
+                await self._channel.channel_ready()
         call: Any = self._stub.Connect(metadata=self._metadata)
         await call.write(pb.ConnectRequest(register=self._registration()))
         first = await call.read()
@@ -218,6 +250,7 @@ class Agent:
         self._heartbeat_seconds = registered.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
         self._artifact_max = registered.artifact_max_bytes or None
         self._last_contact = time.monotonic()
+        self._server_stopped = False
         for lease_id in registered.stale_lease_ids:
             self._runner.cancel(lease_id, "the control plane no longer holds this lease")
         outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
@@ -506,11 +539,25 @@ class Agent:
                 return
 
     async def _watch_leases(self) -> None:
-        """Stop the children once the leases they run under must have expired."""
+        """Stop the children once the leases they run under must have expired (not while
+        the control plane is known to be stopped: it cannot have given them away)."""
+        kept = False
         while True:
             await asyncio.sleep(1)
             silent = time.monotonic() - self._last_contact
-            if self._tasks and not self.connected.is_set() and silent > self._lease_seconds:
+            if not self._tasks or self.connected.is_set() or silent <= self._lease_seconds:
+                kept = False
+                continue
+            if self._server_stopped:
+                if not kept:
+                    log.warning(
+                        "control_plane_stopped_steps_kept",
+                        silent_seconds=round(silent, 1),
+                        tasks=len(self._tasks),
+                        server=self.config.server,
+                    )
+                kept = True
+            else:
                 log.warning("leases_lost", silent_seconds=round(silent, 1), tasks=len(self._tasks))
                 await self._runner.kill_all(
                     f"the agent could not reach the control plane for {silent:.0f}s, longer than "

@@ -209,7 +209,7 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
         slots=row.slots,
         slots_used=info.slots_used,
         version=row.version,
-        state=_AGENT_STATES.get(row.state, agent_pb2.AGENT_STATE_UNSPECIFIED),
+        state=_AGENT_STATES.get(info.state, agent_pb2.AGENT_STATE_UNSPECIFIED),
         connect_time=timestamp(row.connect_time),
         last_seen_time=timestamp(row.last_seen_time),
         hostname=row.hostname,

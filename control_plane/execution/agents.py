@@ -44,6 +44,9 @@ class LogRecord:
 class AgentInfo:
     row: AgentRow
     slots_used: int
+    state: str
+    """``connected``, ``draining`` or ``disconnected``: the row's state only while the
+    agent is live (see :meth:`Agents.liveness_cutoff`), ``disconnected`` otherwise."""
 
 
 class Agents:
@@ -110,6 +113,8 @@ class Agents:
                 row is not None
                 and row.instance_id == session.instance_id
                 and row.replica == self._replica
+                # Not a newer stream of the same agent that replaced this one.
+                and row.connect_time == session.connect_time
             ):
                 row.state = "disconnected"
                 row.last_seen_time = self._clock()
@@ -250,17 +255,25 @@ class Agents:
 
     # -- operators ----------------------------------------------------------------------
 
+    def liveness_cutoff(self) -> datetime:
+        """Agents last heard before this are not connected, whatever their row says: a
+        connected agent heartbeats every quarter lease, and a control plane that crashed
+        (or a disconnect whose write was lost) leaves ``state`` set."""
+        return self._clock() - self._lease
+
     async def list_agents(
         self, *, show_disconnected: bool, page_size: int, page_token: str
     ) -> Page[AgentInfo]:
         page = PageRequest.parse(page_size, page_token, show_disconnected=show_disconnected)
         stmt = select(AgentRow).order_by(AgentRow.name).limit(page.size + 1)
+        cutoff = self.liveness_cutoff()
         if not show_disconnected:
-            stmt = stmt.where(AgentRow.state != "disconnected")
+            stmt = stmt.where(AgentRow.state != "disconnected", AgentRow.last_seen_time >= cutoff)
         if page.after is not None:
             stmt = stmt.where(AgentRow.name > page.after)
         async with self._db.read() as db:
-            infos = await _with_slots_used(db, list((await db.execute(stmt)).scalars()))
+            rows = list((await db.execute(stmt)).scalars())
+            infos = await _with_slots_used(db, rows, cutoff)
         return page.page(infos, key=lambda info: info.row.name)
 
     async def drain(self, name: str, actor: Actor) -> AgentInfo:
@@ -281,19 +294,29 @@ class Agents:
                 action="DrainAgent",
                 resource=f"agents/{name}",
             )
-            (info,) = await _with_slots_used(db, [row])
+            (info,) = await _with_slots_used(db, [row], self.liveness_cutoff())
         if session is not None:
             session.draining = True
             session.send(Outgoing(kind="drain", reason=f"drained by {actor.name}"))
         return info
 
 
-async def _with_slots_used(db: AsyncSession, rows: list[AgentRow]) -> list[AgentInfo]:
-    """Each agent with the number of leases it holds (one query for all of them)."""
+async def _with_slots_used(
+    db: AsyncSession, rows: list[AgentRow], cutoff: datetime
+) -> list[AgentInfo]:
+    """Each agent with the number of leases it holds (one query for all of them) and its
+    state: disconnected when last heard before ``cutoff``."""
     counts = await db.execute(
         select(AttemptRow.agent, func.count())
         .where(AttemptRow.status.in_(ACTIVE_ATTEMPT), AttemptRow.agent.in_([r.name for r in rows]))
         .group_by(AttemptRow.agent)
     )
     used = {str(agent): int(count) for agent, count in counts.all()}
-    return [AgentInfo(row=row, slots_used=used.get(row.name, 0)) for row in rows]
+    return [
+        AgentInfo(
+            row=row,
+            slots_used=used.get(row.name, 0),
+            state=row.state if row.last_seen_time >= cutoff else "disconnected",
+        )
+        for row in rows
+    ]

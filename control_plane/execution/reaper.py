@@ -1,13 +1,22 @@
 """The safety net: periodically reclaim expired leases (the step is retried as ``lost``
 per its policy), stop runs past ``limits.max_duration`` and wake the dispatcher for work
 that a lost wake-up left behind. Several replicas may run it at once: rows are claimed
-with SKIP LOCKED and every change is fenced by the attempt's status."""
+with SKIP LOCKED and every change is fenced by the attempt's status.
+
+A control plane that was not running could not hear its agents, so it cannot judge them
+absent: for ``startup_grace`` (one and a half leases unless set; never less than one)
+after it starts, the reaper expires no lease. Agents reconnect within that time (their
+backoff is capped at half a lease, jittered up to three quarters of one) and
+re-register the steps they still run, which renews those leases; results they buffered
+meanwhile are then accepted as the attempts are still current. A lease whose agent was
+last heard before the restart and did not come back in time is lost with a message that
+says so, rather than blaming the agent for the control plane's outage."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -34,6 +43,8 @@ class Reaper:
         signals: Signals,
         *,
         clock: Callable[[], datetime],
+        lease_seconds: float,
+        startup_grace: float | None = None,
         interval: float = 1.0,
     ) -> None:
         self._db = db
@@ -41,6 +52,11 @@ class Reaper:
         self._signals = signals
         self._clock = clock
         self._interval = interval
+        self._lease = timedelta(seconds=lease_seconds)
+        self._started = clock()
+        grace = 1.5 * lease_seconds if startup_grace is None else startup_grace
+        grace = max(grace, lease_seconds)
+        self._grace = timedelta(seconds=grace)
 
     async def run_forever(self) -> None:
         while True:
@@ -56,6 +72,8 @@ class Reaper:
         self._signals.work.set()
 
     async def expire_leases(self) -> int:
+        if self._clock() < self._started + self._grace:
+            return 0  # agents are still coming back after this control plane's start
         async with self._db.read() as session:
             leases = await expired_leases(session, self._clock())
         count = await self._lose(leases, error=None, only_expired=True)
@@ -88,13 +106,7 @@ class Reaper:
                     if only_expired and attempt.lease_expire_time >= self._clock():
                         continue  # renewed meanwhile
                     outcome = AttemptOutcome(
-                        status="failed",
-                        failure_kind="lost",
-                        error=error
-                        or (
-                            f"agent '{attempt.agent}' stopped renewing the lease of attempt "
-                            f"{attempt.number} (it crashed, was killed or lost its connection)"
-                        ),
+                        status="failed", failure_kind="lost", error=error or self._why(attempt)
                     )
                     await self._transitions.finish_attempt(session, run, attempt, outcome, effects)
             except LeaseLost:
@@ -102,6 +114,21 @@ class Reaper:
             count += 1
             await effects.apply(self._signals, self._clock())
         return count
+
+    def _why(self, attempt: AttemptRow) -> str:
+        last_heard = attempt.lease_expire_time - self._lease
+        if last_heard < self._started:
+            seconds = self._grace.total_seconds()
+            return (
+                f"agent '{attempt.agent}' was last heard from at {last_heard:%Y-%m-%d %H:%M:%S} "
+                f"UTC, before the control plane (re)started at {self._started:%H:%M:%S} UTC, "
+                f"and did not reconnect within {seconds:g}s of the start; attempt "
+                f"{attempt.number} is retried as lost"
+            )
+        return (
+            f"agent '{attempt.agent}' stopped renewing the lease of attempt "
+            f"{attempt.number} (it crashed, was killed or lost its connection)"
+        )
 
     async def stop_overdue_runs(self) -> int:
         now = self._clock()

@@ -29,3 +29,15 @@ def slow(seconds: float, marker: str = "") -> dict[str, Any]:
 
 def where(marker: str = "") -> dict[str, Any]:
     return {"pid": os.getpid(), "host": os.uname().nodename}
+
+
+def effect(ledger: str, seconds: float = 0.0) -> dict[str, Any]:
+    """Appends ``start RUN STEP ATTEMPT`` to ``ledger``, sleeps, then appends ``done ...``:
+    tests count how often each step ran and finished."""
+    key = " ".join(os.environ[v] for v in ("LEGATO_RUN_ID", "LEGATO_STEP", "LEGATO_ATTEMPT"))
+    with open(ledger, "a") as handle:
+        handle.write(f"start {key}\n")
+    time.sleep(seconds)
+    with open(ledger, "a") as handle:
+        handle.write(f"done {key}\n")
+    return {"slept": seconds}
