@@ -8,6 +8,10 @@ come back (see control_plane.execution.reaper). A refused TCP connection (nothin
 on the port) is that evidence; a timeout, an unreachable network, or a connection that is
 accepted (a proxy in front of a stopped server, a half-open partition) is not, and the
 agent then stops its steps after a lease as before.
+
+Every address the target names or resolves to must refuse: with several control-plane
+replicas, agents dial a name or list that reaches all of them (a DNS name with every
+replica, or ``ipv4:10.0.0.1:7470,10.0.0.2:7470``), so that a refusal means none is running.
 """
 
 from __future__ import annotations
@@ -18,51 +22,58 @@ import errno
 import socket
 from collections.abc import Awaitable
 
-__all__ = ["address_of", "refuses_connections"]
+__all__ = ["addresses_of", "refuses_connections"]
 
 _REFUSED = {errno.ECONNREFUSED, errno.ENOENT}
 
 
-def address_of(target: str) -> tuple[str, int] | str | None:
-    """The (host, port) of a gRPC target, the path of a ``unix:`` one, or None for a
-    form this cannot tell (a name resolved by a custom resolver)."""
-    if target.startswith(("unix:", "unix-abstract:")):
-        path = target.split(":", 1)[1]
-        return path.removeprefix("//") if not target.startswith("unix-abstract:") else None
+def addresses_of(target: str) -> list[tuple[str, int]] | str | None:
+    """The (host, port) pairs of a gRPC target (``ipv4:`` and ``ipv6:`` targets may list
+    several, a DNS name may resolve to several), the path of a ``unix:`` one, or None for
+    a form this cannot tell (a name resolved by a custom resolver)."""
+    if target.startswith("unix-abstract:"):
+        return None
+    if target.startswith("unix:"):
+        return target.split(":", 1)[1].removeprefix("//")
+    parts = [target]
     for scheme in ("dns:///", "ipv4:", "ipv6:"):
         if target.startswith(scheme):
-            target = target[len(scheme) :].split(",", 1)[0]
+            parts = target[len(scheme) :].split(",")
             break
     else:
         if "://" in target:
             return None
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        port = rest.removeprefix(":")
-    else:
-        host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        return None
-    return host, int(port)
+    found: list[tuple[str, int]] = []
+    for part in parts:
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        found.append((host, int(port)))
+    return found
 
 
 async def refuses_connections(target: str, *, within: float = 2.0) -> bool:
     """True only when every address of ``target`` refuses the connection (nothing
     listens there)."""
-    address = address_of(target)
-    if address is None:
+    addresses = addresses_of(target)
+    if addresses is None:
         return False
     try:
         async with asyncio.timeout(within):
-            if isinstance(address, str):
-                return await _refused(asyncio.open_unix_connection(address))
+            if isinstance(addresses, str):
+                return await _refused(asyncio.open_unix_connection(addresses))
             loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(*address, type=socket.SOCK_STREAM)
-            for _family, _type, _proto, _name, sockaddr in infos:
-                host, port = str(sockaddr[0]), int(sockaddr[1])
-                if not await _refused(asyncio.open_connection(host, port)):
-                    return False
-            return bool(infos)
+            for address in addresses:
+                infos = await loop.getaddrinfo(*address, type=socket.SOCK_STREAM)
+                for _family, _type, _proto, _name, sockaddr in infos:
+                    host, port = str(sockaddr[0]), int(sockaddr[1])
+                    if not await _refused(asyncio.open_connection(host, port)):
+                        return False
+            return True
     except (TimeoutError, OSError):
         return False  # slow, unreachable or unresolvable: not proof that it is stopped
 
