@@ -2,7 +2,8 @@
 
 Kinds that talk to a database (``query``, the table export) call :func:`transaction`: it
 opens the connection URL configured on the agent with :func:`engine_for`, runs the block in
-one transaction (committed when the block ends, rolled back when it raises) and turns what
+one transaction (committed when the block ends, rolled back when it raises) — or
+:func:`connection`, whose block begins transactions of its own — and turns what
 the database or driver raised into a :class:`StepError` with a one-line message that names
 the connection and gives the database's own words — never the password or the full URL.
 
@@ -27,7 +28,7 @@ from sqlalchemy.pool import NullPool
 from executor.kinds.base import StepError
 from executor.masking import Masker, safe_url
 
-__all__ = ["connect_error", "database_error", "engine_for", "transaction"]
+__all__ = ["connect_error", "connection", "database_error", "engine_for", "transaction"]
 
 MAX_REASON = 400
 """Characters of the database's message kept in a step's error."""
@@ -80,18 +81,26 @@ def transaction(name: str, url: str, *, doing: str) -> Iterator[Connection]:
     ``doing`` names the work in error messages (``query``, ``export to table 'orders'``): a
     database error in the block, or at commit, is raised as ``<doing> on '<name>' failed:
     <the database's message>`` after the transaction was rolled back."""
+    with connection(name, url, doing=doing) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def connection(name: str, url: str, *, doing: str) -> Iterator[Connection]:
+    """A connection to connection ``name`` on which the block begins its own transactions
+    (``with conn.begin():``), closed at the end; errors as for :func:`transaction`."""
     try:
         engine = engine_for(url)
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         raise connect_error(exc, name=name, url=url) from None
     try:
         try:
-            connection = engine.connect()
+            opened = engine.connect()
         except SQLAlchemyError as exc:
             raise connect_error(exc, name=name, url=url) from None
         try:
-            with connection, connection.begin():
-                yield connection
+            with opened:
+                yield opened
         except (SQLAlchemyError, OverflowError) as exc:
             # OverflowError: sqlite3 refuses an integer beyond 64 bits without wrapping it.
             raise database_error(exc, name=name, url=url, doing=doing) from None

@@ -1,22 +1,31 @@
-"""The table target of ``export``: writes the input's table to a database table.
+"""The table target of ``export``: writes the input's table to a database table, once.
 
 ``table`` is ``name`` or ``schema.name`` on the connection ``connection`` configured on
 the agent. The whole export is one transaction: the table is as it was when the export
 fails, whatever part of the rows was sent. Modes:
 
 - ``append`` (the default): the rows are inserted;
-- ``replace``: the table's rows are deleted and the rows inserted; the table itself (its
-  columns, constraints, indexes and grants) is kept;
+- ``replace``: the table's rows are replaced by the new ones, loaded into a temporary table
+  first and swapped in at the end; the table itself (its columns, constraints, indexes
+  and grants) is kept (:mod:`executor.kinds.table_replace` says how and why);
 - ``upsert``: rows whose ``keys`` match a row of the table update it, the others are
   inserted (``INSERT ... ON CONFLICT (keys) DO UPDATE``, on PostgreSQL and SQLite). The
   keys must be unique and not null in the data, and the table needs a primary key or
-  unique constraint on exactly them. Writing the same rows again leaves the table as it
-  is, so a retried attempt does no harm.
+  unique constraint on exactly them.
 
 A missing table is created with the data's columns, typed from the Arrow schema (see
 :func:`sql_type`); for upsert its primary key is ``keys``. An existing table must have
 every column of the data (it may have more: they get their defaults). Rows are sent in
 batches of :data:`BATCH_ROWS`, with NaN and NaT as NULL and tz-aware timestamps in UTC.
+
+Effectively once
+----------------
+The export's transaction also records it in the export ledger, ``legato_exports`` in the
+table's schema (:mod:`executor.kinds.export_ledger`), keyed by run and step. A failed
+export leaves neither rows nor ledger row, so its retry writes. An attempt that finds its
+key there — an earlier attempt committed, and its agent was lost before reporting it —
+writes nothing and reports the rows that attempt wrote, in every mode: a stale replace or
+upsert does not undo what was written since either. A new run, a rerun included, writes.
 """
 
 from __future__ import annotations
@@ -37,7 +46,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
 from executor.kinds.base import StepContext, StepError, StepResult, Upstream
-from executor.kinds.databases import transaction
+from executor.kinds.databases import connection
+from executor.kinds.export_ledger import LEDGER, Entry, ensure, once
+from executor.kinds.table_replace import replace_rows
+from legato.failpoints import failpoint
 
 __all__ = ["BATCH_ROWS", "export_table", "sql_type"]
 
@@ -72,14 +84,31 @@ def export_table(config: dict[str, Any], source: Upstream, ctx: StepContext) -> 
     data = _data(source, target)
     url = ctx.connection(target.connection)
     started = time.monotonic()
-    with transaction(target.connection, url, doing=f"export to table {target.label!r}") as conn:
-        table, created = _prepare(conn, target, data, source.step)
-        if target.mode == "replace" and not created:
-            conn.execute(table.delete())
-        _write(conn, table, target, data)
-    _report(target, data.num_rows, created, time.monotonic() - started)
-    values = {"table": target.label, "mode": target.mode, "rows": data.num_rows}
-    return StepResult(values=values, records_in=data.num_rows, written=data.num_rows)
+    entry = Entry.of(ctx, target.label, target.mode, data.num_rows)
+    with connection(target.connection, url, doing=f"export to table {target.label!r}") as conn:
+        ledger = ensure(conn, target.schema, url=url, name=target.connection)
+        done = once(conn, ledger, entry, lambda: _export(conn, target, data, source.step))
+    if isinstance(done, Entry):
+        _report_skipped(target, done)
+        rows = done.rows
+    else:
+        failpoint("export.after_commit")
+        _report(target, data.num_rows, done, time.monotonic() - started)
+        rows = data.num_rows
+    values = {"table": target.label, "mode": target.mode, "rows": rows}
+    return StepResult(values=values, records_in=data.num_rows, written=rows)
+
+
+def _export(conn: Connection, target: _Target, data: pa.Table, step: str) -> bool:
+    """Write ``data`` to the target; whether the table was created."""
+    table, created = _prepare(conn, target, data, step)
+    if target.mode == "replace" and not created:
+        replace_rows(
+            conn, table, data.column_names, lambda stage: _send(conn, stage.insert(), data)
+        )
+    else:
+        _send(conn, _insert(conn, table, target, data.column_names), data)
+    return created
 
 
 def _target(config: dict[str, Any], ctx: StepContext) -> _Target:
@@ -262,8 +291,7 @@ def _check_conflict_target(inspector: sa.Inspector, target: _Target) -> None:
     )
 
 
-def _write(conn: Connection, table: sa.Table, target: _Target, data: pa.Table) -> None:
-    statement = _insert(conn, table, target, data.column_names)
+def _send(conn: Connection, statement: Insert, data: pa.Table) -> None:
     for rows in _batches(data):
         conn.execute(statement, rows)
 
@@ -330,6 +358,16 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
+
+
+def _report_skipped(target: _Target, earlier: Entry) -> None:
+    count = "1 row" if earlier.rows == 1 else f"{earlier.rows:,} rows"
+    at = earlier.at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    ledger = LEDGER if target.schema is None else f"{target.schema}.{LEDGER}"
+    print(
+        f"export already committed by attempt {earlier.attempt} of this run ({count} into "
+        f"{target.label} on {target.connection!r} at {at}, recorded in {ledger}): skipped"
+    )
 
 
 def _report(target: _Target, rows: int, created: bool, seconds: float) -> None:
