@@ -21,7 +21,7 @@ from control_plane.api.run_convert import agent_message, struct
 from control_plane.errors import InvalidArgument, LegatoError, PermissionDenied, Unauthenticated
 from control_plane.execution.agents import MAX_LOG_LINE, Agents, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
-from control_plane.execution.hub import AgentSession, Assignment, Outgoing
+from control_plane.execution.hub import MAX_SLOTS, AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
 from control_plane.triggers.watch_assignment import WatchMessage
 from control_plane.triggers.watches import Watches
@@ -152,7 +152,23 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> None:
         kind = request.WhichOneof("message")
         if kind == "credit":
-            self._agents.grant(session, request.credit.credits)
+            credits = request.credit.credits
+            balance, held = session.balance, session.held
+            refused = self._agents.grant(session, credits)
+            if refused and not session.violation_logged:
+                # Capped, not closed: the cap already protects the other pipelines, and
+                # closing would make an agent with this bug reconnect and do it again.
+                session.violation_logged = True
+                log.warning(
+                    "agent_protocol_violation",
+                    agent=session.name,
+                    problem="granted credits beyond its slots",
+                    granted=credits,
+                    refused=refused,
+                    slots=session.slots,
+                    credits=balance,
+                    held=held,
+                )
         elif kind == "started":
             when = (
                 request.started.time.ToDatetime(tzinfo=UTC)
@@ -283,8 +299,11 @@ def _session(register: pb.AgentRegistration, who: Principal) -> AgentSession:
             "(at most 100)",
             reason="INVALID_AGENT",
         )
-    if register.slots < 1:
-        raise InvalidArgument(f"agent {name!r} offers {register.slots} slots; it needs at least 1")
+    if not 1 <= register.slots <= MAX_SLOTS:
+        raise InvalidArgument(
+            f"agent {name!r} offers {register.slots} slots; it needs between 1 and {MAX_SLOTS}",
+            reason="INVALID_AGENT",
+        )
     labels = dict(who.labels) if enrolled else dict(register.labels)
     if enrolled:
         for key, value in register.labels.items():

@@ -155,10 +155,14 @@ class Agents:
     def use_reaper(self, reaper: Reaper) -> None:
         self._reaper = reaper
 
-    def grant(self, session: AgentSession, credits: int) -> None:
-        session.credits += credits
-        if credits > 0:
+    def grant(self, session: AgentSession, credits: int) -> int:
+        """Add the credits an agent granted; returns how many were refused, beyond its
+        slots (see ``hub``: it is never sent more tasks than it has slots)."""
+        session.wake = self._signals.work.set
+        refused = session.grant(credits)
+        if session.credits > 0:
             self._signals.work.set()
+        return refused
 
     # -- reports ------------------------------------------------------------------------
 

@@ -2,17 +2,31 @@
 
 This is per replica and in memory on purpose — it describes live streams, which exist
 only in this process. What must survive a restart (agents seen, leases held) is in the
-database."""
+database.
+
+**Flow control.** An agent grants credits for its free slots, and the dispatcher takes one
+per task it sends; but an agent is never sent more tasks than it has slots, whatever it
+grants. ``AgentSession.credits`` — what the dispatcher may still send — is the credit
+balance capped at the slots no task holds (leases on the stream, plus tasks claimed and
+not yet sent). A credit beyond that waits until a lease is released: the real agent sends
+its +1 credit ahead of its queued reports, so the credit usually arrives just *before*
+the result that frees the slot, and that slot is used as soon as the result is in (the
+dispatcher is woken). A grant that would take the balance over the slots is refused
+(``AgentSession.grant`` returns how much): an agent that follows the protocol never
+holds more credits than its free slots, so the caller logs it as a protocol violation."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["AgentHub", "AgentSession", "Assignment", "InputRef", "Outgoing"]
+__all__ = ["MAX_SLOTS", "AgentHub", "AgentSession", "Assignment", "InputRef", "Outgoing"]
+
+MAX_SLOTS = 1024
+"""The most slots an agent may register (the agent's own ``--slots`` limit)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,20 @@ class Outgoing:
     rejections: tuple[tuple[int, str, int, str], ...] = ()
 
 
+class _Leases(set[str]):
+    """The leases a session holds. Releasing one (a result, a stale heartbeat) frees its
+    slot, and calls ``freed`` so that a credit waiting for a slot is used at once."""
+
+    def __init__(self, freed: Callable[[], None]) -> None:
+        super().__init__()
+        self._freed = freed
+
+    def discard(self, lease_id: object) -> None:
+        if lease_id in self:
+            super().discard(lease_id)
+            self._freed()
+
+
 @dataclass(eq=False)
 class AgentSession:
     name: str
@@ -66,9 +94,12 @@ class AgentSession:
     version: str = ""
     hostname: str = ""
     connections: list[str] = field(default_factory=list)
-    credits: int = 0
+    balance: int = 0
+    """Credits granted and not yet taken by a task: at most ``slots`` (see ``grant``)."""
+    reserved: int = 0
+    """Tasks claimed for this agent whose assignment is not sent yet: they hold a slot."""
     draining: bool = False
-    leases: set[str] = field(default_factory=set)
+    leases: set[str] = field(init=False)
     outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
     connect_time: datetime | None = None
     token_id: str = ""
@@ -76,12 +107,53 @@ class AgentSession:
     credential: str = ""
     closed_reason: str = ""
     """Why the control plane closed the stream, when it did (e.g. a revoked token)."""
+    wake: Callable[[], None] | None = None
+    """Wakes the dispatcher when a released lease lets a waiting credit through."""
+    violation_logged: bool = False
+    """Whether this stream's first protocol violation was logged (one per stream)."""
+
+    def __post_init__(self) -> None:
+        self.leases = _Leases(self._freed)
+
+    @property
+    def held(self) -> int:
+        """Slots in use: leases on this stream and tasks claimed but not yet sent."""
+        return len(self.leases) + self.reserved
+
+    @property
+    def credits(self) -> int:
+        """Tasks the dispatcher may send now: the balance, capped at the free slots."""
+        return max(0, min(self.balance, self.slots - self.held))
+
+    @credits.setter
+    def credits(self, value: int) -> None:
+        # The dispatcher takes a credit (-1) when it claims a task for this agent, which
+        # holds a slot until the assignment is sent, and gives it back (+1) when the
+        # claim's transaction fails.
+        change = value - self.credits
+        self.balance += change
+        self.reserved -= change
+
+    def grant(self, credits: int) -> int:
+        """Add credits the agent granted, keeping the balance at most ``slots``; returns
+        how many were refused (an agent never has more credits than free slots, so any
+        refused credit is a protocol violation)."""
+        accepted = max(0, min(credits, self.slots - self.balance))
+        self.balance += accepted
+        return credits - accepted
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         return all(self.labels.get(key) == value for key, value in selector.items())
 
     def send(self, message: Outgoing | None) -> None:
+        if message is not None and message.kind == "assignment" and self.reserved > 0:
+            self.reserved -= 1  # its slot is held by the lease now
         self.outbox.put_nowait(message)
+
+    def _freed(self) -> None:
+        # A credit was waiting for this slot: the balance did not fit the free slots.
+        if self.wake is not None and self.balance >= self.slots - self.held > 0:
+            self.wake()
 
 
 class AgentHub:
