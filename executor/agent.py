@@ -404,7 +404,7 @@ class Agent:
             named = {n: self.connections[n] for n in names if n in self.connections}
             task = to_task(assignment, workdir, tables, named)
             outcome = await self._runner.run(task, batcher.add, on_started)
-            outcome = replace(outcome, error=self._mask(outcome.error))
+            outcome = await self._mask.outcome(outcome)  # error, values, table: no secrets
             artifact_id = ""
             files: list[run_pb2.Artifact] = []
             if outcome.status == "succeeded":
