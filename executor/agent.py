@@ -49,6 +49,7 @@ from executor.runner import Outcome, Runner
 from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
 from executor.watchers import Watchers
+from executor.workdirs import claim_workdir
 from legato import __version__
 from legato.errors import from_grpc_error
 from legato.pemfiles import PemError, read_certificates, read_key_pair, signature
@@ -136,7 +137,8 @@ class Agent:
 
     async def run(self) -> None:
         """Serve until stopped or drained."""
-        self._workdir.mkdir(parents=True, exist_ok=True)
+        # Refused while another agent holds the directory; what a killed one left goes.
+        workdir = await asyncio.to_thread(claim_workdir, self._workdir)
         self._channel = _channel(self.config)
         self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
         await self._runner.start()
@@ -188,6 +190,7 @@ class Agent:
             await asyncio.to_thread(self._tracing.shutdown)
             if self._channel is not None:
                 await self._channel.close()
+            workdir.release()
 
     def drain(self, reason: str) -> None:
         """Take no new tasks; stop once the running ones are done."""

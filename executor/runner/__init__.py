@@ -31,17 +31,29 @@ pay their import once, at the price of restarting the agent to pick up new versi
 
 Limits
 ------
-- ``timeout``: counted from the child's start; at expiry SIGTERM to the process group,
-  SIGKILL after ``grace_seconds`` → failed/``timeout``.
+- ``timeout``: counted from the child's start; at expiry SIGTERM to the attempt's
+  processes, SIGKILL after ``grace_seconds`` → failed/``timeout``.
 - ``memory_bytes``: see :mod:`.limits` (cgroup v2 ``memory.max`` where delegated, else
   RLIMIT_DATA as a backstop plus a 100 ms watchdog over the group's private memory; the
-  group is SIGKILLed at once, as the kernel's OOM killer would) → failed/``memory``. A
+  attempt is SIGKILLed at once, as the kernel's OOM killer would) → failed/``memory``. A
   MemoryError in the step is reported the same way.
 - ``cancel(lease_id, reason)`` and ``kill_all(reason)``: SIGTERM, grace, SIGKILL →
   ``cancelled``.
-When the child exits, whatever is left in its process group is killed: no process
-outlives its attempt (except one that left the group with setsid; where cgroups are
-used, the attempt's cgroup is killed as a whole).
+
+No process outlives its attempt
+-------------------------------
+Signals go to every process of the attempt, whatever process group or session it moved
+to (``setsid``, a daemon's double fork): the child and the fork server are child
+subreapers, so the attempt's processes stay a tree below the child, and below the fork
+server once the child has exited (:mod:`.reaper`). When the child exits, the fork server
+kills what is left of its group, its cgroup and its tree, and run() returns once those are
+gone (``DRAIN_SECONDS`` at most). The fork server dies with the runner (PR_SET_PDEATHSIG),
+killing everything below it first; the child dies with the fork server (its own
+parent-death signal, :data:`.child.PARENT_DIED`), killing everything below it. Where a
+cgroup v2 is delegated, each attempt also runs in a cgroup of its own, killed as a whole,
+and a runner that starts removes those that dead agents left (:mod:`.cgroups`): that
+holds even for processes of an attempt whose child, fork server and runner were all
+SIGKILLed at once, which the subreapers alone cannot reach.
 """
 
 from __future__ import annotations

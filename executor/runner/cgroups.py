@@ -1,15 +1,29 @@
-"""Per-attempt cgroups, where a cgroup v2 memory controller is delegated to the agent
-(systemd ``Delegate=yes``, or a container with a writable cgroup2 mount).
+"""Per-attempt cgroups, where a cgroup v2 is delegated to the agent (systemd ``Delegate=yes``,
+or a container with a writable cgroup2 mount).
 
-Detected once at start: the agent's own cgroup (``0::`` in /proc/self/cgroup, under the
-cgroup2 mount) must offer the memory controller and be writable. cgroup v2 lets a cgroup
-hand controllers to children only when it holds no processes itself, so, if memory is not
-enabled for its children yet, the agent first moves itself into a leaf ``legato-agent``
-(the fork server, started afterwards, goes there too) and enables it. Each attempt with a
-memory limit then gets ``legato-<lease>`` with ``memory.max`` = the limit, no swap, and
-``memory.oom.group`` = 1 (an OOM kills the whole attempt); the child joins it before it
-runs the step. Anything failing on the way means no pool: the runner falls back to
-RLIMIT_DATA and its watchdog (:mod:`.limits`).
+Detected once at start (by the runner): the agent's own cgroup (``0::`` in
+/proc/self/cgroup, under the cgroup2 mount) must be writable. The fork server then puts each
+spare child in a cgroup of its own, ``legato-<agent pid>-<fork server pid>-<n>``, as soon as
+it has forked it, while no attempt waits (moving a process costs milliseconds: the kernel
+waits for an RCU grace period). The attempt handed to that child thus runs in it from its
+first instruction, so everything the step starts is in it, whatever session or process
+group it moves to, and the attempt's end kills the cgroup as a whole (``cgroup.kill``; on
+kernels before 5.14, every pid in ``cgroup.procs`` until none is left) before the runner
+removes it.
+
+Memory limits need the memory controller too. cgroup v2 lets a cgroup hand controllers to
+children only when it holds no processes itself, so, if memory is not enabled for its
+children yet, the agent first moves itself into a leaf ``legato-agent`` (the fork server,
+started afterwards, goes there too) and enables it. An attempt with a memory limit then
+gets ``memory.max`` = the limit, no swap, and ``memory.oom.group`` = 1 (an OOM kills the
+whole attempt). Without the controller, cgroups still hold the attempts, and memory falls
+back to RLIMIT_DATA and the watchdog (:mod:`.limits`).
+
+An agent or fork server that is killed leaves its cgroups behind, with whatever still runs
+in them: the runner removes those of a fork server it lost, and an agent that starts kills
+and removes every ``legato-<pid>-<pid>-<n>`` next to its own whose agent or fork server is
+gone. Anything failing on the way means no cgroups: the subreapers alone contain the
+attempts (:mod:`.reaper`).
 """
 
 from __future__ import annotations
@@ -21,9 +35,11 @@ import signal
 import time
 from pathlib import Path
 
+from executor.runner import procfs
+
 __all__ = ["CgroupPool"]
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_ATTEMPT = re.compile(r"legato-([0-9]+)-([0-9]+)-[0-9]+")
 
 
 def _own_cgroup(proc: Path) -> Path | None:
@@ -43,37 +59,82 @@ def _own_cgroup(proc: Path) -> Path | None:
 
 
 class CgroupPool:
-    def __init__(self, root: Path) -> None:
+    """The cgroups of one fork server's children, below ``root``."""
+
+    def __init__(self, root: Path, *, memory: bool, agent: int, fork_server: int) -> None:
         self.root = root
+        self.memory = memory
+        """Whether attempts' cgroups can limit memory (the controller is enabled)."""
+        self._prefix = f"legato-{agent}-{fork_server}-"
+        self._count = 0
 
     @classmethod
     def detect(cls, *, proc: Path = Path("/proc/self")) -> CgroupPool | None:
+        """The pool of this agent's cgroup (for this process as the fork server; the runner
+        makes the fork server's own), once what dead agents left in it is removed."""
         try:
             root = _own_cgroup(proc)
-            if root is None or "memory" not in (root / "cgroup.controllers").read_text().split():
+            if root is None or not os.access(root, os.W_OK):
                 return None
-            if not os.access(root, os.W_OK):
-                return None
-            if "memory" not in (root / "cgroup.subtree_control").read_text().split():
-                leaf = root / "legato-agent"
-                leaf.mkdir(exist_ok=True)
-                (leaf / "cgroup.procs").write_text(str(os.getpid()))
-                (root / "cgroup.subtree_control").write_text("+memory")
-            pool = cls(root)
-            probe = pool.create(f"probe-{os.getpid()}", 1 << 30)
+            memory = "memory" in (root / "cgroup.controllers").read_text().split()
+            if memory and "memory" not in (root / "cgroup.subtree_control").read_text().split():
+                try:
+                    leaf = root / "legato-agent"
+                    leaf.mkdir(exist_ok=True)
+                    (leaf / "cgroup.procs").write_text(str(os.getpid()))
+                    (root / "cgroup.subtree_control").write_text("+memory")
+                except OSError:  # other processes share the agent's cgroup
+                    memory = False
+            pool = cls(root, memory=memory, agent=os.getpid(), fork_server=os.getpid())
+            pool.remove_stale()
+            probe = pool.create()
+            if memory:
+                pool.limit(probe, 1 << 30)
             pool.remove(probe)
             return pool
         except OSError:
             return None
 
-    def create(self, name: str, memory_bytes: int) -> Path:
-        path = self.root / f"legato-{_UNSAFE.sub('_', name)}"
-        path.mkdir(exist_ok=True)
+    def create(self) -> Path:
+        """A new, empty cgroup for one child."""
+        while True:
+            self._count += 1
+            path = self.root / f"{self._prefix}{self._count}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:  # another pool of this process (a probe) has it
+                continue
+
+    @staticmethod
+    def add(path: Path, pid: int) -> None:
+        """Move process ``pid`` (which has no children yet) into ``path``."""
+        (path / "cgroup.procs").write_text(str(pid))
+
+    @staticmethod
+    def limit(path: Path, memory_bytes: int) -> None:
         (path / "memory.max").write_text(str(memory_bytes))
         for setting, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
             with contextlib.suppress(OSError):
                 (path / setting).write_text(value)
-        return path
+
+    def remove_stale(self, *, fork_server: int | None = None) -> list[Path]:
+        """Kill and remove the cgroups of agents or fork servers that are gone (and of
+        ``fork_server``, one this agent lost)."""
+        removed: list[Path] = []
+        try:
+            paths = list(self.root.iterdir())
+        except OSError:
+            return removed
+        for path in paths:
+            match = _ATTEMPT.fullmatch(path.name)
+            if match is None or not path.is_dir():
+                continue
+            agent, server = int(match[1]), int(match[2])
+            if server == fork_server or not (procfs.alive(agent) and procfs.alive(server)):
+                self.remove(path)
+                removed.append(path)
+        return removed
 
     @staticmethod
     def oom_killed(path: Path) -> bool:
@@ -85,15 +146,32 @@ class CgroupPool:
         return int(counts.get("oom_kill", "0")) > 0 or int(counts.get("oom_group_kill", "0")) > 0
 
     @staticmethod
-    def remove(path: Path) -> None:
-        """Kill what is left in the cgroup and remove it."""
+    def kill(path: Path) -> None:
+        """SIGKILL every process in the cgroup."""
         try:
             (path / "cgroup.kill").write_text("1")
+            return
+        except FileNotFoundError:
+            if not path.exists():
+                return
         except OSError:
-            with contextlib.suppress(OSError):
-                for pid in (path / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), signal.SIGKILL)
+            pass
+        for _ in range(100):  # no cgroup.kill: until no process is left (or forks faster)
+            try:
+                pids = (path / "cgroup.procs").read_text().split()
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.001)
+
+    @staticmethod
+    def remove(path: Path) -> None:
+        """Kill what is left in the cgroup and remove it."""
+        CgroupPool.kill(path)
         for _ in range(50):
             try:
                 path.rmdir()

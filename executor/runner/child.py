@@ -1,7 +1,10 @@
 """The attempt's process, forked by the fork server ahead of need.
 
 A fresh fork first prepares itself (:func:`standby`): it becomes the leader of its own
-session and process group (so the runner can signal everything the step starts), resets
+session and process group and a child subreaper (the step's orphans are re-parented to it,
+so everything the step starts stays below it, where :mod:`.reaper` finds it), arranges to
+kill all of that and itself if the fork server dies (``PARENT_DIED``: when the agent and its
+fork server are killed together, nothing else is left to do it), resets
 what it inherited from the fork server (signals, numpy's random seed) and waits on its
 control socket. That costs a few milliseconds (the fork's page-table copy most of all), paid
 while no attempt is waiting. When an attempt arrives with its three pipes (:func:`main`),
@@ -25,11 +28,17 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from executor.runner import execute, limits
+from executor.runner import execute, limits, reaper
 from executor.runner.procfs import vm_data_bytes
 from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode
 
-__all__ = ["main", "standby"]
+__all__ = ["PARENT_DIED", "main", "standby"]
+
+PARENT_DIED = signal.SIGRTMAX - 1
+"""Sent by the kernel when the fork server dies (PR_SET_PDEATHSIG): a real-time signal, so no
+step's own handlers (SIGTERM, SIGHUP, ...) replace ours. It is handled between two Python
+bytecodes of the step's main thread (at once in a sleep or a wait, after a long call into
+C code that holds the GIL)."""
 
 
 def _reset_signals() -> None:
@@ -37,6 +46,20 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _stop_everything(_signum: int = 0, _frame: object = None) -> None:
+    """The fork server is gone: kill everything below this process, then its group (itself
+    included), since no one else may."""
+    reaper.signal_attempt(os.getpid(), signal.SIGKILL)
+    os._exit(1)
+
+
+def _die_with(fork_server: int) -> None:
+    signal.signal(PARENT_DIED, _stop_everything)
+    reaper.set_parent_death_signal(PARENT_DIED)
+    if os.getppid() != fork_server:  # it died before the signal was armed
+        _stop_everything()
 
 
 def _reseed() -> None:
@@ -59,10 +82,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def standby(control: socket.socket, *, close: Sequence[int]) -> NoReturn:
-    """Prepare this fresh fork, then wait for an attempt on ``control`` and run it."""
+def standby(control: socket.socket, *, close: Sequence[int], fork_server: int) -> NoReturn:
+    """Prepare this fresh fork of ``fork_server``, then wait for an attempt on ``control``
+    and run it."""
     os.setsid()
+    reaper.set_subreaper()
     _reset_signals()
+    _die_with(fork_server)
     for fd in close:
         os.close(fd)
     _reseed()
@@ -88,11 +114,7 @@ def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> 
         os.dup2(err_fd, 2)
         os.close(out_fd)
         os.close(err_fd)
-        limits.enter(
-            memory_bytes=request.get("memory"),
-            cgroup=request.get("cgroup"),
-            data_baseline=data_baseline,
-        )
+        limits.enter(memory_bytes=request.get("memory"), data_baseline=data_baseline)
         document = execute.run_task(request["task"], started)
     except BaseException as exc:
         document = {

@@ -11,13 +11,24 @@ import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 
+from executor.runner import procfs, reaper
+from executor.runner.cgroups import CgroupPool
 from executor.runner.protocol import MAX_PACKET, decode, encode
 
-__all__ = ["Child", "ExitStatus", "ForkServer", "ForkServerError", "ForkServerLostError"]
+__all__ = [
+    "Child",
+    "ExitStatus",
+    "ForkServer",
+    "ForkServerError",
+    "ForkServerLostError",
+    "Started",
+    "kill_orphaned_attempt",
+]
 
 log = structlog.get_logger("legato.runner")
 
@@ -38,12 +49,25 @@ class ExitStatus:
     code: int | None
     signal: int | None
     max_rss: int
+    strays: tuple[int, ...] = ()
+    """Processes the attempt left behind, which the fork server killed as it exited."""
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    base_anon: int
+    """What the child shares with the fork server (anonymous memory), for the watchdog."""
+    cgroup: Path | None
+    """The child's own cgroup, where it has one (the runner removes it afterwards)."""
+    memory_cgroup: bool
+    """Whether that cgroup limits the attempt's memory."""
 
 
 @dataclass
 class Child:
     id: int
-    started: asyncio.Future[tuple[int, int]] = field(init=False)  # pid, base_anon
+    started: asyncio.Future[Started] = field(init=False)
     exited: asyncio.Future[ExitStatus] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,10 +90,12 @@ class ForkServer:
         preload: Sequence[str],
         env: Mapping[str, str],
         on_lost: Callable[[], None] | None = None,
+        cgroups: CgroupPool | None = None,
     ) -> None:
         self._python = python
         self._preload = list(preload)
         self._env = dict(env)
+        self._cgroups = cgroups
         self._on_lost = on_lost
         self._ids = itertools.count(1)
         self._children: dict[int, Child] = {}
@@ -86,11 +112,16 @@ class ForkServer:
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cgroups: list[str] = []
+        if self._cgroups is not None:
+            cgroups = ["--cgroups", str(self._cgroups.root)]
+            cgroups += ["--cgroup-memory"] if self._cgroups.memory else []
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *(self._python, "-m", "executor.runner.zygote"),
                 *("--fd", str(theirs.fileno()), "--parent", str(os.getpid())),
                 *("--preload", ",".join(self._preload)),
+                *cgroups,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
@@ -147,12 +178,25 @@ class ForkServer:
         if child is None:
             return
         if event == "started" and not child.started.done():
-            child.started.set_result((int(message["pid"]), int(message.get("base_anon", 0))))
+            cgroup = message.get("cgroup")
+            child.started.set_result(
+                Started(
+                    int(message["pid"]),
+                    int(message.get("base_anon", 0)),
+                    Path(cgroup) if cgroup else None,
+                    bool(message.get("memory_cgroup")),
+                )
+            )
         elif event == "exited":
             del self._children[child.id]
             if not child.exited.done():
                 child.exited.set_result(
-                    ExitStatus(message.get("code"), message.get("signal"), message["max_rss"])
+                    ExitStatus(
+                        message.get("code"),
+                        message.get("signal"),
+                        message["max_rss"],
+                        tuple(int(pid) for pid in message.get("strays", ())),
+                    )
                 )
         elif event == "error":
             del self._children[child.id]
@@ -198,17 +242,16 @@ class ForkServer:
                     loop.remove_writer(self._sock)
 
     def signal(self, pid: int, signum: int) -> None:
-        """Signal the process group of child ``pid``. Through the fork server while it runs
-        (it knows whether the child was reaped, so the group id cannot have been reused);
-        directly otherwise."""
+        """Signal everything of the attempt of child ``pid`` (its process group and every
+        process below it). Through the fork server while it runs (it knows whether the
+        child was reaped, so the pid cannot have been reused); directly otherwise."""
         if self._alive and self._sock is not None:
             try:
                 self._sock.send(encode({"op": "signal", "pid": pid, "signal": int(signum)}))
                 return
             except OSError:
                 pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signum)
+        kill_orphaned_attempt(pid, signum)
 
     async def stop(self) -> None:
         """Close the socket (the fork server kills its children and exits) and reap it."""
@@ -232,3 +275,11 @@ class ForkServer:
                     self._process.send_signal(signal.SIGKILL)
                 await self._process.wait()
             self._process = None
+
+
+def kill_orphaned_attempt(pid: int, signum: int = signal.SIGKILL) -> None:
+    """Signal the attempt of child ``pid`` of a fork server that is gone. No one reaps it
+    now, so its pid is trusted only while it still leads its own session."""
+    info = procfs.stat(pid)
+    if info is not None and info.sid == pid:
+        reaper.signal_attempt(pid, signum)

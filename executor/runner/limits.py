@@ -6,9 +6,10 @@ allocated plus the fork server's pages it modified and so copied). Pages still s
 the fork server (the preloaded pandas, pyarrow, ...) are not counted; they are charged
 once, to the fork server, as cgroup v2 would charge them.
 
-- Where a cgroup v2 with the memory controller is delegated to the agent, the child joins
-  a cgroup of its own whose ``memory.max`` is the limit (see :mod:`.cgroups`); nothing
-  else is needed.
+- Where a cgroup v2 with the memory controller is delegated to the agent, the child runs
+  in a cgroup of its own whose ``memory.max`` is the limit (see :mod:`.cgroups`); nothing
+  else is needed. (Where a cgroup v2 is delegated without it, the child has a cgroup all
+  the same, to be killed as a whole, and the limit is applied as below.)
 - Otherwise two mechanisms share the work. The runner's watchdog (:mod:`.watchdog`)
   polls the private memory of the process group every 100 ms and kills the group when it
   is over the limit: that is the limit. And the child gets ``RLIMIT_DATA`` = its data
@@ -24,7 +25,6 @@ once, to the fork server, as cgroup v2 would charge them.
 from __future__ import annotations
 
 import resource
-from pathlib import Path
 
 __all__ = ["BACKSTOP_FACTOR", "data_limit", "enter"]
 
@@ -35,12 +35,9 @@ def data_limit(memory_bytes: int, baseline: int) -> int:
     return baseline + BACKSTOP_FACTOR * memory_bytes
 
 
-def enter(*, memory_bytes: int | None, cgroup: str | None, data_baseline: int) -> None:
-    """Put this process under the attempt's memory limit; ``data_baseline`` is its data
-    segment size (VmData) as forked."""
-    if cgroup:
-        Path(cgroup, "cgroup.procs").write_text("0")
-        return
+def enter(*, memory_bytes: int | None, data_baseline: int) -> None:
+    """Put this process under the attempt's ``memory_bytes`` limit (None when its cgroup
+    enforces it); ``data_baseline`` is its data segment size (VmData) as forked."""
     if memory_bytes:
         limit = data_limit(memory_bytes, data_baseline)
         _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)

@@ -1,15 +1,21 @@
-"""What /proc says about processes: memory, threads, process-group members, liveness."""
+"""What /proc says about processes: memory, threads, parents, children, process-group
+members, liveness."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import NamedTuple
 
 __all__ = [
     "GroupScanner",
+    "Stat",
     "alive",
     "anon_bytes",
+    "children",
+    "parents",
     "private_bytes",
+    "stat",
     "thread_count",
     "vm_data_bytes",
 ]
@@ -68,19 +74,55 @@ def thread_count(pid: int) -> int:
         return 0
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of ``pid``."""
+class Stat(NamedTuple):
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+
+
+def stat(pid: int) -> Stat | None:
+    """State, parent, process group and session of ``pid``."""
     data = _read(f"/proc/{pid}/stat")
     if not data:
         return None
     fields = data[data.rfind(b")") + 2 :].split()  # the command name may hold spaces
-    return fields[0].decode(), int(fields[2])
+    return Stat(fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]))
 
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
+    found = stat(pid)
+    return found is not None and found.state not in ("Z", "X")
+
+
+def children(pid: int) -> list[int] | None:
+    """The children of ``pid`` (none once it is gone), from the ``children`` file of each of
+    its threads; None where the kernel has no such files (CONFIG_PROC_CHILDREN)."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for tid in threads:
+        data = _read(f"/proc/{pid}/task/{tid}/children")
+        if data is None:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None
+        found.extend(int(child) for child in data.split())
+    return found
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent, from a scan of /proc (where ``children`` files are missing)."""
+    found: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = stat(int(name))
+            if info is not None:
+                found[int(name)] = info.ppid
+    return found
 
 
 class GroupScanner:
@@ -98,11 +140,11 @@ class GroupScanner:
         for pid in pids:
             if pid in self._others and pid not in wanted:
                 continue
-            stat = _stat(pid)
-            if stat is None or stat[0] in ("Z", "X"):
+            info = stat(pid)
+            if info is None or info.state in ("Z", "X"):
                 continue
-            if stat[1] in wanted:
-                found[stat[1]].append(pid)
+            if info.pgid in wanted:
+                found[info.pgid].append(pid)
             else:
                 self._others.add(pid)
         return found

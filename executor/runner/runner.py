@@ -20,7 +20,7 @@ import structlog
 
 import executor
 import legato
-from executor.runner import pipes
+from executor.runner import pipes, procfs
 from executor.runner.cgroups import CgroupPool
 from executor.runner.forkserver import (
     Child,
@@ -28,6 +28,8 @@ from executor.runner.forkserver import (
     ForkServer,
     ForkServerError,
     ForkServerLostError,
+    Started,
+    kill_orphaned_attempt,
 )
 from executor.runner.outcome import Ending, Stop, build, parse_document
 from executor.runner.task import Outcome, Task
@@ -66,23 +68,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _until_group_gone(pgid: int, within: float) -> None:
-    """Wait (a little) until the killed processes of group ``pgid`` have exited, so that
-    none of an attempt's processes is still running when run() returns. (Signal 0 only
-    tests for existence: harmless even if the group id were reused.)"""
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def _until_gone(pgid: int, pids: Sequence[int], within: float) -> None:
+    """Wait (a little) until the killed processes of group ``pgid`` and the killed ``pids``
+    have exited, so that none of an attempt's processes is still running when run()
+    returns. (Signal 0 and /proc only test for existence: harmless even if an id were
+    reused.)"""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
+    left = list(pids)
     while loop.time() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
+        left = [pid for pid in left if procfs.alive(pid)]
+        if not left and not _group_exists(pgid):
             return
         await asyncio.sleep(0.005)
 
 
-def _kill_when_started(server: ForkServer, started: asyncio.Future[tuple[int, int]]) -> None:
+def _kill_when_started(server: ForkServer, started: asyncio.Future[Started]) -> None:
     if not started.cancelled() and started.exception() is None:
-        server.signal(started.result()[0], signal.SIGKILL)
+        server.signal(started.result().pid, signal.SIGKILL)
 
 
 @dataclass
@@ -133,10 +144,15 @@ class Runner:
     # -- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the fork server (and detect a delegated cgroup v2 memory controller)."""
+        """Start the fork server (and detect a delegated cgroup v2, and its memory
+        controller)."""
         self._cgroups = await asyncio.to_thread(CgroupPool.detect)
         if self._cgroups is not None:
-            log.info("memory_limits", mechanism="cgroup v2", root=str(self._cgroups.root))
+            log.info(
+                "attempt_cgroups",
+                root=str(self._cgroups.root),
+                memory_limits="cgroup v2" if self._cgroups.memory else "watchdog",
+            )
         self._started = True
         await self._ensure_server()
 
@@ -187,6 +203,7 @@ class Runner:
                 preload=self._preload,
                 env=self._server_env(),
                 on_lost=self._server_lost,
+                cgroups=self._cgroups,
             )
             await server.start()
             self._server = server
@@ -194,11 +211,14 @@ class Runner:
             return server
 
     def _server_lost(self) -> None:
-        log.warning("fork_server_lost", pid=self._server.pid if self._server else None)
+        lost = self._server.pid if self._server else None
+        log.warning("fork_server_lost", pid=lost)
         if self._started and (self._restart is None or self._restart.done()):
-            self._restart = asyncio.get_running_loop().create_task(self._restart_server())
+            self._restart = asyncio.get_running_loop().create_task(self._restart_server(lost))
 
-    async def _restart_server(self) -> None:
+    async def _restart_server(self, lost: int | None) -> None:
+        if self._cgroups is not None and lost is not None:  # its spare's, and any it left
+            await asyncio.to_thread(self._cgroups.remove_stale, fork_server=lost)
         try:
             await self._ensure_server()
         except ForkServerError as exc:  # the next run() tries again
@@ -334,32 +354,18 @@ class Runner:
             return ending(stop=attempt.stop or Stop("lost", f"the agent cannot fork: {exc}"))
         if attempt.stop is not None:
             return ending()
-        cgroup = None
-        if self._cgroups is not None and task.memory_bytes:
-            cgroup = await asyncio.to_thread(
-                self._cgroups.create, f"{task.lease_id}", task.memory_bytes
-            )
-        try:
-            return await self._supervise(attempt, server, cgroup, on_log, on_started, ending)
-        finally:
-            if cgroup is not None:
-                await asyncio.to_thread(CgroupPool.remove, cgroup)
+        return await self._supervise(attempt, server, on_log, on_started, ending)
 
     async def _supervise(
         self,
         attempt: _Attempt,
         server: ForkServer,
-        cgroup: Path | None,
         on_log: LogCallback,
         on_started: StartedCallback | None,
         ending: Callable[..., Outcome],
     ) -> Outcome:
         task = attempt.task
-        request = {
-            "task": str(self._write_task(task)),
-            "memory": task.memory_bytes,
-            "cgroup": str(cgroup) if cgroup else None,
-        }
+        request = {"task": str(self._write_task(task)), "memory": task.memory_bytes}
         readers: list[pipes.LineReader | pipes.BlobReader] = [
             pipes.LineReader("stdout", on_log),
             pipes.LineReader("stderr", on_log),
@@ -384,7 +390,7 @@ class Runner:
             for fd in write_ends:
                 os.close(fd)
         try:
-            return await self._watch(attempt, server, child, cgroup, readers, on_started, ending)
+            return await self._watch(attempt, server, child, readers, on_started, ending)
         finally:
             for reader in readers:
                 reader.close()
@@ -394,19 +400,36 @@ class Runner:
         attempt: _Attempt,
         server: ForkServer,
         child: Child,
-        cgroup: Path | None,
         readers: Sequence[pipes.LineReader | pipes.BlobReader],
         on_started: StartedCallback | None,
         ending: Callable[..., Outcome],
     ) -> Outcome:
-        task = attempt.task
         try:
-            pid, base_anon = await child.started
+            started = await child.started
         except (ForkServerLostError, ForkServerError) as exc:
             return ending(stop=attempt.stop or Stop("lost", str(exc)))
         except asyncio.CancelledError:  # run() itself was cancelled: the child must not run
             child.started.add_done_callback(functools.partial(_kill_when_started, server))
             raise
+        try:
+            return await self._wait(attempt, server, child, started, readers, on_started, ending)
+        finally:
+            if started.cgroup is not None:  # killed by the fork server: remove it
+                await asyncio.to_thread(CgroupPool.remove, started.cgroup)
+
+    async def _wait(
+        self,
+        attempt: _Attempt,
+        server: ForkServer,
+        child: Child,
+        started: Started,
+        readers: Sequence[pipes.LineReader | pipes.BlobReader],
+        on_started: StartedCallback | None,
+        ending: Callable[..., Outcome],
+    ) -> Outcome:
+        """Wait for the started child, then for its output and every process it left."""
+        task = attempt.task
+        pid = started.pid
         started_at = _now()
         attempt.server = server
         attempt.pid = pid
@@ -420,21 +443,20 @@ class Runner:
             self._stop(attempt, attempt.stop, grace=not attempt.urgent)
         if task.timeout is not None:
             attempt.timers.append(loop.call_later(task.timeout, self._stop_for_timeout, attempt))
-        if task.memory_bytes and cgroup is None:
+        if task.memory_bytes and not started.memory_cgroup:
 
             def over(_usage: int) -> None:
                 self._stop(attempt, Stop("memory"), grace=False)
 
             self._watchdog.watch(
-                pid, limit=task.memory_bytes, base_anon=base_anon, on_exceeded=over
+                pid, limit=task.memory_bytes, base_anon=started.base_anon, on_exceeded=over
             )
         exit_status: ExitStatus | None = None
         try:
             exit_status = await child.exited
         except ForkServerLostError:
-            # Nobody reaps or reports this child any more: kill its group ourselves.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            # Nobody reaps or reports this child any more: kill its processes ourselves.
+            kill_orphaned_attempt(pid)
             if attempt.stop is None:
                 attempt.stop = Stop("lost", "the agent's fork server died while it ran")
         except asyncio.CancelledError:
@@ -445,7 +467,7 @@ class Runner:
         await asyncio.wait([asyncio.ensure_future(r.done) for r in readers], timeout=DRAIN_SECONDS)
         # The attempt ends once its last output line is read: no line is stamped after it.
         ended_at = _now()
-        await _until_group_gone(pid, DRAIN_SECONDS)
+        await _until_gone(pid, exit_status.strays if exit_status else (), DRAIN_SECONDS)
         result = readers[2]
         assert isinstance(result, pipes.BlobReader)
         document = None if result.overflow else parse_document(bytes(result.data))
@@ -456,5 +478,9 @@ class Runner:
             exit=exit_status,
             stop=attempt.stop,
             killed=attempt.killed,
-            oom_killed=cgroup is not None and CgroupPool.oom_killed(cgroup),
+            oom_killed=(
+                started.cgroup is not None
+                and started.memory_cgroup
+                and CgroupPool.oom_killed(started.cgroup)
+            ),
         )

@@ -11,17 +11,19 @@ runs user code itself: the forked child does that.
 
 It is single-threaded (one ``poll`` loop over the socket and a signal wake-up pipe; thread
 pools of numerical libraries are sized to one by the runner's environment), reaps every
-child, and is a child subreaper, so processes orphaned by a step are reaped here too. When
-a child exits it kills what is left of the child's process group before reaping it. It
-exits when the runner closes the socket or dies (PR_SET_PDEATHSIG), killing the process
-groups of the children it still has.
+child, and is a child subreaper, so nothing a step starts is re-parented above it. The
+runner's signals for an attempt reach everything below the attempt's process, whatever its
+session or group (:func:`.reaper.signal_attempt`). When a child exits it kills what is left
+of the child's process group and cgroup, and every process re-parented to it that it did
+not fork (:func:`.reaper.kill_strays`), before reaping the child; the runner waits for
+those to be gone. It exits when the runner closes the socket or dies (PR_SET_PDEATHSIG),
+killing every process below it first.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import importlib
 import os
@@ -32,21 +34,17 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from executor.runner import child, procfs
+from executor.runner import child, procfs, reaper
+from executor.runner.cgroups import CgroupPool
 from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode, encode
 
 __all__ = ["main"]
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 _SPARE_RETRY = 1.0
-
-
-def _prctl(option: int, value: int) -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+_SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,16 @@ class _Spare:
     pid: int
     control: socket.socket
     base_anon: int
+    cgroup: Path | None
 
 
 class Zygote:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, cgroups: CgroupPool | None = None) -> None:
         self.sock = sock
+        self.pool = cgroups
+        """Where each child gets a cgroup of its own (None: no cgroups, or they failed)."""
         self.children: dict[int, int] = {}  # pid → request id
+        self.cgroups: dict[int, Path] = {}  # pid → the attempt's cgroup, where it has one
         self.spare: _Spare | None = None
         self.spare_after = 0.0  # monotonic time before which no spare is forked (after a failure)
         self.stopping = False
@@ -124,7 +126,7 @@ class Zygote:
             message = {}
         if message.get("op") == "fork" and len(fds) == 3:
             try:
-                self.start(data, int(message["id"]), fds)
+                self.start(message, fds)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -140,6 +142,7 @@ class Zygote:
         """Fork a child that prepares itself and waits for an attempt."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         base_anon = procfs.anon_bytes(os.getpid()) or 0
+        me = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -149,45 +152,90 @@ class Zygote:
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             try:
                 ours.close()
-                child.standby(theirs, close=(self.sock.fileno(), self.wake_r, self.wake_w))
+                close = (self.sock.fileno(), self.wake_r, self.wake_w)
+                child.standby(theirs, close=close, fork_server=me)
             finally:
                 os._exit(70)
         theirs.close()
-        self.spare = _Spare(pid, ours, base_anon)
+        self.spare = _Spare(pid, ours, base_anon, self._cgroup_for(pid))
 
-    def start(self, request: bytes, request_id: int, fds: list[int]) -> None:
-        """Hand an attempt to the spare child (forking one first if there is none)."""
+    def _cgroup_for(self, pid: int) -> Path | None:
+        """A new cgroup holding the fresh child ``pid``; on failure none, from now on."""
+        if self.pool is None:
+            return None
+        path = None
+        try:
+            path = self.pool.create()
+            CgroupPool.add(path, pid)
+            return path
+        except OSError as exc:
+            print(f"legato fork server: no cgroups for attempts: {exc}", file=sys.stderr)
+            self.pool = None
+            if path is not None:
+                CgroupPool.remove(path)
+            return None
+
+    def _limit(self, cgroup: Path | None, memory: int | None) -> bool:
+        """Whether ``cgroup`` now limits the attempt's memory to ``memory`` bytes."""
+        if cgroup is None or not memory or self.pool is None or not self.pool.memory:
+            return False
+        try:
+            CgroupPool.limit(cgroup, memory)
+        except OSError:  # the child's RLIMIT_DATA and the watchdog limit it instead
+            return False
+        return True
+
+    def start(self, request: dict[str, Any], fds: list[int]) -> None:
+        """Hand an attempt to the spare child, forking one first if there is none."""
+        request_id = int(request["id"])
+        memory = request.get("memory")
         error = ""
         for _ in range(2):  # a spare that died meanwhile is replaced once
+            spare = None
             try:
                 if self.spare is None:
                     self.prepare_spare()
                 spare = self.spare
                 assert spare is not None
                 self.spare = None
+                limited = self._limit(spare.cgroup, memory)
                 try:
-                    socket.send_fds(spare.control, [request], fds)
+                    forwarded = encode({**request, "memory": None if limited else memory})
+                    socket.send_fds(spare.control, [forwarded], fds)
                 finally:
                     spare.control.close()
             except OSError as exc:
                 error = f"cannot start the attempt's process: {exc}"
+                if spare is not None and spare.cgroup is not None:
+                    CgroupPool.remove(spare.cgroup)
                 continue
             self.children[spare.pid] = request_id
+            if spare.cgroup is not None:
+                self.cgroups[spare.pid] = spare.cgroup
             self.send(
                 {
                     "event": "started",
                     "id": request_id,
                     "pid": spare.pid,
                     "base_anon": spare.base_anon,
+                    "cgroup": str(spare.cgroup) if spare.cgroup is not None else None,
+                    "memory_cgroup": limited,
                 }
             )
             return
         self.send({"event": "error", "id": request_id, "error": error})
 
     def signal(self, pid: int, signum: int) -> None:
+        """Signal everything of the attempt whose process is ``pid`` (while it is ours)."""
         if pid in self.children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signum)
+            reaper.signal_attempt(pid, signum)
+            cgroup = self.cgroups.get(pid)
+            if cgroup is not None and signum == signal.SIGKILL:
+                CgroupPool.kill(cgroup)
+
+    def _keep(self) -> set[int]:
+        """The children this process forked: the spare and the attempts' processes."""
+        return {*self.children, *([self.spare.pid] if self.spare is not None else [])}
 
     def reap(self) -> None:
         while True:
@@ -196,17 +244,25 @@ class Zygote:
             except ChildProcessError:
                 return
             if info is None or info.si_pid == 0:
-                return
+                break
             pid = info.si_pid
             if self.spare is not None and self.spare.pid == pid:
                 self.spare.control.close()
+                if self.spare.cgroup is not None:  # empty now that the spare has exited
+                    CgroupPool.remove(self.spare.cgroup)
                 self.spare = None
             request = self.children.pop(pid, None)
+            strays: list[int] = []
             if request is not None:
                 # The exited child is a zombie until reaped, so its pid (the group id) is
-                # still reserved: kill what the step left behind in its group.
+                # still reserved: kill what the step left behind in its group, in its
+                # cgroup, and what was below it (now re-parented here).
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
+                cgroup = self.cgroups.pop(pid, None)
+                if cgroup is not None:
+                    CgroupPool.kill(cgroup)
+                strays = reaper.kill_strays(self._keep())
             _pid, status, usage = os.wait4(pid, 0)
             if request is not None:
                 self.send(
@@ -217,23 +273,36 @@ class Zygote:
                         "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                         "max_rss": usage.ru_maxrss * 1024,
+                        "strays": strays,
                     }
                 )
+        # Processes re-parented here since (a stray's children, forked as it was killed).
+        reaper.kill_strays(self._keep())
 
     def shutdown(self) -> None:
+        """Kill every process below this one, reap them, remove the attempts' cgroups."""
         if self.spare is not None:  # it exits when its control socket closes
             self.spare.control.close()
             self.children[self.spare.pid] = 0
+            if self.spare.cgroup is not None:
+                self.cgroups[self.spare.pid] = self.spare.cgroup
         for pid in self.children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        for pid in list(self.children):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            reaper.signal_attempt(pid, signal.SIGKILL)
+        for cgroup in self.cgroups.values():
+            CgroupPool.kill(cgroup)
         self.children.clear()
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
+        deadline = time.monotonic() + _SHUTDOWN_SECONDS
+        while time.monotonic() < deadline:
+            reaper.kill_strays(keep=())
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:  # none left
+                break
+            time.sleep(0.005)
+        for cgroup in self.cgroups.values():
+            CgroupPool.remove(cgroup)
+        self.cgroups.clear()
 
 
 def _preload(modules: Sequence[str]) -> dict[str, str]:
@@ -251,17 +320,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="the socket to the runner")
     parser.add_argument("--parent", type=int, required=True, help="the runner's pid")
     parser.add_argument("--preload", default="", help="modules to import, comma-separated")
+    parser.add_argument("--cgroups", default="", help="make children's cgroups below this one")
+    parser.add_argument(
+        "--cgroup-memory", action="store_true", help="the memory controller is enabled there"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    reaper.set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != args.parent:  # the runner died before PDEATHSIG was armed
         return 0
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    reaper.set_subreaper()
     sock = socket.socket(fileno=args.fd)
     failed = _preload([m for m in args.preload.split(",") if m])
     gc.collect()
     gc.freeze()  # keep the preloaded objects out of the children's collections (fewer copies)
-    zygote = Zygote(sock)
+    pool = None
+    if args.cgroups:
+        pool = CgroupPool(
+            Path(args.cgroups),
+            memory=args.cgroup_memory,
+            agent=args.parent,
+            fork_server=os.getpid(),
+        )
+    zygote = Zygote(sock, pool)
     zygote.send(
         {
             "event": "ready",

@@ -1,5 +1,6 @@
-"""Detection of a delegated cgroup v2 memory controller, over fake /proc and cgroup trees
-(a real delegation cannot be arranged in a test), and the fallback where there is none."""
+"""Detection of a delegated cgroup v2 and its memory controller, over fake /proc and cgroup
+trees (a delegated memory controller cannot be arranged in a test), and the fallback where
+there is none. Real cgroups, where this machine has them: test_runner_cleanup.py."""
 
 from __future__ import annotations
 
@@ -28,9 +29,16 @@ def fake_system(tmp_path: Path, *, controllers: str, subtree: str = "") -> tuple
     return proc, own
 
 
-def test_no_memory_controller_means_no_pool(tmp_path: Path) -> None:
-    proc, _own = fake_system(tmp_path, controllers="cpu io pids")
-    assert CgroupPool.detect(proc=proc) is None
+def test_without_a_memory_controller_cgroups_hold_attempts_but_limit_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CgroupPool, "remove", staticmethod(shutil.rmtree))
+    proc, own = fake_system(tmp_path, controllers="cpu io pids")
+    pool = CgroupPool.detect(proc=proc)
+    assert pool is not None and pool.root == own and not pool.memory
+    # No controller to hand down, so the agent stays where it is.
+    assert not (own / "legato-agent").exists()
+    assert (own / "cgroup.subtree_control").read_text() == "\n"
 
 
 def test_no_cgroup2_mount_means_no_pool(tmp_path: Path) -> None:
@@ -52,8 +60,10 @@ def test_a_delegated_controller_is_enabled_for_attempt_cgroups(
     # The agent moved itself into a leaf before enabling memory for its children.
     assert (own / "legato-agent" / "cgroup.procs").read_text() == str(os.getpid())
     assert (own / "cgroup.subtree_control").read_text() == "+memory"
-    path = pool.create("lease/1", 100 * 2**20)
-    assert path == own / "legato-lease_1"
+    assert pool.memory
+    path = pool.create()
+    assert path == own / f"legato-{os.getpid()}-{os.getpid()}-2"  # after the probe
+    pool.limit(path, 100 * 2**20)
     assert (path / "memory.max").read_text() == str(100 * 2**20)
     assert (path / "memory.swap.max").read_text() == "0"
     assert (path / "memory.oom.group").read_text() == "1"
