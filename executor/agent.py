@@ -10,8 +10,9 @@ slots, runs the attempts it is assigned and reports on them.
 - **Lost leases**: if the agent cannot reach the control plane for longer than the lease,
   it stops its children — their leases have expired and the steps run elsewhere — unless
   the control plane's address refuses connections (it is not running, so it reaps no
-  lease, and gives agents a grace period when it starts): then the steps run on and their
-  results are reported once it is back (:mod:`executor.reachability`).
+  lease, and gives agents a grace period when it starts) or it answers that its database is
+  unavailable (then no replica can reap either): the steps run on and their results are
+  reported once it is back (:mod:`executor.reachability`).
 - **Backoff** between reconnects is jittered, exponential and capped at half a lease (and
   at :data:`MAX_BACKOFF_SECONDS`), so an agent is back within the control plane's start-up
   grace; the channel's own reconnect backoff is kept below it.
@@ -149,12 +150,14 @@ class Agent:
         backoff = 0.1
         try:
             while not self._stop.is_set():
+                store_down = False
                 try:
                     await self._serve_stream()
                     backoff = 0.1
                 except grpc.aio.AioRpcError as error:
+                    reason = from_grpc_error(error, self.config.server).reason
+                    store_down = reason == "STORE_UNAVAILABLE"
                     if error.code() in _REFUSED:
-                        reason = from_grpc_error(error, self.config.server).reason
                         log.error(
                             "agent_refused",
                             code=error.code().name,
@@ -170,7 +173,9 @@ class Agent:
                     log.warning("stream_failed", details=str(error))
                 if self._stop.is_set():
                     break
-                self._server_stopped = await refuses_connections(self.config.server)
+                # No control plane can be reaping these leases if none is listening, or
+                # if their (shared) database is down: the steps keep running then.
+                self._server_stopped = store_down or await refuses_connections(self.config.server)
                 await self._renew_channel()
                 delay = backoff * random.uniform(0.5, 1.5)
                 backoff = min(backoff * 2, self._max_backoff)

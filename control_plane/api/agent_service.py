@@ -18,11 +18,18 @@ from control_plane.api.context import actor_from, caller
 from control_plane.api.convert import timestamp
 from control_plane.api.errors import MAX_MESSAGE, bounded_text, status_code
 from control_plane.api.run_convert import agent_message, struct
-from control_plane.errors import InvalidArgument, LegatoError, PermissionDenied, Unauthenticated
+from control_plane.errors import (
+    InvalidArgument,
+    LegatoError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from control_plane.execution.agents import MAX_LOG_LINE, Agents, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import MAX_SLOTS, AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
+from control_plane.store.outages import UNAVAILABLE_MESSAGE, store_unavailable
 from control_plane.triggers.watch_assignment import WatchMessage
 from control_plane.triggers.watches import Watches
 from legato.spec.connections import connection_label
@@ -92,6 +99,8 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 if message is None:
                     if session.closed_reason:
                         raise Unauthenticated(session.closed_reason, reason="TOKEN_REVOKED")
+                    if session.store_failed:
+                        raise Unavailable(UNAVAILABLE_MESSAGE, reason="STORE_UNAVAILABLE")
                     return
                 yield _outgoing(message)
         finally:
@@ -125,7 +134,19 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     rejections.append(
                         (request.seq, lease, code, bounded_text(error.message, MAX_MESSAGE))
                     )
-                except Exception:
+                except Exception as error:
+                    if store_unavailable(error):
+                        # Not acknowledged (acknowledgements are cumulative, so nothing
+                        # after it either): the agent keeps it and sends it again after
+                        # reconnecting, once the database is back.
+                        log.warning(
+                            "agent_report_deferred",
+                            agent=session.name,
+                            seq=request.seq,
+                            error=str(error)[:200],
+                        )
+                        session.store_failed = True
+                        return
                     log.exception("agent_report_failed", agent=session.name, seq=request.seq)
                     rejections.append(
                         (

@@ -4,7 +4,9 @@ Each ``LegatoError`` becomes its status code with a ``google.rpc.Status`` in the
 ``grpc-status-details-bin`` trailer carrying an ``ErrorInfo`` (reason, domain, metadata)
 and, for invalid specs, a ``BadRequest`` with one field violation per problem. Anything
 else is a bug: it is logged with its traceback and the caller gets INTERNAL with an id to
-find that log entry, never the exception text.
+find that log entry, never the exception text — except a database that cannot be reached
+(:mod:`control_plane.store.outages`), which is UNAVAILABLE / ``STORE_UNAVAILABLE``:
+retryable, and nothing was changed.
 
 Whatever an error quotes, what goes on the wire is bounded (``MAX_MESSAGE`` characters of
 message, ``MAX_DESCRIPTION`` per field violation, ``MAX_METADATA`` per metadata value, at
@@ -14,6 +16,7 @@ megabytes of error for a megabyte of input."""
 from __future__ import annotations
 
 import inspect
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -24,6 +27,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from control_plane import errors
+from control_plane.store.outages import UNAVAILABLE_MESSAGE, store_unavailable
 
 __all__ = ["ERROR_DOMAIN", "ErrorInterceptor", "abort_with", "bounded_text"]
 
@@ -107,6 +111,14 @@ def bounded_text(text: str, limit: int) -> str:
 
 
 async def _abort_internal(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    failure = sys.exc_info()[1]
+    if failure is not None and store_unavailable(failure):
+        # Not a bug: the database is restarting or unreachable. Retryable, and said so.
+        log.warning("rpc_store_unavailable", method=method, error=str(failure)[:200])
+        await abort_with(
+            context, errors.Unavailable(UNAVAILABLE_MESSAGE, reason="STORE_UNAVAILABLE")
+        )
+        return
     error_id = uuid.uuid4().hex[:12]
     log.exception("rpc_failed", method=method, error_id=error_id)
     error = errors.LegatoError(

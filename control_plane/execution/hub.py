@@ -107,6 +107,9 @@ class AgentSession:
     credential: str = ""
     closed_reason: str = ""
     """Why the control plane closed the stream, when it did (e.g. a revoked token)."""
+    store_failed: bool = False
+    """The stream was closed because the database could not take a report: the agent
+    reconnects and sends it again (it was not acknowledged)."""
     wake: Callable[[], None] | None = None
     """Wakes the dispatcher when a released lease lets a waiting credit through."""
     violation_logged: bool = False

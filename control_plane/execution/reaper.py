@@ -10,7 +10,11 @@ backoff is capped at half a lease, jittered up to three quarters of one) and
 re-register the steps they still run, which renews those leases; results they buffered
 meanwhile are then accepted as the attempts are still current. A lease whose agent was
 last heard before the restart and did not come back in time is lost with a message that
-says so, rather than blaming the agent for the control plane's outage."""
+says so, rather than blaming the agent for the control plane's outage.
+
+The same holds after the database was unreachable: no replica could hear agents then
+(their reports and heartbeats could not be written), so once a sweep gets through again
+the grace starts over from that moment."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow
+from control_plane.store.outages import store_unavailable
 
 __all__ = ["Reaper"]
 
@@ -54,6 +59,7 @@ class Reaper:
         self._interval = interval
         self._lease = timedelta(seconds=lease_seconds)
         self._started = clock()
+        self._store_failed = False
         grace = 1.5 * lease_seconds if startup_grace is None else startup_grace
         grace = max(grace, lease_seconds)
         self._grace = timedelta(seconds=grace)
@@ -63,12 +69,23 @@ class Reaper:
             await asyncio.sleep(self._interval)
             try:
                 await self.sweep()
-            except Exception:
-                log.exception("reaper_failed")
+            except Exception as error:
+                if not store_unavailable(error):
+                    log.exception("reaper_failed")
+                elif not self._store_failed:
+                    log.warning("reaper_store_unavailable", error=str(error)[:200])
+                self._store_failed = self._store_failed or store_unavailable(error)
 
     async def sweep(self) -> None:
+        if self._store_failed:
+            # Agents were not heard while the database was down: give them the grace
+            # again, from now (the first sweep since; it fails too while still down).
+            self._started = self._clock()
         await self.expire_leases()
         await self.stop_overdue_runs()
+        if self._store_failed:
+            self._store_failed = False
+            log.info("reaper_store_restored", grace_seconds=self._grace.total_seconds())
         self._signals.work.set()
 
     async def expire_leases(self) -> int:
@@ -121,8 +138,9 @@ class Reaper:
             seconds = self._grace.total_seconds()
             return (
                 f"agent '{attempt.agent}' was last heard from at {last_heard:%Y-%m-%d %H:%M:%S} "
-                f"UTC, before the control plane (re)started at {self._started:%H:%M:%S} UTC, "
-                f"and did not reconnect within {seconds:g}s of the start; attempt "
+                f"UTC, before the control plane could hear agents again at "
+                f"{self._started:%H:%M:%S} UTC (it was restarted, or its database was "
+                f"unavailable), and did not reconnect within {seconds:g}s; attempt "
                 f"{attempt.number} is retried as lost"
             )
         return (

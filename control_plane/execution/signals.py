@@ -4,7 +4,13 @@ Inside one control plane these are asyncio events, so the dispatcher pushes a re
 the moment its transaction commits. With PostgreSQL, the same signals go to the other
 replicas through LISTEN/NOTIFY on one dedicated connection. Signals are hints, sent after
 the commit that caused them: a lost one costs latency, never correctness, because the
-reaper's periodic pass finds whatever a missed wake-up left behind."""
+reaper's periodic pass finds whatever a missed wake-up left behind.
+
+The listening connection is watched: when it breaks (the database restarted, a network
+blip), publishing becomes a no-op at once — a change already committed must never fail
+because its hint could not be sent — and it is opened again in the background with
+backoff; once it is back every local waiter is woken, as notifications may have been
+missed meanwhile."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import asyncpg
@@ -40,18 +46,69 @@ class Signals:
         self._url = postgres_url
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         if self._url is None:
             return
+        self._conn = await self._listen()
+
+    async def _listen(self) -> Any:
+        assert self._url is not None
         dsn = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._conn = await asyncpg.connect(dsn)
-        await self._conn.add_listener(CHANNEL, self._on_notify)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        await conn.add_listener(CHANNEL, self._on_notify)
+        conn.add_termination_listener(self._on_terminated)
+        return conn
 
     async def stop(self) -> None:
+        self._stopped = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await conn.close()
+            with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await conn.close(timeout=5)
+
+    def _on_terminated(self, conn: Any) -> None:
+        if conn is self._conn:
+            self._lost("the connection was closed")
+
+    def _lost(self, why: str) -> None:
+        """The listening connection is gone: publish nothing until it is open again."""
+        if self._stopped or self._reconnecting is not None:
+            return
+        log.warning("signals_connection_lost", error=why)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        try:
+            while not self._stopped:
+                await asyncio.sleep(delay)
+                try:
+                    conn = await self._listen()
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self._conn = conn
+                log.info("signals_connection_restored")
+                self._wake_everything()
+                return
+        finally:
+            self._reconnecting = None
+
+    def _wake_everything(self) -> None:
+        self.work.set()
+        self.pipeline_triggers.set()
+        self.schedules.set()
+        for run_id in list(self._watchers):
+            self._wake_watchers(run_id)
 
     def on_cancel(self, handler: CancelHandler) -> None:
         """``handler(agent, lease_id, reason)`` for cancellations of leases, wherever raised."""
@@ -107,14 +164,21 @@ class Signals:
             event.set()
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return
         payload = json.dumps({**message, "r": self.replica}, separators=(",", ":"))
         try:
             async with self._lock:
-                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-        except (OSError, asyncpg.PostgresError) as exc:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload, timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("notify_failed", error=str(exc))
+            if (
+                conn.is_closed()
+                or not isinstance(exc, asyncpg.PostgresError)
+                or isinstance(exc, asyncpg.PostgresConnectionError)
+            ):
+                self._lost(str(exc))
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
