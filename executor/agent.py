@@ -156,7 +156,7 @@ class Agent:
                     backoff = 0.1
                 except grpc.aio.AioRpcError as error:
                     reason = from_grpc_error(error, self.config.server).reason
-                    store_down = reason == "STORE_UNAVAILABLE"
+                    store_down = reason == "DATABASE_UNAVAILABLE"
                     if error.code() in _REFUSED:
                         log.error(
                             "agent_refused",

@@ -100,7 +100,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     if session.closed_reason:
                         raise Unauthenticated(session.closed_reason, reason="TOKEN_REVOKED")
                     if session.store_failed:
-                        raise Unavailable(UNAVAILABLE_MESSAGE, reason="STORE_UNAVAILABLE")
+                        raise Unavailable(UNAVAILABLE_MESSAGE, reason="DATABASE_UNAVAILABLE")
                     return
                 yield _outgoing(message)
         finally:

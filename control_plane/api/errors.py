@@ -5,7 +5,7 @@ Each ``LegatoError`` becomes its status code with a ``google.rpc.Status`` in the
 and, for invalid specs, a ``BadRequest`` with one field violation per problem. Anything
 else is a bug: it is logged with its traceback and the caller gets INTERNAL with an id to
 find that log entry, never the exception text — except a database that cannot be reached
-(:mod:`control_plane.store.outages`), which is UNAVAILABLE / ``STORE_UNAVAILABLE``:
+(:mod:`control_plane.store.outages`), which is UNAVAILABLE / ``DATABASE_UNAVAILABLE``:
 retryable, and nothing was changed.
 
 Whatever an error quotes, what goes on the wire is bounded (``MAX_MESSAGE`` characters of
@@ -116,7 +116,7 @@ async def _abort_internal(context: grpc.aio.ServicerContext[Any, Any], method: s
         # Not a bug: the database is restarting or unreachable. Retryable, and said so.
         log.warning("rpc_store_unavailable", method=method, error=str(failure)[:200])
         await abort_with(
-            context, errors.Unavailable(UNAVAILABLE_MESSAGE, reason="STORE_UNAVAILABLE")
+            context, errors.Unavailable(UNAVAILABLE_MESSAGE, reason="DATABASE_UNAVAILABLE")
         )
         return
     error_id = uuid.uuid4().hex[:12]
