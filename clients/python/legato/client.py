@@ -672,10 +672,24 @@ class Client:
     # -- plumbing -----------------------------------------------------------------------
 
     def _call(self, method: Callable[..., R], request: Any) -> R:
-        try:
-            return method(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise from_grpc_error(error, self.target, tls=self.connection.uses_tls) from None
+        """One call; sent again (the same request, so the same ``request_id``: a mutation
+        acts once) while the control plane answers that its database is unavailable, for
+        up to :data:`DATABASE_RETRY_SECONDS`."""
+        deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                return method(request, timeout=self._timeout, metadata=self._metadata)
+            except grpc.RpcError as error:
+                failure = from_grpc_error(error, self.target, tls=self.connection.uses_tls)
+            if failure.reason != "DATABASE_UNAVAILABLE" or time.monotonic() + delay > deadline:
+                raise failure from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+DATABASE_RETRY_SECONDS = 10.0
+"""How long a call is retried while the control plane's database restarts."""
 
 
 def _utc(moment: datetime) -> datetime:
