@@ -2,14 +2,20 @@
 or a container with a writable cgroup2 mount).
 
 Detected once at start (by the runner): the agent's own cgroup (``0::`` in
-/proc/self/cgroup, under the cgroup2 mount) must be writable. The fork server then puts each
-spare child in a cgroup of its own, ``legato-<agent pid>-<fork server pid>-<n>``, as soon as
-it has forked it, while no attempt waits (moving a process costs milliseconds: the kernel
-waits for an RCU grace period). The attempt handed to that child thus runs in it from its
-first instruction, so everything the step starts is in it, whatever session or process
-group it moves to, and the attempt's end kills the cgroup as a whole (``cgroup.kill``; on
-kernels before 5.14, every pid in ``cgroup.procs`` until none is left) before the runner
-removes it.
+/proc/self/cgroup, under the cgroup2 mount) must be writable. Each attempt may then run in a
+cgroup of its own, ``legato-<agent pid>-<fork server pid>-<n>``: everything the step starts
+is in it, whatever session or process group it moves to, and the attempt's end kills the
+cgroup as a whole (``cgroup.kill``; on kernels before 5.14, every pid in ``cgroup.procs``
+until none is left) before the runner removes it.
+
+Moving a process into a cgroup is not free: unless the cgroup2 mount has ``favordynmods``
+(Linux 6.0+), the kernel takes a system-wide lock and waits for an RCU grace period — about
+10 ms during which no process on the machine can fork, exit or start a thread (measured:
+every attempt's end delayed by that much). So every attempt gets its own cgroup only where
+moves are cheap (``favordynmods``) or when asked (``per_attempt=True``); the spare child
+then moves itself into it while it prepares, before any attempt waits. Elsewhere only an
+attempt with a memory limit gets one (its process joins it before the step runs: the limit
+is worth the 10 ms), and the subreapers contain the others (:mod:`.reaper`).
 
 Memory limits need the memory controller too. cgroup v2 lets a cgroup hand controllers to
 children only when it holds no processes itself, so, if memory is not enabled for its
@@ -42,6 +48,21 @@ __all__ = ["CgroupPool"]
 _ATTEMPT = re.compile(r"legato-([0-9]+)-([0-9]+)-[0-9]+")
 
 
+def cheap_moves(proc: Path = Path("/proc/self")) -> bool:
+    """Whether the cgroup2 mount moves processes without a system-wide RCU wait
+    (``favordynmods`` among its options)."""
+    try:
+        lines = (proc / "mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        _before, _, after = line.partition(" - ")
+        fields = after.split(" ")
+        if fields[0] == "cgroup2" and len(fields) >= 3:
+            return "favordynmods" in fields[2].split(",")
+    return False
+
+
 def _own_cgroup(proc: Path) -> Path | None:
     """The agent's cgroup v2 directory."""
     mount = None
@@ -61,17 +82,24 @@ def _own_cgroup(proc: Path) -> Path | None:
 class CgroupPool:
     """The cgroups of one fork server's children, below ``root``."""
 
-    def __init__(self, root: Path, *, memory: bool, agent: int, fork_server: int) -> None:
+    def __init__(
+        self, root: Path, *, memory: bool, agent: int, fork_server: int, per_attempt: bool = True
+    ) -> None:
         self.root = root
         self.memory = memory
         """Whether attempts' cgroups can limit memory (the controller is enabled)."""
+        self.per_attempt = per_attempt
+        """Whether every attempt gets a cgroup (else only those with a memory limit)."""
         self._prefix = f"legato-{agent}-{fork_server}-"
         self._count = 0
 
     @classmethod
-    def detect(cls, *, proc: Path = Path("/proc/self")) -> CgroupPool | None:
+    def detect(
+        cls, *, proc: Path = Path("/proc/self"), per_attempt: bool | None = None
+    ) -> CgroupPool | None:
         """The pool of this agent's cgroup (for this process as the fork server; the runner
-        makes the fork server's own), once what dead agents left in it is removed."""
+        makes the fork server's own), once what dead agents left in it is removed.
+        ``per_attempt``: a cgroup for every attempt (None: where moves are cheap)."""
         try:
             root = _own_cgroup(proc)
             if root is None or not os.access(root, os.W_OK):
@@ -85,7 +113,10 @@ class CgroupPool:
                     (root / "cgroup.subtree_control").write_text("+memory")
                 except OSError:  # other processes share the agent's cgroup
                     memory = False
-            pool = cls(root, memory=memory, agent=os.getpid(), fork_server=os.getpid())
+            every = cheap_moves(proc) if per_attempt is None else per_attempt
+            pool = cls(
+                root, memory=memory, agent=os.getpid(), fork_server=os.getpid(), per_attempt=every
+            )
             pool.remove_stale()
             probe = pool.create()
             if memory:

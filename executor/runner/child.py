@@ -26,13 +26,20 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from executor.runner import execute, limits, reaper
 from executor.runner.procfs import vm_data_bytes
 from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode
 
-__all__ = ["PARENT_DIED", "main", "standby"]
+__all__ = ["NO_CGROUP", "PARENT_DIED", "READY", "main", "standby"]
+
+READY = b"r"
+"""What a fresh fork tells the fork server once it is prepared (and in its cgroup)."""
+NO_CGROUP = b"c"
+"""What it says instead when it could not join its cgroup: the fork server then stops
+using cgroups, and this process exits."""
 
 PARENT_DIED = signal.SIGRTMAX - 1
 """Sent by the kernel when the fork server dies (PR_SET_PDEATHSIG): a real-time signal, so no
@@ -82,9 +89,19 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def standby(control: socket.socket, *, close: Sequence[int], fork_server: int) -> NoReturn:
-    """Prepare this fresh fork of ``fork_server``, then wait for an attempt on ``control``
-    and run it."""
+def standby(
+    control: socket.socket, *, close: Sequence[int], fork_server: int, cgroup: Path | None
+) -> NoReturn:
+    """Prepare this fresh fork of ``fork_server`` (joining ``cgroup``, the attempt's own),
+    then wait for an attempt on ``control`` and run it."""
+    if cgroup is not None:
+        try:
+            (cgroup / "cgroup.procs").write_text("0")  # "0": the writing process
+        except OSError as exc:
+            print(f"legato: cannot join the cgroup {cgroup}: {exc}", file=sys.stderr)
+            with contextlib.suppress(OSError):
+                control.send(NO_CGROUP)
+            os._exit(0)
     os.setsid()
     reaper.set_subreaper()
     _reset_signals()
@@ -95,6 +112,7 @@ def standby(control: socket.socket, *, close: Sequence[int], fork_server: int) -
     _line_buffered()
     baseline = vm_data_bytes()
     try:
+        control.send(READY)
         data, fds, _flags, _addr = socket.recv_fds(control, MAX_PACKET, MAX_FDS)
     except OSError:
         os._exit(0)
@@ -114,6 +132,8 @@ def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> 
         os.dup2(err_fd, 2)
         os.close(out_fd)
         os.close(err_fd)
+        if request.get("cgroup"):  # the attempt's own (a memory limit): before the step runs
+            Path(request["cgroup"], "cgroup.procs").write_text("0")
         limits.enter(memory_bytes=request.get("memory"), data_baseline=data_baseline)
         document = execute.run_task(request["task"], started)
     except BaseException as exc:

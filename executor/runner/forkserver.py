@@ -116,6 +116,7 @@ class ForkServer:
         if self._cgroups is not None:
             cgroups = ["--cgroups", str(self._cgroups.root)]
             cgroups += ["--cgroup-memory"] if self._cgroups.memory else []
+            cgroups += ["--cgroup-per-attempt"] if self._cgroups.per_attempt else []
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *(self._python, "-m", "executor.runner.zygote"),

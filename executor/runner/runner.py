@@ -127,8 +127,12 @@ class Runner:
         python: str = sys.executable,
         preload: Sequence[str] = DEFAULT_PRELOAD,
         module_path: Sequence[Path | str] = (),
+        attempt_cgroups: bool | None = None,
     ) -> None:
+        """``attempt_cgroups``: a cgroup for every attempt where cgroup v2 is writable
+        (None: only where moving a process is cheap, see :mod:`.cgroups`)."""
         self.grace_seconds = grace_seconds
+        self._attempt_cgroups = attempt_cgroups
         self._python = python
         self._preload = list(preload)
         self._module_path = [str(Path(p).resolve()) for p in module_path]
@@ -146,11 +150,14 @@ class Runner:
     async def start(self) -> None:
         """Start the fork server (and detect a delegated cgroup v2, and its memory
         controller)."""
-        self._cgroups = await asyncio.to_thread(CgroupPool.detect)
+        self._cgroups = await asyncio.to_thread(
+            functools.partial(CgroupPool.detect, per_attempt=self._attempt_cgroups)
+        )
         if self._cgroups is not None:
             log.info(
                 "attempt_cgroups",
                 root=str(self._cgroups.root),
+                every_attempt=self._cgroups.per_attempt,
                 memory_limits="cgroup v2" if self._cgroups.memory else "watchdog",
             )
         self._started = True

@@ -143,37 +143,41 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         base_anon = procfs.anon_bytes(os.getpid()) or 0
         me = os.getpid()
+        cgroup = self._new_cgroup()
         try:
             pid = os.fork()
         except OSError:
             ours.close()
             theirs.close()
+            if cgroup is not None:
+                CgroupPool.remove(cgroup)
             raise
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             try:
                 ours.close()
                 close = (self.sock.fileno(), self.wake_r, self.wake_w)
-                child.standby(theirs, close=close, fork_server=me)
+                child.standby(theirs, close=close, fork_server=me, cgroup=cgroup)
             finally:
                 os._exit(70)
         theirs.close()
-        self.spare = _Spare(pid, ours, base_anon, self._cgroup_for(pid))
+        self.spare = _Spare(pid, ours, base_anon, cgroup)
 
-    def _cgroup_for(self, pid: int) -> Path | None:
-        """A new cgroup holding the fresh child ``pid``; on failure none, from now on."""
-        if self.pool is None:
+    def _new_cgroup(self) -> Path | None:
+        """A new, empty cgroup for the next spare, which moves itself into it (moving a
+        process takes the kernel ~10 ms — an RCU grace period — which the spare pays
+        while it prepares, not this loop while an attempt's exit waits to be reported);
+        on failure none, from now on."""
+        if self.pool is None or not self.pool.per_attempt:
             return None
-        path = None
         try:
-            path = self.pool.create()
-            CgroupPool.add(path, pid)
-            return path
+            return self.pool.create()
         except OSError as exc:
-            print(f"legato fork server: no cgroups for attempts: {exc}", file=sys.stderr)
-            self.pool = None
-            if path is not None:
-                CgroupPool.remove(path)
+            self._no_cgroups(str(exc))
             return None
+
+    def _no_cgroups(self, why: str) -> None:
+        print(f"legato fork server: no cgroups for attempts: {why}", file=sys.stderr)
+        self.pool = None
 
     def _limit(self, cgroup: Path | None, memory: int | None) -> bool:
         """Whether ``cgroup`` now limits the attempt's memory to ``memory`` bytes."""
@@ -192,33 +196,51 @@ class Zygote:
         error = ""
         for _ in range(2):  # a spare that died meanwhile is replaced once
             spare = None
+            cgroup: Path | None = None
             try:
                 if self.spare is None:
                     self.prepare_spare()
                 spare = self.spare
                 assert spare is not None
                 self.spare = None
-                limited = self._limit(spare.cgroup, memory)
+                # Prepared (in its cgroup, if any)? Waits only if the attempt came first.
+                ready = spare.control.recv(1)
+                if ready != child.READY:
+                    if ready == child.NO_CGROUP and self.pool is not None:
+                        self._no_cgroups(f"process {spare.pid} could not join its cgroup")
+                    raise OSError(f"the spare process {spare.pid} is gone")
+                cgroup, join = spare.cgroup, None
+                if cgroup is None and memory and self.pool is not None and self.pool.memory:
+                    # Only this attempt pays for a move (~10 ms): its limit is worth it.
+                    cgroup = join = self.pool.create()
+                limited = self._limit(cgroup, memory)
                 try:
-                    forwarded = encode({**request, "memory": None if limited else memory})
+                    forwarded = encode(
+                        {
+                            **request,
+                            "memory": None if limited else memory,
+                            "cgroup": str(join) if join is not None else None,
+                        }
+                    )
                     socket.send_fds(spare.control, [forwarded], fds)
                 finally:
                     spare.control.close()
             except OSError as exc:
                 error = f"cannot start the attempt's process: {exc}"
-                if spare is not None and spare.cgroup is not None:
-                    CgroupPool.remove(spare.cgroup)
+                for leftover in {spare.cgroup if spare else None, cgroup}:
+                    if leftover is not None:
+                        CgroupPool.remove(leftover)
                 continue
             self.children[spare.pid] = request_id
-            if spare.cgroup is not None:
-                self.cgroups[spare.pid] = spare.cgroup
+            if cgroup is not None:
+                self.cgroups[spare.pid] = cgroup
             self.send(
                 {
                     "event": "started",
                     "id": request_id,
                     "pid": spare.pid,
                     "base_anon": spare.base_anon,
-                    "cgroup": str(spare.cgroup) if spare.cgroup is not None else None,
+                    "cgroup": str(cgroup) if cgroup is not None else None,
                     "memory_cgroup": limited,
                 }
             )
@@ -324,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cgroup-memory", action="store_true", help="the memory controller is enabled there"
     )
+    parser.add_argument(
+        "--cgroup-per-attempt", action="store_true", help="every attempt gets a cgroup"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     reaper.set_parent_death_signal(signal.SIGTERM)
@@ -341,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory=args.cgroup_memory,
             agent=args.parent,
             fork_server=os.getpid(),
+            per_attempt=args.cgroup_per_attempt,
         )
     zygote = Zygote(sock, pool)
     zygote.send(

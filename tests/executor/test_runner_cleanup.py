@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from executor.runner import Runner
-from executor.runner.cgroups import CgroupPool
+from executor.runner.cgroups import CgroupPool, cheap_moves
 from tests.executor.escapees import (
     escapee_alive,
     escapee_pid,
@@ -28,7 +28,7 @@ from tests.executor.escapees import (
     step_code,
     terminated,
 )
-from tests.executor.runner_support import Logs, MakeTask, alive, wait_until
+from tests.executor.runner_support import USER_MODULES, Logs, MakeTask, alive, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -210,11 +210,37 @@ def cgroup_of(pid: int) -> str:
 
 
 async def test_with_cgroups_each_attempt_runs_in_a_cgroup_of_its_own(
-    runner: Runner, make_task: MakeTask, escapees: Callable[[str], Path]
+    make_task: MakeTask, escapees: Callable[[str], Path]
 ) -> None:
     pool = CgroupPool.detect()
     if pool is None:
         pytest.skip(NO_CGROUP)
+    # Asked for, whatever moves cost here (by default only where they are cheap).
+    runner = Runner(grace_seconds=1.0, module_path=[USER_MODULES], attempt_cgroups=True)
+    await runner.start()
+    try:
+        await _runs_in_its_own_cgroup(runner, pool, make_task, escapees)
+    finally:
+        await runner.stop()
+
+
+def test_every_attempt_gets_a_cgroup_by_default_only_where_moves_are_cheap(
+    tmp_path: Path,
+) -> None:
+    pool = CgroupPool.detect()
+    if pool is None:
+        pytest.skip(NO_CGROUP)
+    assert pool.per_attempt == cheap_moves()
+    assert CgroupPool.detect(per_attempt=True).per_attempt  # type: ignore[union-attr]
+    mounts = "36 25 0:31 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,{}\n"
+    for options, cheap in (("nsdelegate", False), ("nsdelegate,favordynmods", True)):
+        (tmp_path / "mountinfo").write_text(mounts.format(options))
+        assert cheap_moves(tmp_path) is cheap
+
+
+async def _runs_in_its_own_cgroup(
+    runner: Runner, pool: CgroupPool, make_task: MakeTask, escapees: Callable[[str], Path]
+) -> None:
     pidfile = escapees("orphan")
     task = make_task(step_code(pidfile, orphan=True, then=SLEEP))
     started: list[int] = []

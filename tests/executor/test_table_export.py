@@ -252,7 +252,7 @@ def test_replace_swaps_the_rows_and_keeps_the_table(existing: str, tmp_path: Pat
         try:
             with engine.connect() as conn:
                 acl = conn.execute(
-                    sa.text("SELECT relacl::text FROM pg_class WHERE relname = 'orders'")
+                    sa.text("SELECT relacl::text FROM pg_class WHERE oid = 'orders'::regclass")
                 )
                 assert "=r/" in str(acl.scalar())  # PUBLIC's SELECT
         finally:
