@@ -189,7 +189,8 @@ class Agent:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._watchers.close()
-            await self._runner.kill_all("the agent is stopping")
+            # Also what is still downloading its inputs: it must not start afterwards.
+            await self._runner.close("the agent is stopping")
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await self._runner.stop()
             await asyncio.to_thread(self._tracing.shutdown)

@@ -144,6 +144,7 @@ class Runner:
         self._cgroups: CgroupPool | None = None
         self._environ: dict[str, str | None] = {}
         self._started = False
+        self._closing: Stop | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -244,6 +245,12 @@ class Runner:
             return False
         self._stop(attempt, Stop("cancel", reason), grace=True)
         return True
+
+    async def close(self, reason: str) -> None:
+        """Stop every attempt (as :meth:`kill_all`) and start none from now on: an attempt
+        still on its way here (its inputs downloading) ends cancelled at once."""
+        self._closing = Stop("cancel", reason)
+        await self.kill_all(reason)
 
     async def kill_all(self, reason: str) -> None:
         """Cancel every attempt (SIGTERM, grace, SIGKILL) and wait until all have ended."""
@@ -355,6 +362,8 @@ class Runner:
             }
             return build(Ending(**{**defaults, **fields}))
 
+        if self._closing is not None:
+            return ending(stop=self._closing)
         try:
             server = await self._ensure_server()
         except ForkServerError as exc:

@@ -284,3 +284,13 @@ def test_a_cgroup_left_by_a_dead_agent_is_killed_when_the_next_one_starts() -> N
         for path in (stale, kept):
             with contextlib.suppress(FileNotFoundError):
                 path.rmdir()
+
+
+async def test_a_closed_runner_starts_no_attempt(runner: Runner, make_task: MakeTask) -> None:
+    """An attempt that reaches the runner after the agent began to stop (its inputs were
+    still downloading) ends cancelled without a process."""
+    await runner.close("the agent is stopping")
+    started: list[int] = []
+    outcome = await runner.run(make_task("result = 1"), Logs(), lambda pid, _t: started.append(pid))
+    assert (outcome.status, started) == ("cancelled", [])
+    assert "the agent is stopping" in outcome.error
