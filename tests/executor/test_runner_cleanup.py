@@ -33,6 +33,10 @@ from tests.executor.runner_support import USER_MODULES, Logs, MakeTask, alive, w
 pytestmark = pytest.mark.timeout(90)
 
 SLEEP = "time.sleep(1000)"
+STUBBORN = f"import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n{SLEEP}"
+"""A step that ignores SIGTERM too, so it lives through the grace and an orphan's handler
+has all of it to note the SIGTERM it got: once the step's own process exits, what is left of
+it is killed at once, which can beat the orphan's handler on a busy machine."""
 NO_CGROUP = (
     "no writable cgroup v2 here (the agent's cgroup in /proc/self/cgroup is not delegated): "
     "attempts are contained by the subreapers alone"
@@ -68,9 +72,10 @@ async def test_an_orphan_that_ignores_sigterm_dies_when_the_step_times_out(
     runner: Runner, make_task: MakeTask, escapees: Callable[[str], Path]
 ) -> None:
     pidfile = escapees("orphan")
-    task = make_task(step_code(pidfile, orphan=True, then=SLEEP), timeout=3.0)
+    task = make_task(step_code(pidfile, orphan=True, then=STUBBORN), timeout=3.0)
     outcome = await runner.run(task, Logs())
     assert (outcome.status, outcome.failure_kind) == ("failed", "timeout"), outcome.error
+    assert pidfile.exists(), "the orphan was not up before the step timed out"
     assert terminated(pidfile), "SIGTERM did not reach the process that left the group"
     assert not escapee_alive(pidfile), "the orphan outlived the step's timeout"
 
@@ -79,7 +84,7 @@ async def test_an_orphan_dies_when_the_step_is_cancelled(
     runner: Runner, make_task: MakeTask, escapees: Callable[[str], Path]
 ) -> None:
     pidfile = escapees("orphan")
-    task = make_task(step_code(pidfile, orphan=True, then=SLEEP))
+    task = make_task(step_code(pidfile, orphan=True, then=STUBBORN))
     running = asyncio.create_task(runner.run(task, Logs()))
     await wait_until(pidfile.exists, within=30)
     assert runner.cancel(task.lease_id, "cancelled by the test")
