@@ -35,17 +35,23 @@ async def artifact_chunks(
             yield piece
         return
     for start in range(0, size, chunk):
-        async with db.read() as session:
-            part = (
-                await session.execute(
-                    select(func.substr(ArtifactRow.data, start + 1, chunk)).where(
-                        ArtifactRow.id == artifact_id
-                    )
-                )
-            ).scalar_one_or_none()
+        part = await _substr(db, artifact_id, start, chunk)
         if part is None:  # gone (or never stored in the database)
             return
-        yield bytes(part)
+        yield part
+
+
+async def _substr(db: Database, artifact_id: str, offset: int, length: int) -> bytes | None:
+    """``length`` bytes from ``offset`` with one query (None: no such artifact)."""
+    async with db.read() as session:
+        part = (
+            await session.execute(
+                select(func.substr(ArtifactRow.data, offset + 1, length)).where(
+                    ArtifactRow.id == artifact_id
+                )
+            )
+        ).scalar_one_or_none()
+    return None if part is None else bytes(part)
 
 
 def _sqlite_file(db: Database) -> Path | None:
@@ -98,15 +104,7 @@ async def artifact_range(db: Database, artifact_id: str, offset: int, length: in
     path = _sqlite_file(db)
     if path is not None:
         return await asyncio.to_thread(_sqlite_range, path, artifact_id, offset, length)
-    async with db.read() as session:
-        part = (
-            await session.execute(
-                select(func.substr(ArtifactRow.data, offset + 1, length)).where(
-                    ArtifactRow.id == artifact_id
-                )
-            )
-        ).scalar_one_or_none()
-    return bytes(part or b"")
+    return await _substr(db, artifact_id, offset, length) or b""
 
 
 def _sqlite_range(path: Path, artifact_id: str, offset: int, length: int) -> bytes:

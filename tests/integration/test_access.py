@@ -15,7 +15,7 @@ import subprocess
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -642,16 +642,6 @@ def test_revoking_an_enrolment_disconnects_the_agent_and_retries_its_step_elsewh
 
 
 # -- the CLI -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(db_url: str) -> Iterator[Server]:
-    running = start_server(db_url)
-    try:
-        yield running
-    finally:
-        running.process.send_signal(signal.SIGTERM)
-        running.process.wait(timeout=20)
 
 
 def test_tokens_are_created_shown_once_listed_without_secrets_and_revoked(server: Server) -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from test_access import leave_a_known_agent, refused, scheduled
-from test_cli import Server, legato, start_server
+from test_cli import Server, legato
 
 from control_plane.access import token_secrets
 from control_plane.access.rules import Rules
@@ -367,16 +366,6 @@ def test_the_log_filters_by_pipeline_actor_action_and_time_and_pages(
 
 
 # -- `legato activity` ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def server(db_url: str) -> Iterator[Server]:
-    running = start_server(db_url)
-    try:
-        yield running
-    finally:
-        running.process.send_signal(signal.SIGTERM)
-        running.process.wait(timeout=20)
 
 
 def test_legato_activity_shows_a_pipelines_recent_changes(server: Server, tmp_path: Path) -> None:

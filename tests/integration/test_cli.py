@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from control_plane.store.migrate import head_revision
 
 LEGATO = str(Path(sys.executable).with_name("legato"))
@@ -90,16 +88,6 @@ def start_server(db_url: str, *extra: str) -> Server:
             return Server(process, f"127.0.0.1:{event['port']}", token)
     process.kill()
     raise AssertionError(f"server did not start: {process.stderr.read()}")
-
-
-@pytest.fixture
-def server(db_url: str) -> Iterator[Server]:
-    running = start_server(db_url)
-    try:
-        yield running
-    finally:
-        running.process.send_signal(signal.SIGTERM)
-        running.process.wait(timeout=20)
 
 
 def legato(
