@@ -20,9 +20,9 @@ from functools import partial
 
 from harness import database
 
-from legato.logsetup import configure_logging
 from legato.testing import LocalControlPlane
 from legato.v1 import spec_pb2
+from observability.logsetup import configure_logging
 
 ADMIN = os.environ.get("LEGATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 
 from harness import database
 
-from legato.logsetup import configure_logging
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
+from observability.logsetup import configure_logging
 
 
 def spec_text(name: str, cron: str) -> str:

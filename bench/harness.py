@@ -17,9 +17,9 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from legato.logsetup import configure_logging
 from legato.testing import LocalControlPlane
 from legato.v1 import agent_pb2, run_pb2
+from observability.logsetup import configure_logging
 
 LEGATO = str(Path(sys.executable).with_name("legato"))
 ADMIN = os.environ.get("LEGATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

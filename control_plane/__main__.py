@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from control_plane.config import ConfigError, parse_server_args
 from control_plane.errors import LegatoError
-from legato.logsetup import configure_logging
+from observability.logsetup import configure_logging
 
 __all__ = ["main"]
 

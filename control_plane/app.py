@@ -17,8 +17,11 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from control_plane.access.audit_log import AuditLog
 from control_plane.access.authenticator import Authenticator
 from control_plane.access.rules import Rules
+from control_plane.access.secrets import Secrets, SecretsError, load_secrets
+from control_plane.access.tls import grpc_credentials, http_context
 from control_plane.access.tokens import Tokens
 from control_plane.api.access import AccessInterceptor
 from control_plane.api.access_service import AccessServicer
@@ -29,7 +32,6 @@ from control_plane.api.event_service import EventServicer
 from control_plane.api.http_hooks import HookListener
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
-from control_plane.audit_log import AuditLog
 from control_plane.config import ServerConfig
 from control_plane.errors import FailedPrecondition
 from control_plane.execution.agents import Agents
@@ -42,22 +44,19 @@ from control_plane.execution.reaper import Reaper
 from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
-from control_plane.registry import Registry
+from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
 from control_plane.scheduling.scheduler import Scheduler
-from control_plane.scheduling.schedules import ScheduleSync
-from control_plane.secrets import Secrets, SecretsError, load_secrets
+from control_plane.scheduling.schedules import ScheduleSync, record_outcome
 from control_plane.store import migrate
 from control_plane.store.db import Database
 from control_plane.store.urls import display_url
-from control_plane.tls import grpc_credentials, http_context
 from control_plane.triggers.events import Events
 from control_plane.triggers.subscriptions import EventSubscriptions
 from control_plane.triggers.watch_assignment import WatchAssigner
 from control_plane.triggers.watches import Watches, WatchSync
 from control_plane.triggers.webhooks import Webhooks
-from legato.telemetry import Tracing
 from legato.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
@@ -72,6 +71,7 @@ from legato.v1 import (
     run_service_pb2,
     run_service_pb2_grpc,
 )
+from observability.tracing import Tracing
 
 __all__ = ["ControlPlane", "run"]
 
@@ -142,7 +142,7 @@ class ControlPlane:
             self._signals = signals
             plans = PlanCache()
             self._tracing = Tracing("legato-control-plane")
-            transitions = Transitions(plans, clock, self._tracing)
+            transitions = Transitions(plans, clock, self._tracing, on_run_finished=[record_outcome])
             runs = Runs(db, plans, transitions, signals, clock=clock)
             agents = Agents(
                 db,

@@ -15,7 +15,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None, prog: str = "legato agent") -> int:
     from executor.agent import AgentRefusedError
     from executor.app import run
-    from legato.logsetup import configure_logging
+    from observability.logsetup import configure_logging
 
     try:
         config = parse_agent_args(sys.argv[1:] if argv is None else argv, prog)

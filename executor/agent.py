@@ -56,8 +56,8 @@ from legato.errors import from_grpc_error
 from legato.pemfiles import PemError, read_certificates, read_key_pair, signature
 from legato.spec.artifacts import too_large_message
 from legato.spec.connections import connections_of
-from legato.telemetry import Tracing, parse_traceparent
 from legato.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, run_pb2
+from observability.tracing import Tracing, parse_traceparent
 
 __all__ = ["Agent", "AgentRefusedError"]
 

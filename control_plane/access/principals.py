@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from control_plane.access.actors import Actor, ActorKind
 from control_plane.access.roles import Role
-from control_plane.actors import Actor, ActorKind
 
 __all__ = ["ANY_CONNECTION", "Principal"]
 

@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from control_plane.access import token_secrets
+from control_plane.access.actors import Actor
 from control_plane.access.principals import ANY_CONNECTION
 from control_plane.access.roles import ROLES, Role
-from control_plane.actors import Actor
 from control_plane.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from control_plane.pagination import Page, PageRequest
 from control_plane.quoting import quote

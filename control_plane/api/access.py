@@ -38,6 +38,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
+from control_plane.access.audit_log import AuditLog
 from control_plane.access.authenticator import NO_CREDENTIAL, Authenticator
 from control_plane.access.principals import Principal
 from control_plane.access.roles import WHAT, allows
@@ -45,7 +46,6 @@ from control_plane.access.rules import Rule, Rules
 from control_plane.api.context import claimed_user, reset_caller, set_caller
 from control_plane.api.errors import status_code
 from control_plane.api.request_checks import check_request
-from control_plane.audit_log import AuditLog
 from control_plane.errors import (
     InvalidArgument,
     LegatoError,

@@ -7,9 +7,9 @@ from typing import Any
 
 import grpc
 
+from control_plane.access.audit_log import AuditFilter, AuditLog
 from control_plane.api.access_convert import audit_message
 from control_plane.api.bounded import bounded_items
-from control_plane.audit_log import AuditFilter, AuditLog
 from legato.v1 import audit_service_pb2 as pb
 from legato.v1 import audit_service_pb2_grpc
 

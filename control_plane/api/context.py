@@ -11,8 +11,8 @@ from typing import Any
 
 import grpc
 
+from control_plane.access.actors import Actor
 from control_plane.access.principals import Principal
-from control_plane.actors import Actor
 from control_plane.errors import Unauthenticated
 
 __all__ = [

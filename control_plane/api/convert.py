@@ -6,10 +6,10 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from control_plane.fire_times import FireTime
-from control_plane.registry import PipelineInfo, VersionInfo
+from control_plane.pipelines.registry import PipelineInfo, VersionInfo
+from control_plane.pipelines.versioning import SpecDiff
+from control_plane.scheduling.fire_times import FireTime
 from control_plane.store.models import ScheduleRow
-from control_plane.versioning import SpecDiff
 from legato.v1 import pipeline_pb2
 
 __all__ = ["pipeline_diff", "pipeline_message", "timestamp", "version_message"]

@@ -10,7 +10,7 @@ import grpc
 from control_plane.api import convert
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
-from control_plane.registry import Registry
+from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.control import ScheduleControl
 from legato.v1 import pipeline_service_pb2 as pb
 from legato.v1 import pipeline_service_pb2_grpc

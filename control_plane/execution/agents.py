@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.access.actors import Actor
 from control_plane.errors import LeaseLost, NotFound
 from control_plane.execution import leases
 from control_plane.execution.dispatch import Dispatcher
@@ -23,7 +24,6 @@ from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
 from control_plane.pagination import Page, PageRequest
-from control_plane.registry import Actor
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import AgentRow, AttemptRow, LogLineRow, StepRunRow

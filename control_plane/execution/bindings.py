@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from control_plane.expressions import ExpressionError, parse_expression
-from control_plane.resolver import RunContext, StepFacts
+from control_plane.execution.resolver import RunContext, StepFacts
+from control_plane.pipelines.expressions import ExpressionError, parse_expression
+from control_plane.pipelines.templates import TemplateError, parse_template
 from control_plane.store.models import RunRow, StepRunRow
-from control_plane.templates import TemplateError, parse_template
 from control_plane.validation.conditions import STEP_ROOTS
 from legato.spec.connections import connection_label, connections_of
 from legato.v1 import spec_pb2

@@ -26,8 +26,9 @@ from google.protobuf import struct_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane import runlog
+from control_plane.access.actors import Actor
 from control_plane.errors import LegatoError
+from control_plane.execution import runlog
 from control_plane.execution.bindings import (
     UnresolvedError,
     evaluate_all,
@@ -41,7 +42,6 @@ from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL, TRIGGER_KIND
 from control_plane.execution.transitions import Transitions
-from control_plane.registry import Actor
 from control_plane.store.db import Database
 from control_plane.store.models import RunRow, StepRunRow
 

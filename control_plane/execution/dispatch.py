@@ -32,7 +32,7 @@ from control_plane.execution.statuses import TRIGGER_KIND
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow, StepRunRow
 from legato.spec.connections import CONNECTION_LABEL, connection_label
-from legato.telemetry import Tracing
+from observability.tracing import Tracing
 
 __all__ = ["Dispatcher"]
 

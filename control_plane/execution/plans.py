@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane import versioning
 from control_plane.errors import NotFound
-from control_plane.resolver import RunPlan
+from control_plane.execution.resolver import RunPlan
+from control_plane.pipelines import versioning
 from control_plane.store import pipelines as pipeline_queries
 from control_plane.store.models import PipelineVersionRow
 from legato.spec.units import parse_memory

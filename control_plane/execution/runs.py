@@ -13,8 +13,9 @@ from google.protobuf import json_format, struct_pb2
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane import runlog
+from control_plane.access.actors import Actor
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound, pipeline_not_found
+from control_plane.execution import runlog
 from control_plane.execution.bindings import required_labels
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
@@ -26,7 +27,6 @@ from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
 from control_plane.pagination import Page, PageRequest
 from control_plane.quoting import quote
-from control_plane.registry import Actor
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
 from control_plane.store.db import Database

@@ -13,7 +13,7 @@ the same transaction as the change they describe."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane import runlog
 from control_plane.errors import LeaseLost, NotFound, PermissionDenied
+from control_plane.execution import runlog
 from control_plane.execution.bindings import run_context, step_facts
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
+from control_plane.execution.retries import decide_retry, effective_policy
 from control_plane.execution.statuses import (
     ACTIVE_ATTEMPT,
     RUN_TERMINAL,
@@ -33,13 +34,16 @@ from control_plane.execution.statuses import (
     TRIGGER_KIND,
 )
 from control_plane.quoting import quote
-from control_plane.retries import decide_retry, effective_policy
-from control_plane.scheduling.schedules import record_outcome
 from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
 from legato.spec.units import format_duration
-from legato.telemetry import Tracing
+from observability.tracing import Tracing
 
-__all__ = ["AttemptOutcome", "Transitions", "deadline_reason", "not_yours"]
+__all__ = ["AttemptOutcome", "RunFinished", "Transitions", "deadline_reason", "not_yours"]
+
+RunFinished = Callable[[AsyncSession, RunRow, Any, datetime], Awaitable[str | None]]
+"""Called in the transaction that ends a run (with its pipeline row locked), by the domains
+that follow runs (scheduling counts failures toward ``pause_after_failures``); a returned
+text is written to the run's log."""
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
@@ -60,11 +64,17 @@ class AttemptOutcome:
 
 class Transitions:
     def __init__(
-        self, plans: PlanCache, clock: Callable[[], datetime], tracing: Tracing | None = None
+        self,
+        plans: PlanCache,
+        clock: Callable[[], datetime],
+        tracing: Tracing | None = None,
+        *,
+        on_run_finished: Sequence[RunFinished] = (),
     ) -> None:
         self.plans = plans
         self.clock = clock
         self.tracing = tracing
+        self._on_run_finished = tuple(on_run_finished)
 
     # -- locking ----------------------------------------------------------------------
 
@@ -197,9 +207,10 @@ class Transitions:
                 )
             )
         await self.promote_queued(session, run.pipeline_id, plan, effects)
-        paused = await record_outcome(session, run, plan.spec, now)
-        if paused:
-            self.log(session, run.id, f"Schedule paused: {paused}", now)
+        for hook in self._on_run_finished:
+            text = await hook(session, run, plan.spec, now)
+            if text:
+                self.log(session, run.id, text, now)
 
     async def promote_queued(
         self, session: AsyncSession, pipeline_id: int, plan: Plan, effects: Effects

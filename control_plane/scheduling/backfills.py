@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.access.actors import Actor
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound, pipeline_not_found
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id
@@ -29,9 +30,8 @@ from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
-from control_plane.fire_times import FireTime, FireTimes
 from control_plane.quoting import quote
-from control_plane.registry import Actor
+from control_plane.scheduling.fire_times import FireTime, FireTimes
 from control_plane.scheduling.schedules import has_schedule
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as repo

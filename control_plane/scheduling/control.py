@@ -10,15 +10,15 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.access.actors import Actor
 from control_plane.errors import FailedPrecondition, InvalidArgument, pipeline_not_found
-from control_plane.fire_times import FireTime, FireTimes
-from control_plane.registry import Actor
+from control_plane.pipelines.versioning import spec_from_json
+from control_plane.scheduling.fire_times import FireTime, FireTimes
 from control_plane.scheduling.schedules import has_schedule, next_fire_time
 from control_plane.store import audit
 from control_plane.store import pipelines as repo
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, ScheduleRow
-from control_plane.versioning import spec_from_json
 from legato.v1 import spec_pb2
 
 __all__ = ["MAX_PREVIEW", "Preview", "ScheduleControl"]

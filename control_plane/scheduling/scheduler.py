@@ -42,13 +42,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.actors import SCHEDULER
+from control_plane.access.actors import SCHEDULER
 from control_plane.errors import LegatoError
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
-from control_plane.fire_times import FireTime, FireTimes
+from control_plane.scheduling.fire_times import FireTime, FireTimes
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.fire_times import FireTimes
+from control_plane.scheduling.fire_times import FireTimes
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
 from legato.v1 import spec_pb2
 
@@ -77,7 +77,8 @@ async def record_outcome(
 ) -> str | None:
     """Count a finished scheduled run toward ``pause_after_failures``: a success resets the
     count, a failure or time-out adds one (cancelled and skipped runs do not count). Returns
-    the reason when this run paused the schedule. Call with the pipeline row locked."""
+    the run log's line when this run paused the schedule. Call with the pipeline row locked
+    (the execution's ``RunFinished`` hook)."""
     if run.trigger_kind != "schedule" or run.status not in ("succeeded", "failed", "timed_out"):
         return None
     row = await session.get(ScheduleRow, run.pipeline_id, with_for_update=True)
@@ -98,4 +99,4 @@ async def record_outcome(
         + (f": {run.error[:300]}" if run.error else "")
     )
     row.update_time = now
-    return row.pause_reason
+    return f"Schedule paused: {row.pause_reason}"

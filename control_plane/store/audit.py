@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.actors import Actor
+from control_plane.access.actors import Actor
 from control_plane.store.models import AuditEntryRow
 
 __all__ = ["MAX_ERROR", "entry", "record"]

@@ -23,13 +23,13 @@ from google.protobuf import json_format, struct_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.access.actors import Actor
 from control_plane.errors import Conflict, FieldViolation, InvalidArgument, LegatoError
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
-from control_plane.expressions import Expression, ExpressionError, parse_expression
-from control_plane.registry import Actor
+from control_plane.pipelines.expressions import Expression, ExpressionError, parse_expression
 from control_plane.store import audit, requests
 from control_plane.store.db import Database
 from control_plane.store.models import EventRow

@@ -28,10 +28,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.access.actors import Actor
 from control_plane.errors import LegatoError
 from control_plane.execution.effects import Effects
 from control_plane.execution.runs import Runs, TriggerSpec
-from control_plane.registry import Actor
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
 from control_plane.store.models import PipelineRow, WatchRow

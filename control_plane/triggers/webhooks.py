@@ -28,13 +28,13 @@ from google.protobuf import struct_pb2
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.actors import WEBHOOK
+from control_plane.access.actors import WEBHOOK
+from control_plane.access.secrets import Secrets
 from control_plane.errors import Conflict, InvalidArgument, LegatoError, NotFound
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.quoting import quote
-from control_plane.secrets import Secrets
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
 from control_plane.store.db import Database

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..expressions import ExpressionError, parse_expression
-from ..templates import TemplateError, parse_template
+from control_plane.pipelines.expressions import ExpressionError, parse_expression
+from control_plane.pipelines.templates import TemplateError, parse_template
+
 from .dag import StepGraph
 from .fields import did_you_mean, pipeline_label, quote_list
 from .violations import Violation

@@ -7,9 +7,9 @@ import zoneinfo
 from collections.abc import Iterator
 from functools import cache
 
+from control_plane.scheduling.cron import CronError, parse_cron
 from legato.v1 import spec_pb2
 
-from ..cron import CronError, parse_cron
 from .fields import check_enum
 from .params import check_param_values, has_value
 from .violations import Violation

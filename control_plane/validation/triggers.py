@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from control_plane.pipelines.expressions import ExpressionError, parse_expression
 from legato.v1 import spec_pb2
 
-from ..expressions import ExpressionError, parse_expression
 from .fields import COLUMN, DAY, SECOND, TABLE, check_duration, check_required
 from .params import check_param_values
 from .violations import Violation, index, join

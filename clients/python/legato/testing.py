@@ -120,8 +120,8 @@ class LocalControlPlane:
             return ""
         key = name or role
         if key not in self._tokens:
+            from control_plane.access.actors import Actor
             from control_plane.access.roles import parse_role
-            from control_plane.actors import Actor
             from control_plane.errors import AlreadyExists
 
             base = name or ("tester" if role == "admin" else f"tester-{role}")
@@ -150,7 +150,7 @@ class LocalControlPlane:
         connections: Sequence[str] = ("*",),
     ) -> str:
         """The secret of a new enrolment token for agent ``agent``."""
-        from control_plane.actors import Actor
+        from control_plane.access.actors import Actor
 
         created = self._run(
             self._plane.tokens.create_agent(

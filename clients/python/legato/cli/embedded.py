@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from control_plane.access import token_secrets
+from control_plane.access.actors import Actor
 from control_plane.access.tokens import Tokens
-from control_plane.actors import Actor
 from control_plane.app import ControlPlane
 from control_plane.config import ConfigError, ServerConfig
 from control_plane.errors import LegatoError, NotFound
@@ -34,9 +34,9 @@ from legato.cli.specfiles import CommandError, load_all
 from legato.client import Client
 from legato.connection import write_local_credentials
 from legato.errors import RpcError
-from legato.logsetup import configure_logging
 from legato.spec import load_spec_file
 from legato.v1 import run_pb2
+from observability.logsetup import configure_logging
 
 __all__ = ["run_up"]
 

@@ -127,7 +127,7 @@ async def offline_tokens(db_url: str) -> AsyncIterator[tuple[Any, Any]]:
     db_mod = _import("control_plane.store.db")
     migrate = _import("control_plane.store.migrate")
     tokens_mod = _import("control_plane.access.tokens")
-    actors = _import("control_plane.actors")
+    actors = _import("control_plane.access.actors")
     config = config_mod.ServerConfig.load(argparse.Namespace(db=db_url))
     db = db_mod.Database(config.db)
     try:

@@ -61,10 +61,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, get_args
 
+from control_plane.scheduling.cron import CronSpec, parse_cron
+from control_plane.validation.schedule import check_timezone
 from legato.v1 import spec_pb2
-
-from .cron import CronSpec, parse_cron
-from .validation.schedule import check_timezone
 
 __all__ = ["LOOKBACK", "DstMarker", "FireTime", "FireTimes", "Repeated", "Skipped"]
 

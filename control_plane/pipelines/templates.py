@@ -1,9 +1,9 @@
 """Message templates: text with ``{{ expression }}`` holes, as in a Slack export's ``text``.
 
-Each hole is an expression of :mod:`control_plane.expressions` over the same names a step's
-``when`` reads (``params``, ``steps``, ``run``); its value is written with ``str`` (``None``
-as an empty string, whole floats without ``.0``). ``{{`` without a closing ``}}`` is an
-error, so a typo cannot silently send the raw template."""
+Each hole is an expression of :mod:`control_plane.pipelines.expressions` over the same
+names a step's ``when`` reads (``params``, ``steps``, ``run``); its value is written with
+``str`` (``None`` as an empty string, whole floats without ``.0``). ``{{`` without a
+closing ``}}`` is an error, so a typo cannot silently send the raw template."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.expressions import Expression, ExpressionError, parse_expression
+from control_plane.pipelines.expressions import Expression, ExpressionError, parse_expression
 
 __all__ = ["Template", "TemplateError", "parse_template"]
 

@@ -4,7 +4,8 @@ Exporting follows the standard variables: nothing is exported unless
 ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set or ``OTEL_TRACES_EXPORTER`` names an
 exporter (``otlp`` or ``console``); ``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`` picks
 ``grpc`` (default) or ``http/protobuf``; ``OTEL_SERVICE_NAME`` overrides the service name.
-Needs opentelemetry-sdk (server and agent extras); the SDK never imports this.
+Needs opentelemetry-sdk (server and agent extras): it lives outside the client package,
+which a `pip install legato` gets without it.
 
 A run is one trace whose ids the control plane chose when it created the run (they are
 stored with it and handed to agents as a W3C ``traceparent``), so spans recorded at

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 from google.protobuf.duration_pb2 import Duration
 
+from control_plane.validation.limits import MAX_RETRY_MAX_DELAY
 from legato.spec.units import format_duration
 from legato.v1 import spec_pb2
-
-from .validation.limits import MAX_RETRY_MAX_DELAY
 
 __all__ = ["FAILURE_KINDS", "RetryDecision", "decide_retry", "effective_policy", "retry_delay"]
 

@@ -17,8 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane import versioning
-from control_plane.actors import Actor
+from control_plane.access.actors import Actor
 from control_plane.errors import (
     Conflict,
     FailedPrecondition,
@@ -29,6 +28,7 @@ from control_plane.errors import (
 )
 from control_plane.errors import FieldViolation as ErrorFieldViolation
 from control_plane.pagination import Page, PageRequest
+from control_plane.pipelines import versioning
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as repo
 from control_plane.store.db import Database

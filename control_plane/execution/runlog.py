@@ -17,9 +17,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from control_plane.execution.retries import RetryDecision
 from legato.spec.units import format_duration
-
-from .retries import RetryDecision
 
 __all__ = [
     "MAX_ERROR",

@@ -34,7 +34,7 @@ one_success   one parent succeeded (does not    once every parent has ended with
 ============= ================================= =======================================
 
 A candidate with a ``when`` condition then evaluates it (see
-:mod:`control_plane.expressions`) over ``params``, ``run`` (``id``, ``trigger``,
+:mod:`control_plane.pipelines.expressions`) over ``params``, ``run`` (``id``, ``trigger``,
 ``pipeline``, ``version``, ``logical_time``) and ``steps.<name>`` with ``status``,
 ``records`` (``None`` until known) and ``outputs``: a true value makes the step ready, a
 false one skips it (``when 'steps.findings.records > 0' was false``), and an error fails it
@@ -83,11 +83,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from control_plane.pipelines.expressions import Expression, ExpressionError, parse_expression
+from control_plane.validation.conditions import STEP_ROOTS
+from control_plane.validation.dag import StepGraph
 from legato.v1 import spec_pb2
-
-from .expressions import Expression, ExpressionError, parse_expression
-from .validation.conditions import STEP_ROOTS
-from .validation.dag import StepGraph
 
 __all__ = [
     "CANCELLED",

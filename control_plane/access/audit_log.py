@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.actors import Actor
+from control_plane.access.actors import Actor
 from control_plane.pagination import Page, PageRequest
 from control_plane.store import audit
 from control_plane.store.db import Database
