@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from croniter import croniter
 
-from control_plane.cron import MACROS, CronError, parse_cron
+from control_plane.scheduling.cron import MACROS, CronError, parse_cron
 
 ALL_MINUTES = frozenset(range(60))
 ALL_HOURS = frozenset(range(24))

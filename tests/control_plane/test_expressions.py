@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.expressions import (
+from control_plane.pipelines.expressions import (
     MAX_LENGTH,
     Expression,
     ExpressionError,

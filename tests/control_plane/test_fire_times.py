@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from control_plane.cron import parse_cron
-from control_plane.fire_times import FireTime, FireTimes, Repeated, Skipped
+from control_plane.scheduling.cron import parse_cron
+from control_plane.scheduling.fire_times import FireTime, FireTimes, Repeated, Skipped
 from legato.v1 import spec_pb2
 
 SKIPPED: tuple[Skipped, ...] = ("shift", "skip")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from control_plane.errors import FailedPrecondition, InvalidArgument, InvalidSpec, NotFound
-from control_plane.registry import Actor, Registry
+from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
 from legato.v1 import spec_pb2

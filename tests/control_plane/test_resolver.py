@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.resolver import Decision, RunContext, RunPlan, StepFacts
+from control_plane.execution.resolver import Decision, RunContext, RunPlan, StepFacts
 from legato.v1 import spec_pb2
 
 RULES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from control_plane.retries import (
+from control_plane.execution.retries import (
     FAILURE_KINDS,
     RetryDecision,
     decide_retry,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from control_plane import runlog
-from control_plane.retries import RetryDecision, decide_retry
+from control_plane.execution import runlog
+from control_plane.execution.retries import RetryDecision, decide_retry
 from legato.v1 import spec_pb2
 
 RETRY = spec_pb2.RetryPolicy(max_retries=3, delay=Duration(seconds=60), backoff=2)

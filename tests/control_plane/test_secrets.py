@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from control_plane.access.secrets import SecretsError, load_secrets
 from control_plane.config import ConfigError, ServerConfig, parse_server_args
-from control_plane.secrets import SecretsError, load_secrets
 
 
 def test_file_values_substitute_variables(tmp_path: Path) -> None:

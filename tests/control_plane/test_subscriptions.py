@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from control_plane.registry import Actor, Registry
+from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import downgrade, upgrade
 from control_plane.store.models import EventSubscriptionRow, PipelineRow

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from control_plane.access import token_secrets
+from control_plane.access.actors import Actor
 from control_plane.access.authenticator import Authenticator
 from control_plane.access.tokens import Tokens
-from control_plane.actors import Actor
 from control_plane.errors import (
     AlreadyExists,
     InvalidArgument,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from control_plane.versioning import canonical_json, canonicalize, content_hash, diff_specs
+from control_plane.pipelines.versioning import (
+    canonical_json,
+    canonicalize,
+    content_hash,
+    diff_specs,
+)
 from legato.v1 import spec_pb2
 
 Spec = Callable[..., spec_pb2.PipelineSpec]

@@ -21,7 +21,7 @@ from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
-from control_plane.registry import Actor, Registry
+from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import downgrade, upgrade
 from control_plane.store.models import RunRow, WatchRow

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from control_plane.access.secrets import Secrets
 from control_plane.errors import Conflict, InvalidArgument
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
-from control_plane.registry import Actor, Registry
-from control_plane.secrets import Secrets
+from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
 from control_plane.store.models import RunRow
