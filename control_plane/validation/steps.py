@@ -16,6 +16,7 @@ from .fields import (
     check_memory,
     pipeline_label,
 )
+from .isolation import check_isolation
 from .limits import MAX_STEP_TIMEOUT, check_retry
 from .step_kinds import check_kind
 from .violations import Violation, index, join
@@ -55,6 +56,7 @@ def check_steps(spec: spec_pb2.PipelineSpec) -> Iterator[Violation]:
         if step.HasField("timeout"):
             yield from check_duration(join(path, "timeout"), step.timeout, maximum=MAX_STEP_TIMEOUT)
         yield from check_memory(join(path, "memory"), step.memory)
+        yield from check_isolation(join(path, "isolation"), step)
 
 
 def _check_name(path: str, name: str, used_at: int | None) -> Iterator[Violation]:

@@ -265,6 +265,42 @@ TRIGGER_RULE_ONE_SUCCESS: TriggerRule.ValueType  # 4
 """At least one needed step succeeded."""
 Global___TriggerRule: _TypeAlias = TriggerRule  # noqa: Y015
 
+class _Isolation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IsolationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Isolation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ISOLATION_UNSPECIFIED: _Isolation.ValueType  # 0
+    """Same as PROCESS."""
+    ISOLATION_PROCESS: _Isolation.ValueType  # 1
+    """A fresh process per attempt, forked from the agent's warm fork server: nothing an
+    attempt changes in memory is seen by another.
+    """
+    ISOLATION_POOLED: _Isolation.ValueType  # 2
+    """A worker process the agent reuses for many attempts (for tiny steps, where starting a
+    process is most of the cost). The timeout and memory limit still hold (a worker over
+    either is killed and replaced), but memory is not isolated between attempts: state a
+    step leaves in the worker (globals, imported modules, caches) is seen by the next.
+    """
+
+class Isolation(_Isolation, metaclass=_IsolationEnumTypeWrapper):
+    """Isolation says what process an attempt of an agent step runs in."""
+
+ISOLATION_UNSPECIFIED: Isolation.ValueType  # 0
+"""Same as PROCESS."""
+ISOLATION_PROCESS: Isolation.ValueType  # 1
+"""A fresh process per attempt, forked from the agent's warm fork server: nothing an
+attempt changes in memory is seen by another.
+"""
+ISOLATION_POOLED: Isolation.ValueType  # 2
+"""A worker process the agent reuses for many attempts (for tiny steps, where starting a
+process is most of the cost). The timeout and memory limit still hold (a worker over
+either is killed and replaced), but memory is not isolated between attempts: state a
+step leaves in the worker (globals, imported modules, caches) is seen by the next.
+"""
+Global___Isolation: _TypeAlias = Isolation  # noqa: Y015
+
 class _ExportMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -928,6 +964,7 @@ class Step(_message.Message):
     RETRY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     MEMORY_FIELD_NUMBER: _builtins.int
+    ISOLATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique within the pipeline: letters, digits, '-' and '_'."""
     description: _builtins.str
@@ -938,6 +975,8 @@ class Step(_message.Message):
     trigger_rule: Global___TriggerRule.ValueType
     memory: _builtins.str
     """Memory limit of one attempt, e.g. 512Mi or 4Gi."""
+    isolation: Global___Isolation.ValueType
+    """What process an attempt runs in (agent steps only). Default PROCESS."""
     @_builtins.property
     def query(self) -> Global___QueryStep: ...
     @_builtins.property
@@ -981,10 +1020,11 @@ class Step(_message.Message):
         retry: Global___RetryPolicy | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         memory: _builtins.str = ...,
+        isolation: Global___Isolation.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export", "function", b"function", "kind", b"kind", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "export", b"export", "function", b"function", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "export", b"export", "function", b"function", "isolation", b"isolation", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["query", "transform", "function", "export", "trigger"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
