@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Any
@@ -22,12 +23,13 @@ from control_plane.api.run_convert import (
 from control_plane.errors import FieldViolation, InvalidArgument, NotFound
 from control_plane.execution.artifacts import ArtifactStore
 from control_plane.execution.previews import preview_rows_at
-from control_plane.execution.runs import Runs, RunView, TriggerSpec
+from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
 from control_plane.store.db import Database
+from control_plane.store.models import StepRunRow
 from legato.v1 import run_pb2, run_service_pb2_grpc
 from legato.v1 import run_service_pb2 as pb
 
@@ -35,6 +37,8 @@ __all__ = ["RunServicer"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 WATCH_POLL_SECONDS = 1.0
+# A follower woken all the time still compares the whole run this often.
+WATCH_FULL_READ_SECONDS = 5.0
 WATCH_LOG_BATCH = 200
 WATCH_BATCH_BYTES = 256 * 1024
 MAX_PREVIEW_ROWS = 1000
@@ -131,9 +135,10 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         with self._signals.watch(request.id) as changed:
             view = await self._runs.get(request.id)
             yield pb.WatchRunResponse(run=run_message(view.run, view))
-            sent_steps = {s.name: _step_key(view, s.name) for s in view.steps}
+            sent_steps = {s.name: _step_key(s) for s in view.steps}
             status = view.run.status
             seq = request.after_seq
+            full_read = time.monotonic() + WATCH_FULL_READ_SECONDS
             while True:
                 if request.include_logs:
                     async for line in self._logs_after(request.id, seq):
@@ -141,15 +146,23 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                         yield pb.WatchRunResponse(log=line)
                 if status in RUN_TERMINAL:
                     return
+                woke = True
                 try:
                     async with asyncio.timeout(WATCH_POLL_SECONDS):
                         await changed.wait()
                 except TimeoutError:
-                    pass
-                changed.clear()
-                view = await self._runs.get(request.id)
+                    woke = False
+                # The steps the wake-ups named: only their rows are read, so a follower
+                # costs what changed, not the run's size. Signals are hints: when they
+                # could not name the steps, when none came for a poll interval, and at
+                # least every WATCH_FULL_READ_SECONDS, the whole run is read and compared.
+                named = changed.take()
+                if named is None or not woke or time.monotonic() >= full_read:
+                    named = None
+                    full_read = time.monotonic() + WATCH_FULL_READ_SECONDS
+                view = await self._runs.get(request.id, steps=named)
                 for step in view.steps:
-                    key = _step_key(view, step.name)
+                    key = _step_key(step)
                     if sent_steps.get(step.name) != key:
                         sent_steps[step.name] = key
                         yield pb.WatchRunResponse(
@@ -164,6 +177,8 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                             async for line in self._logs_after(request.id, seq):
                                 seq = line.seq
                                 yield pb.WatchRunResponse(log=line)
+                        if named is not None:  # the last message is the whole run
+                            view = await self._runs.get(request.id)
                         yield pb.WatchRunResponse(run=run_message(view.run, view))
                         return
 
@@ -271,6 +286,5 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
 
 
-def _step_key(view: RunView, name: str) -> tuple[str, int, str, str]:
-    step = next(s for s in view.steps if s.name == name)
+def _step_key(step: StepRunRow) -> tuple[str, int, str, str]:
     return (step.status, step.attempt, step.waiting_reason, step.agent)

@@ -168,11 +168,12 @@ class Agents:
 
     async def started(self, session: AgentSession, lease_id: str, time: datetime | None) -> None:
         async with self._db.write() as db:
-            run_id = await self._transitions.attempt_started(
+            started = await self._transitions.attempt_started(
                 db, lease_id, time or self._clock(), agent=session.name
             )
-        if run_id:
-            await self._signals.run_changed(run_id)
+        if started is not None:
+            run_id, step = started
+            await self._signals.run_changed(run_id, steps={run_id: [step]})
 
     async def logs(
         self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
@@ -220,7 +221,7 @@ class Agents:
                 )
             db.add_all(rows)
             run_id = attempt.run_id
-        await self._signals.run_changed(run_id)
+        await self._signals.run_changed(run_id, steps={run_id: ()})  # its log only
 
     async def heartbeat(self, session: AgentSession, lease_ids: Sequence[str]) -> list[str]:
         now = self._clock()

@@ -179,7 +179,10 @@ class Dispatcher:
                     },
                 )
         if claimed:
-            await self._signals.run_changed(*{a.run_id for _, a in claimed})
+            leased: dict[str, set[str]] = {}
+            for _, assignment in claimed:
+                leased.setdefault(assignment.run_id, set()).add(assignment.step_name)
+            await self._signals.run_changed(*leased, steps=leased)
 
     async def _anything_due(self, session: AsyncSession, now: datetime) -> bool:
         stmt = (

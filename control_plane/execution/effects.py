@@ -20,7 +20,11 @@ class Effects:
     # Trigger steps became ready, or a child run a trigger step may wait for ended: wake
     # the control plane's trigger-step loop (agents' work does not).
     trigger_steps: bool = False
+    # Runs that changed in ways not recorded step by step: their watchers re-read them.
     runs: set[str] = field(default_factory=set)
+    # Runs whose changes are known: run id → the steps that changed (empty: only the run
+    # row or its log), so a watcher reads those rows, not the whole run.
+    steps: dict[str, set[str]] = field(default_factory=dict)
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
     # (step row, run row) pairs made ready in this transaction, for an inline claim.
@@ -29,6 +33,10 @@ class Effects:
     siblings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Trace spans to record once the transaction has committed.
     spans: list[Callable[[], None]] = field(default_factory=list)
+
+    def changed(self, run_id: str, *steps: str) -> None:
+        """The run changed: its row, and the named steps' rows (with their attempts)."""
+        self.steps.setdefault(run_id, set()).update(steps)
 
     async def apply(self, signals: Signals, now: datetime) -> None:
         """Call after the commit."""
@@ -40,8 +48,10 @@ class Effects:
             await signals.work_ready()
         if self.trigger_steps:
             await signals.trigger_steps_ready()
-        if self.runs:
-            await signals.run_changed(*sorted(self.runs))
+        changed = self.runs | self.steps.keys()
+        if changed:
+            known = {run: names for run, names in self.steps.items() if run not in self.runs}
+            await signals.run_changed(*sorted(changed), steps=known)
         loop = asyncio.get_running_loop()
         for moment in self.wake_at:
             delay = max(0.0, (moment - now).total_seconds())

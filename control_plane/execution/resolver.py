@@ -46,7 +46,10 @@ branch, while ``all_done`` and ``none_failed`` children still run after a skippe
 
 Using the plan
 --------------
-``facts`` must hold every step of the run. Only pending steps get decisions, each at most
+``facts`` must hold every step of the run, or for :meth:`RunPlan.after` at least
+:meth:`RunPlan.facts_needed` (a step's children and their parents), so that a transition
+reads a handful of rows whatever the run's size; a decision that needs more raises
+:class:`MissingFactsError` naming them. Only pending steps get decisions, each at most
 once per call; decisions come in topological order and each takes the earlier ones into
 account, so store all of them. Call :meth:`RunPlan.after` with the steps that just reached
 a terminal status; it examines only their children (and the children of what it skips or
@@ -79,10 +82,11 @@ The rules mean what Airflow's rules of the same names mean, with these differenc
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from control_plane.execution.statuses import STEP_TERMINAL, StepStatus
 from control_plane.pipelines.expressions import Expression, ExpressionError, parse_expression
 from control_plane.validation.conditions import STEP_ROOTS
 from control_plane.validation.dag import StepGraph
@@ -101,23 +105,25 @@ __all__ = [
     "TIMED_OUT",
     "UPSTREAM_FAILED",
     "Decision",
+    "MissingFactsError",
     "RunContext",
     "RunPlan",
     "StepFacts",
+    "run_outcome",
 ]
 
-PENDING = "pending"
-READY = "ready"
-LEASED = "leased"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-SKIPPED = "skipped"
-UPSTREAM_FAILED = "upstream_failed"
-CANCELLED = "cancelled"
-TIMED_OUT = "timed_out"
+PENDING = StepStatus.PENDING
+READY = StepStatus.READY
+LEASED = StepStatus.LEASED
+RUNNING = StepStatus.RUNNING
+SUCCEEDED = StepStatus.SUCCEEDED
+FAILED = StepStatus.FAILED
+SKIPPED = StepStatus.SKIPPED
+UPSTREAM_FAILED = StepStatus.UPSTREAM_FAILED
+CANCELLED = StepStatus.CANCELLED
+TIMED_OUT = StepStatus.TIMED_OUT
 
-TERMINAL = frozenset({SUCCEEDED, FAILED, SKIPPED, UPSTREAM_FAILED, CANCELLED, TIMED_OUT})
+TERMINAL = STEP_TERMINAL
 # Parent statuses that keep all_success and none_failed children from running.
 _FAILURES = frozenset({FAILED, TIMED_OUT, UPSTREAM_FAILED, CANCELLED})
 _WHEN_SHOWN = 200  # characters of a `when` expression quoted in a reason
@@ -126,6 +132,20 @@ _ALL_SUCCESS = spec_pb2.TRIGGER_RULE_ALL_SUCCESS
 _ALL_DONE = spec_pb2.TRIGGER_RULE_ALL_DONE
 _NONE_FAILED = spec_pb2.TRIGGER_RULE_NONE_FAILED
 _ONE_SUCCESS = spec_pb2.TRIGGER_RULE_ONE_SUCCESS
+
+
+class MissingFactsError(KeyError):
+    """The facts given lack steps the decision needs: ``names`` (``None``: every step).
+    Callers that load only :meth:`RunPlan.facts_needed` load these and ask again."""
+
+    def __init__(self, names: frozenset[str] | None) -> None:
+        shown = ", ".join(f"'{name}'" for name in sorted(names or ()))
+        super().__init__(
+            "facts must hold every step (a when condition may read any)"
+            if names is None
+            else f"no facts for step{'s' if len(names) > 1 else ''} {shown}"
+        )
+        self.names = names
 
 
 @dataclass(frozen=True)
@@ -225,19 +245,24 @@ class RunPlan:
         seeds = {child for name in finished for child in self._children[self._rank[name]]}
         return self._resolve(seeds, facts, context)
 
+    def facts_needed(self, finished: Iterable[str]) -> frozenset[str] | None:
+        """The steps whose facts :meth:`after` reads for ``finished``: their children and
+        the children's parents; ``None`` (every step) when a child has a ``when``, which
+        may read any step. A cascade (a child skipped or failed) may need more: then
+        ``after`` raises :class:`MissingFactsError`."""
+        needed: set[str] = set(finished)
+        for name in finished:
+            for child in self._children[self._rank[name]]:
+                if self._when[child] is not None:
+                    return None
+                needed.add(self.order[child])
+                needed.update(self.order[parent] for parent in self._parents[child])
+        return frozenset(needed)
+
     def outcome(self, facts: Mapping[str, StepFacts]) -> str | None:
         """``None`` while a step has not ended; then ``failed``, ``cancelled`` or
         ``succeeded`` (see the module docstring)."""
-        statuses = {facts[name].status for name in self.order}
-        if not statuses <= TERMINAL:
-            return None
-        if statuses & {FAILED, TIMED_OUT}:
-            return FAILED
-        if CANCELLED in statuses:
-            return CANCELLED
-        if UPSTREAM_FAILED in statuses:  # only after one of the above, unless facts are edited
-            return FAILED
-        return SUCCEEDED
+        return run_outcome({facts[name].status for name in self.order})
 
     def _resolve(
         self, seeds: Iterable[int], facts: Mapping[str, StepFacts], context: RunContext
@@ -292,6 +317,8 @@ class RunPlan:
         when = self._when[rank]
         if when is None:
             return Decision(name, READY, "")
+        if len(facts) < len(self.order):
+            raise MissingFactsError(None)  # the condition may read any step
         if when.expression is None:
             return Decision(name, FAILED, f"when could not be evaluated: {when.error}")
         steps = _StepsView(self.order, facts, decided)
@@ -308,6 +335,21 @@ class RunPlan:
         if truthy:
             return Decision(name, READY, "")
         return Decision(name, SKIPPED, f"when '{when.text}' was false")
+
+
+def run_outcome(statuses: Collection[str]) -> str | None:
+    """The run's outcome from the statuses its steps have (each at least once): see
+    :meth:`RunPlan.outcome`."""
+    found = set(statuses)
+    if not found <= TERMINAL:
+        return None
+    if found & {FAILED, TIMED_OUT}:
+        return FAILED
+    if CANCELLED in found:
+        return CANCELLED
+    if UPSTREAM_FAILED in found:  # only after one of the above, unless facts are edited
+        return FAILED
+    return SUCCEEDED
 
 
 def _compile_when(text: str) -> _When:
@@ -358,7 +400,7 @@ def _apply_rule(rule: int, parents: Sequence[tuple[str, str]]) -> _Verdict | Non
     return _Verdict(SKIPPED, _upstream(*first_skip))
 
 
-_UPSTREAM_PHRASES = {
+_UPSTREAM_PHRASES: dict[str, str] = {
     FAILED: "failed",
     TIMED_OUT: "timed out",
     CANCELLED: "was cancelled",
@@ -375,7 +417,7 @@ def _facts_of(facts: Mapping[str, StepFacts], name: str) -> StepFacts:
     try:
         return facts[name]
     except KeyError:
-        raise KeyError(f"no facts for step '{name}': facts must hold every step") from None
+        raise MissingFactsError(frozenset({name})) from None
 
 
 class _StepsView(Mapping[str, Mapping[str, Any]]):

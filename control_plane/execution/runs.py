@@ -4,7 +4,7 @@ refused; see ``store/requests.py``), cancel, rerun, and read runs and their logs
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -352,9 +352,11 @@ class Runs:
 
     # -- reads --------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> RunView:
+    async def get(self, run_id: str, *, steps: Collection[str] | None = None) -> RunView:
+        """The run with its steps and their attempts; with ``steps``, only those steps
+        (a watcher reading what changed)."""
         async with self._db.read() as session:
-            return await self._view(session, run_id)
+            return await self._view(session, run_id, steps=steps)
 
     async def list_runs(
         self,
@@ -517,7 +519,7 @@ class Runs:
     def _queue(self, session: AsyncSession, run: RunRow, why: str, effects: Effects) -> None:
         run.waiting_reason = why
         self._transitions.log(session, run.id, f"Run queued: {why}", run.create_time)
-        effects.runs.add(run.id)
+        effects.changed(run.id)
 
     async def create_scheduled(
         self,
@@ -559,10 +561,12 @@ class Runs:
         await session.flush()
         text = runlog.pipeline_finished("skipped", reason, None)
         self._transitions.log(session, run.id, text, run.create_time)
-        effects.runs.add(run.id)
+        effects.changed(run.id)
         return run
 
-    async def _view(self, session: AsyncSession, run_id: str) -> RunView:
+    async def _view(
+        self, session: AsyncSession, run_id: str, *, steps: Collection[str] | None = None
+    ) -> RunView:
         run = await session.get(RunRow, run_id, populate_existing=True)
         if run is None:
             raise NotFound(
@@ -570,11 +574,17 @@ class Runs:
                 reason="RUN_NOT_FOUND",
                 metadata={"run_id": run_id},
             )
-        steps = list((await self._transitions.steps_of(session, run_id)).values())
         attempts: dict[int, list[AttemptRow]] = {}
-        rows = await session.execute(
-            select(AttemptRow).where(AttemptRow.run_id == run_id).order_by(AttemptRow.number)
-        )
-        for attempt in rows.scalars():
+        if steps is None:
+            rows = list((await self._transitions.steps_of(session, run_id)).values())
+            query = select(AttemptRow).where(AttemptRow.run_id == run_id)
+        elif not steps:
+            return RunView(run=run, steps=[], attempts=attempts)
+        else:
+            named = await self._transitions.steps_named(session, run_id, set(steps))
+            rows = sorted(named.values(), key=lambda row: row.position)
+            query = select(AttemptRow).where(AttemptRow.step_run_id.in_([row.id for row in rows]))
+        rows_attempts = await session.execute(query.order_by(AttemptRow.number))
+        for attempt in rows_attempts.scalars():
             attempts.setdefault(attempt.step_run_id, []).append(attempt)
-        return RunView(run=run, steps=steps, attempts=attempts)
+        return RunView(run=run, steps=rows, attempts=attempts)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -25,12 +25,39 @@ import asyncpg
 import structlog
 from sqlalchemy.engine import URL
 
-__all__ = ["CHANNEL", "Signals"]
+__all__ = ["CHANNEL", "RunWatch", "Signals"]
 
 CHANNEL = "legato_signals"
+# A notification's payload must stay under PostgreSQL's 8,000 bytes: the names of the
+# changed steps are sent only while they fit, else the watchers re-read the whole run.
+_MAX_STEP_HINTS_BYTES = 4000
 log = structlog.get_logger("legato.signals")
 
 CancelHandler = Callable[[str, str, str], None]
+
+
+class RunWatch(asyncio.Event):
+    """Set whenever its run changes; :meth:`take` says which steps changed since the last
+    call: a set of names (empty: only the run row or its log), or ``None`` when that is not
+    known (a replica's notification too large to name them, a reconnect), so the watcher
+    re-reads every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps: set[str] | None = set()
+
+    def changed(self, steps: Collection[str] | None) -> None:
+        if steps is None:
+            self._steps = None
+        elif self._steps is not None:
+            self._steps.update(steps)
+        self.set()
+
+    def take(self) -> set[str] | None:
+        """The steps changed since the last call, and clear the event."""
+        steps, self._steps = self._steps, set()
+        self.clear()
+        return steps
 
 
 class Signals:
@@ -41,7 +68,7 @@ class Signals:
         self.pipeline_triggers = asyncio.Event()
         # A pipeline's schedule may have changed: the scheduler recomputes its sleep.
         self.schedules = asyncio.Event()
-        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watchers: dict[str, set[RunWatch]] = defaultdict(set)
         self._cancel_handler: CancelHandler | None = None
         self._url = postgres_url
         self._conn: Any = None
@@ -130,11 +157,23 @@ class Signals:
         self.schedules.set()
         await self._publish({"k": "schedules"})
 
-    async def run_changed(self, *run_ids: str) -> None:
+    async def run_changed(
+        self, *run_ids: str, steps: Mapping[str, Collection[str]] | None = None
+    ) -> None:
+        """Runs changed; ``steps`` names, per run, the steps that did (a run without an
+        entry: unknown, its watchers re-read every step)."""
+        steps = steps or {}
         for run_id in run_ids:
-            self._wake_watchers(run_id)
-        if run_ids:
-            await self._publish({"k": "runs", "ids": list(run_ids)})
+            self._wake_watchers(run_id, steps.get(run_id))
+        if not run_ids:
+            return
+        message: dict[str, Any] = {"k": "runs", "ids": list(run_ids)}
+        hints = {run_id: sorted(steps[run_id]) for run_id in run_ids if run_id in steps}
+        if hints and sum(len(name) + 3 for names in hints.values() for name in names) < (
+            _MAX_STEP_HINTS_BYTES
+        ):
+            message["s"] = hints
+        await self._publish(message)
 
     async def cancel_lease(self, agent: str, lease_id: str, reason: str) -> None:
         if self._cancel_handler is not None:
@@ -144,9 +183,9 @@ class Signals:
     # -- watching -------------------------------------------------------------------
 
     @contextmanager
-    def watch(self, run_id: str) -> Iterator[asyncio.Event]:
+    def watch(self, run_id: str) -> Iterator[RunWatch]:
         """An event set whenever ``run_id`` changes, for as long as the block runs."""
-        event = asyncio.Event()
+        event = RunWatch()
         self._watchers[run_id].add(event)
         try:
             yield event
@@ -159,9 +198,9 @@ class Signals:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _wake_watchers(self, run_id: str) -> None:
+    def _wake_watchers(self, run_id: str, steps: Collection[str] | None = None) -> None:
         for event in self._watchers.get(run_id, ()):
-            event.set()
+            event.changed(steps)
 
     async def _publish(self, message: dict[str, Any]) -> None:
         conn = self._conn
@@ -195,8 +234,11 @@ class Signals:
         elif kind == "schedules":
             self.schedules.set()
         elif kind == "runs":
+            hints = message.get("s") or {}
             for run_id in message.get("ids", []):
-                self._wake_watchers(str(run_id))
+                named = hints.get(run_id)
+                known = [str(n) for n in named] if isinstance(named, list) else None
+                self._wake_watchers(str(run_id), known)
         elif kind == "cancel" and self._cancel_handler is not None:
             self._cancel_handler(
                 str(message["agent"]), str(message["lease"]), str(message["reason"])

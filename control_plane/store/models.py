@@ -228,6 +228,7 @@ class StepRunRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "name", name="uq_step_runs_run_id"),
         Index("ix_step_runs_status", "status"),
+        Index("ix_step_runs_run_id_status", "run_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

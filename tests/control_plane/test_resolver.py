@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from control_plane.execution.resolver import Decision, RunContext, RunPlan, StepFacts
+from control_plane.execution.resolver import (
+    Decision,
+    MissingFactsError,
+    RunContext,
+    RunPlan,
+    StepFacts,
+)
 from legato.v1 import spec_pb2
 
 RULES = {
@@ -494,3 +500,33 @@ def test_missing_facts_are_a_caller_error() -> None:
     plan = plan_of(step("a"), step("b", "a"))
     with pytest.raises(KeyError, match="no facts for step 'b'"):
         plan.after(["a"], {"a": StepFacts("succeeded")}, CONTEXT)
+
+
+def test_facts_needed_are_the_children_and_their_parents() -> None:
+    plan = plan_of(
+        step("a"), step("b"), step("c", "a", "b"), step("d", "c"), step("e", "a"), step("z")
+    )
+    assert plan.facts_needed(["a"]) == frozenset({"a", "b", "c", "e"})
+    assert plan.facts_needed(["d"]) == frozenset({"d"})  # a leaf: nothing below it to decide
+
+
+def test_a_child_with_a_condition_needs_every_step() -> None:
+    plan = plan_of(step("a"), step("b", "a", when="steps.z.records > 0"), step("z"))
+    assert plan.facts_needed(["a"]) is None
+    with pytest.raises(MissingFactsError) as raised:
+        plan.after(["a"], {"a": StepFacts("succeeded"), "b": StepFacts("pending")}, CONTEXT)
+    assert raised.value.names is None
+
+
+def test_a_cascade_beyond_the_needed_facts_names_what_it_lacks() -> None:
+    plan = plan_of(step("a"), step("b", "a"), step("c", "b", "x"), step("x"))
+    facts = {name: StepFacts(status) for name, status in [("a", "failed"), ("b", "pending")]}
+    assert frozenset(facts) == plan.facts_needed(["a"])
+    with pytest.raises(MissingFactsError) as raised:  # b fails upstream: c is decided next
+        plan.after(["a"], facts, CONTEXT)
+    assert raised.value.names == frozenset({"c"})
+    facts["c"], facts["x"] = StepFacts("pending"), StepFacts("running")
+    assert summary(plan.after(["a"], facts, CONTEXT)) == [
+        ("b", "upstream_failed"),
+        ("c", "upstream_failed"),
+    ]

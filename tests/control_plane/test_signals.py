@@ -52,3 +52,43 @@ async def test_a_lost_listening_connection_is_reopened(postgres_url: str) -> Non
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_a_watcher_learns_which_steps_changed() -> None:
+    signals = Signals("one")
+    with signals.watch("run-1") as changed:
+        await signals.run_changed("run-1", steps={"run-1": ["extract"]})
+        await signals.run_changed("run-1", steps={"run-1": ["load"]})
+        await signals.run_changed("run-2")  # another run's watchers only
+        assert changed.is_set()
+        assert changed.take() == {"extract", "load"}
+        assert not changed.is_set()
+        await signals.run_changed("run-1", steps={"run-1": ()})  # its log, no step
+        assert changed.take() == set()
+        await signals.run_changed("run-1", steps={"run-1": ["load"]})
+        await signals.run_changed("run-1")  # unknown: read every step
+        assert changed.take() is None
+        assert changed.take() == set()
+
+
+async def test_another_replica_names_the_steps_that_changed_while_they_fit(
+    postgres_url: str,
+) -> None:
+    url = make_url(postgres_url)
+    one, two = Signals("one", postgres_url=url), Signals("two", postgres_url=url)
+    await one.start()
+    await two.start()
+    try:
+        with two.watch("run-1") as changed:
+            await one.run_changed("run-1", steps={"run-1": ["extract", "load"]})
+            async with asyncio.timeout(5):
+                await changed.wait()
+            assert changed.take() == {"extract", "load"}
+            many = [f"step-{i:04d}-with-a-long-name" for i in range(300)]
+            await one.run_changed("run-1", steps={"run-1": many})  # too many to name
+            async with asyncio.timeout(5):
+                await changed.wait()
+            assert changed.take() is None
+    finally:
+        await one.stop()
+        await two.stop()
