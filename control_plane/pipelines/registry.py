@@ -5,15 +5,24 @@ Every mutation runs in one write transaction that also records the audit entry a
 the caller sent one, the request id, so a retried call replays instead of acting twice.
 Version numbers are unique per pipeline (a constraint); on PostgreSQL the pipeline row is
 locked for the transaction, and a writer that still loses a race retries from the start.
+
+An apply does its CPU work first — validation, canonical form, hash, fingerprint — and only
+then opens the transaction, so writers of one pipeline hold its row lock for the
+compare-and-insert alone: one statement reads the pipeline, its latest version and its
+schedule (and locks the row); an unchanged spec writes nothing more (the audit entry and
+request id aside); a change is an insert of the version and an update of the row (or an
+insert of a new pipeline), the watchers, the audit entry and the request id. The rows are
+written with Core statements; responses are built from what the apply already holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -107,12 +116,6 @@ class Registry:
     def watch(self, watcher: PipelineWatcher) -> None:
         self._watchers.append(watcher)
 
-    async def _changed(
-        self, session: AsyncSession, pipeline: PipelineRow, spec: spec_pb2.PipelineSpec
-    ) -> None:
-        for watcher in self._watchers:
-            await watcher.pipeline_changed(session, pipeline, spec, self._clock())
-
     # -- validation ---------------------------------------------------------------------
 
     def validate(self, spec: spec_pb2.PipelineSpec) -> ValidSpec:
@@ -141,21 +144,10 @@ class Registry:
             if replay is not None:
                 return await self._replay(session, replay)
             now = self._clock()
-            pipeline = await repo.find_pipeline(session, name, for_update=True)
-            if pipeline is None:
-                pipeline = PipelineRow(
-                    name=name,
-                    description=valid.spec.description,
-                    latest_version=0,
-                    archived=False,
-                    create_time=now,
-                    update_time=now,
-                )
-                session.add(pipeline)
-                await session.flush()
-            elif pipeline.archived:
+            head = await repo.lock_head(session, name)
+            if head is not None and head.pipeline.archived:
                 raise _archived(name)
-            result = await self._add_version(session, pipeline, valid, message, actor, now, None)
+            result = await self._add_version(session, name, head, valid, message, actor, now, None)
             await self._finish(session, "ApplyPipeline", actor, now, result, request)
             return result
 
@@ -172,14 +164,18 @@ class Registry:
             if replay is not None:
                 return await self._replay(session, replay)
             now = self._clock()
-            pipeline = await self._pipeline(session, name, for_update=True)
-            if pipeline.archived:
+            if not name:
+                raise InvalidArgument("a pipeline name is required")
+            head = await repo.lock_head(session, name)
+            if head is None:
+                raise pipeline_not_found(name)
+            if head.pipeline.archived:
                 raise _archived(name)
-            target = await self._version(session, pipeline, number)
+            target = await self._version(session, head.pipeline, number)
             spec = versioning.spec_from_json(target.spec)
             valid = ValidSpec(spec, target.spec, target.content_hash)
             note = message or f"rollback to version {number}"
-            result = await self._add_version(session, pipeline, valid, note, actor, now, number)
+            result = await self._add_version(session, name, head, valid, note, actor, now, number)
             await self._finish(session, "RollbackPipeline", actor, now, result, request)
             return result
 
@@ -192,20 +188,17 @@ class Registry:
         async def attempt(session: AsyncSession) -> PipelineInfo:
             now = self._clock()
             pipeline = await self._pipeline(session, name, for_update=True)
-            if pipeline.archived != archived:
-                pipeline.archived = archived
-                pipeline.archive_time = now if archived else None
-                pipeline.update_time = now
-                await self._changed(session, pipeline, (await self._info(session, pipeline)).spec)
-                audit.record(
-                    session,
-                    now=now,
-                    actor=actor,
-                    action=action,
-                    resource=f"pipelines/{name}",
-                )
-                await session.flush()
-            return await self._info(session, pipeline)
+            if pipeline.archived == archived:
+                return await self._info(session, pipeline)
+            pipeline.archived = archived
+            pipeline.archive_time = now if archived else None
+            pipeline.update_time = now
+            info = await self._info(session, pipeline)
+            schedule = await self._changed(session, pipeline, info.spec, info.schedule)
+            await audit.write(
+                session, now=now, actor=actor, action=action, resource=f"pipelines/{name}"
+            )
+            return replace(info, schedule=schedule)
 
         return await self._write(attempt)
 
@@ -230,7 +223,9 @@ class Registry:
                 limit=page.size + 1,
             )
             schedules = await repo.schedules_of(session, [row.id for row, _ in rows])
-        infos = [_pipeline_info(row, spec, schedules.get(row.id)) for row, spec in rows]
+        infos = [
+            _pipeline_info(row, _stored_spec(spec), schedules.get(row.id)) for row, spec in rows
+        ]
         return page.page(infos, key=lambda info: info.name)
 
     async def get_version(self, name: str, number: int) -> VersionInfo:
@@ -292,49 +287,98 @@ class Registry:
     async def _add_version(
         self,
         session: AsyncSession,
-        pipeline: PipelineRow,
+        name: str,
+        head: repo.Head | None,
         valid: ValidSpec,
         message: str,
         actor: Actor,
         now: datetime,
         rollback_of: int | None,
     ) -> ApplyResult:
-        latest = await repo.find_version(session, pipeline.id, pipeline.latest_version)
-        if latest is not None and latest.content_hash == valid.content_hash:
-            return ApplyResult(
-                await self._info(session, pipeline), _version_info(pipeline.name, latest), False
+        """Compare with the latest version and, when the content differs, insert the next.
+        The pipeline row is locked (or the SQLite writer is alone), so ``head`` is current;
+        the unique (pipeline, number) constraint catches anything else."""
+        if head is not None and head.latest and head.latest.content_hash == valid.content_hash:
+            info = _pipeline_info(head.pipeline, valid.spec, head.schedule)
+            return ApplyResult(info, _head_version(name, head.latest, valid.spec), False)
+        description = valid.spec.description
+        if head is None:
+            number = 1
+            pipeline = PipelineRow(
+                id=await repo.create_pipeline(
+                    session, name=name, description=description, latest_version=1, now=now
+                ),
+                name=name,
+                description=description,
+                latest_version=1,
+                archived=False,
+                create_time=now,
+                update_time=now,
+                archive_time=None,
             )
-        # The pipeline row is locked (or the SQLite writer is alone), so its latest_version
-        # is current; the unique (pipeline, number) constraint catches anything else.
-        number = pipeline.latest_version + 1
-        row = PipelineVersionRow(
+        else:
+            number = head.pipeline.latest_version + 1
+            await repo.move_head(
+                session, head.pipeline.id, number=number, description=description, now=now
+            )
+            pipeline = head.pipeline
+            pipeline.latest_version = number
+            pipeline.description = description
+            pipeline.update_time = now
+        await repo.insert_version(
+            session,
             pipeline_id=pipeline.id,
             number=number,
             spec=valid.canonical_json,
             content_hash=valid.content_hash,
             author=actor.name,
             message=message,
+            now=now,
+            rollback_of=rollback_of,
+        )
+        schedule = await self._changed(
+            session, pipeline, valid.spec, head.schedule if head is not None else None
+        )
+        version = VersionInfo(
+            pipeline=name,
+            number=number,
+            spec=valid.spec,
+            content_hash=valid.content_hash,
+            author=actor.name,
+            message=message,
             create_time=now,
             rollback_of=rollback_of,
         )
-        session.add(row)
-        pipeline.latest_version = number
-        pipeline.description = valid.spec.description
-        pipeline.update_time = now
-        await session.flush()
-        await self._changed(session, pipeline, valid.spec)
-        info = PipelineInfo(
-            schedule=await session.get(ScheduleRow, pipeline.id),
-            name=pipeline.name,
-            description=pipeline.description,
-            latest_version=number,
-            archived=pipeline.archived,
-            create_time=pipeline.create_time,
-            update_time=now,
-            archive_time=pipeline.archive_time,
-            spec=valid.spec,
-        )
-        return ApplyResult(info, _version_info(pipeline.name, row), True)
+        return ApplyResult(_pipeline_info(pipeline, valid.spec, schedule), version, True)
+
+    async def _changed(
+        self,
+        session: AsyncSession,
+        pipeline: PipelineRow,
+        spec: spec_pb2.PipelineSpec,
+        schedule: ScheduleRow | None,
+    ) -> ScheduleRow | None:
+        """Tell the watchers, in the transaction, that ``pipeline`` has a new latest version;
+        returns its schedule row as they leave it (``schedule`` is the one read with the
+        pipeline). The rows the watchers load or add are kept as they go by, so reading the
+        result back costs no statement: the session holds its rows only weakly."""
+        seen: list[ScheduleRow] = []
+
+        def keep(_session: Any, instance: object) -> None:
+            if isinstance(instance, ScheduleRow) and instance.pipeline_id == pipeline.id:
+                seen.append(instance)
+
+        listened = session.sync_session
+        event.listen(listened, "loaded_as_persistent", keep)
+        event.listen(listened, "pending_to_persistent", keep)
+        try:
+            for watcher in self._watchers:
+                await watcher.pipeline_changed(session, pipeline, spec, self._clock())
+            await session.flush()
+        finally:
+            event.remove(listened, "loaded_as_persistent", keep)
+            event.remove(listened, "pending_to_persistent", keep)
+        return seen[-1] if seen else schedule
 
     async def _finish(
         self,
@@ -351,7 +395,7 @@ class Registry:
             "created": result.created,
         }
         if result.created or actor.request_id:
-            audit.record(
+            await audit.write(
                 session,
                 now=now,
                 actor=actor,
@@ -396,11 +440,11 @@ class Registry:
     async def _info(self, session: AsyncSession, pipeline: PipelineRow) -> PipelineInfo:
         latest = await repo.find_version(session, pipeline.id, pipeline.latest_version)
         schedule = await session.get(ScheduleRow, pipeline.id)
-        return _pipeline_info(pipeline, latest.spec if latest else None, schedule)
+        return _pipeline_info(pipeline, _stored_spec(latest.spec if latest else None), schedule)
 
 
 def _pipeline_info(
-    pipeline: PipelineRow, spec_json: str | None, schedule: ScheduleRow | None = None
+    pipeline: PipelineRow, spec: spec_pb2.PipelineSpec, schedule: ScheduleRow | None = None
 ) -> PipelineInfo:
     return PipelineInfo(
         name=pipeline.name,
@@ -410,9 +454,14 @@ def _pipeline_info(
         create_time=pipeline.create_time,
         update_time=pipeline.update_time,
         archive_time=pipeline.archive_time,
-        spec=versioning.spec_from_json(spec_json) if spec_json else spec_pb2.PipelineSpec(),
+        spec=spec,
         schedule=schedule,
     )
+
+
+def _stored_spec(spec_json: str | None) -> spec_pb2.PipelineSpec:
+    """A stored canonical spec (an empty one for a pipeline without versions)."""
+    return versioning.spec_from_json(spec_json) if spec_json else spec_pb2.PipelineSpec()
 
 
 def _archived(name: str) -> FailedPrecondition:
@@ -433,4 +482,18 @@ def _version_info(name: str, row: PipelineVersionRow) -> VersionInfo:
         message=row.message,
         create_time=row.create_time,
         rollback_of=row.rollback_of,
+    )
+
+
+def _head_version(name: str, head: repo.HeadVersion, spec: spec_pb2.PipelineSpec) -> VersionInfo:
+    """The latest version read with the pipeline; ``spec`` has its content hash."""
+    return VersionInfo(
+        pipeline=name,
+        number=head.number,
+        spec=spec,
+        content_hash=head.content_hash,
+        author=head.author,
+        message=head.message,
+        create_time=head.create_time,
+        rollback_of=head.rollback_of,
     )

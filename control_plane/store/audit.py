@@ -4,14 +4,17 @@ for a refused or failed call, by the access interceptor after it), never updated
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.access.actors import Actor
 from control_plane.store.models import AuditEntryRow
 
-__all__ = ["MAX_ERROR", "entry", "record"]
+__all__ = ["MAX_ERROR", "entry", "record", "write"]
+
+_INSERT = insert(cast(Table, AuditEntryRow.__table__))
 
 MAX_ERROR = 500
 """Characters of an error message kept in an entry."""
@@ -30,21 +33,48 @@ def entry(
     details: dict[str, Any] | None = None,
 ) -> AuditEntryRow:
     """An entry; ``pipeline`` defaults to the one a ``pipelines/<name>`` resource names."""
+    return AuditEntryRow(
+        **_columns(
+            now=now,
+            actor=actor,
+            action=action,
+            resource=resource,
+            pipeline=pipeline,
+            outcome=outcome,
+            code=code,
+            error=error,
+            details=details,
+        )
+    )
+
+
+def _columns(
+    *,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    resource: str,
+    pipeline: str | None,
+    outcome: str,
+    code: int,
+    error: str,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
     if pipeline is None and resource.startswith("pipelines/"):
         pipeline = resource.removeprefix("pipelines/").split("/", 1)[0]
-    return AuditEntryRow(
-        time=now,
-        actor=_storable(actor.name, 200),
-        actor_kind=actor.kind,
-        action=action,
-        resource=_storable(resource, 300),
-        pipeline=_storable(pipeline or "", 63) or None,
-        request_id=_storable(actor.request_id or "", 200) or None,
-        outcome=outcome,
-        code=code,
-        error=_storable(error, MAX_ERROR),
-        details={**actor.details, **(details or {})},
-    )
+    return {
+        "time": now,
+        "actor": _storable(actor.name, 200),
+        "actor_kind": actor.kind,
+        "action": action,
+        "resource": _storable(resource, 300),
+        "pipeline": _storable(pipeline or "", 63) or None,
+        "request_id": _storable(actor.request_id or "", 200) or None,
+        "outcome": outcome,
+        "code": code,
+        "error": _storable(error, MAX_ERROR),
+        "details": {**actor.details, **(details or {})},
+    }
 
 
 def _storable(text: str, limit: int) -> str:
@@ -75,3 +105,30 @@ def record(
             details=details,
         )
     )
+
+
+async def write(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    actor: Actor,
+    action: str,
+    resource: str,
+    pipeline: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Insert a successful mutation's entry in ``session``'s transaction now, as one Core
+    statement (``record`` adds an ORM object, which the next flush writes at a higher CPU
+    cost)."""
+    columns = _columns(
+        now=now,
+        actor=actor,
+        action=action,
+        resource=resource,
+        pipeline=pipeline,
+        outcome="succeeded",
+        code=0,
+        error="",
+        details=details,
+    )
+    await session.execute(_INSERT, columns)

@@ -19,8 +19,9 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +32,13 @@ from control_plane.store.models import RequestRow
 __all__ = ["Fingerprint", "find_result", "once", "record_result"]
 
 T = TypeVar("T")
+
+_REQUESTS = cast(Table, RequestRow.__table__)
+_r = _REQUESTS.c
+_FIND = select(_r.result, _r.fingerprint, _r.fields).where(
+    _r.method == bindparam("find_method"), _r.request_id == bindparam("find_request_id")
+)
+_INSERT = insert(_REQUESTS)
 
 
 def canonical_json(value: Any) -> str:
@@ -73,12 +81,14 @@ async def find_result(
     Raises AlreadyExists when the id was first used with other fields than ``request``."""
     if not request_id:
         return None
-    row = await session.get(RequestRow, (method, request_id))
+    found = await session.execute(_FIND, {"find_method": method, "find_request_id": request_id})
+    row = found.one_or_none()
     if row is None:
         return None
     if request is not None and row.fingerprint and row.fingerprint != request.digest(method):
         raise _reused(method, request_id, row.fields or {}, request)
-    return row.result
+    result: dict[str, Any] = row.result
+    return result
 
 
 async def record_result(
@@ -93,17 +103,20 @@ async def record_result(
     of the ``request`` that produced it. Raises IntegrityError when a concurrent call
     with the id has stored its own: see ``once``."""
     if request_id:
-        session.add(
-            RequestRow(
-                method=method,
-                request_id=request_id,
-                result=result,
-                create_time=now,
-                fingerprint=request.digest(method) if request else None,
-                fields=request.stored() if request else None,
-            )
-        )
+        # Flush first, as callers have always had it: their pending rows meet their
+        # constraints here, before the id is kept.
         await session.flush()
+        await session.execute(
+            _INSERT,
+            {
+                "method": method,
+                "request_id": request_id,
+                "result": result,
+                "create_time": now,
+                "fingerprint": request.digest(method) if request else None,
+                "fields": request.stored() if request else None,
+            },
+        )
 
 
 async def once(request_id: str, call: Callable[[], Awaitable[T]]) -> T:
