@@ -104,7 +104,7 @@ class Agent:
         self.instance_id = uuid.uuid4().hex
         self.connections = load_connections(config.connections_file)
         self._mask = Masker(self.connections.values())
-        self._runner = runner or Runner(grace_seconds=config.grace)
+        self._runner = runner or Runner(grace_seconds=config.grace, slots=config.slots)
         self._tracing = Tracing("legato-agent")
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._batchers: dict[str, LogBatcher] = {}

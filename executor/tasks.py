@@ -64,6 +64,7 @@ def to_task(
         workdir=workdir,
         connections=dict(connections or {}),
         resolved=_plain(json_format.MessageToDict(assignment.resolved)),
+        isolation="pooled" if step.isolation == spec_pb2.ISOLATION_POOLED else "process",
     )
 
 

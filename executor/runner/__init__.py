@@ -10,8 +10,14 @@ makes three pipes (stdout, stderr, result) and sends their write ends to the for
 (SCM_RIGHTS), which forks. The child (:mod:`.child`) starts its own session and process
 group, runs the step kind (:mod:`executor.kinds`) in ``workdir`` and writes one JSON
 result document; the fork server reports its pid, then its exit status and peak RSS. A
-no-op step thus costs a fork, not an interpreter start. If the fork server dies, running
-attempts end as ``lost`` and it is started again.
+no-op step thus costs a fork, not an interpreter start, and not even the fork's latency:
+the fork server keeps one child forked and prepared per free slot (``Runner(slots=)``), and
+the attempt is handed to one of them. If the fork server dies, running attempts end as
+``lost`` and it is started again.
+
+Pooled attempts (``Task.isolation == "pooled"``) run in a worker that is reused for attempt
+after attempt (:mod:`.pooled`): the same pipes, limits and clean-up per attempt, but no
+memory isolation between the attempts of a worker.
 
 Work directory (created and removed by the caller)
 --------------------------------------------------

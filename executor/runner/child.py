@@ -33,7 +33,16 @@ from executor.runner import execute, limits, reaper
 from executor.runner.procfs import vm_data_bytes
 from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode
 
-__all__ = ["NO_CGROUP", "PARENT_DIED", "READY", "main", "standby"]
+__all__ = [
+    "NO_CGROUP",
+    "PARENT_DIED",
+    "READY",
+    "main",
+    "next_attempt",
+    "reset_signals",
+    "run_attempt",
+    "standby",
+]
 
 READY = b"r"
 """What a fresh fork tells the fork server once it is prepared (and in its cgroup)."""
@@ -53,6 +62,13 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def reset_signals() -> None:
+    """The signal dispositions of a fresh attempt's process, the fork server's death
+    included (a pooled worker puts them back after each attempt: a step may change them)."""
+    _reset_signals()
+    signal.signal(PARENT_DIED, _stop_everything)
 
 
 def _stop_everything(_signum: int = 0, _frame: object = None) -> None:
@@ -93,7 +109,8 @@ def standby(
     control: socket.socket, *, close: Sequence[int], fork_server: int, cgroup: Path | None
 ) -> NoReturn:
     """Prepare this fresh fork of ``fork_server`` (joining ``cgroup``, the attempt's own),
-    then wait for an attempt on ``control`` and run it."""
+    then wait for an attempt on ``control`` and run it (or, when the attempt is pooled,
+    serve attempts as a pooled worker, :mod:`.pooled`)."""
     if cgroup is not None:
         try:
             (cgroup / "cgroup.procs").write_text("0")  # "0": the writing process
@@ -111,19 +128,34 @@ def standby(
     _reseed()
     _line_buffered()
     baseline = vm_data_bytes()
+    request, fds = next_attempt(control, READY)
+    if request.get("pooled"):
+        from executor.runner import pooled  # imported by the fork server: no import here
+
+        pooled.serve(control, request, fds)
+    control.close()
+    main(request, fds, data_baseline=baseline)
+
+
+def next_attempt(control: socket.socket, say: bytes) -> tuple[dict[str, Any], list[int]]:
+    """Send ``say`` to the fork server, then wait for an attempt: its request and its three
+    pipes. Exits when the control socket closes instead (the fork server stopped)."""
     try:
-        control.send(READY)
+        control.send(say)
         data, fds, _flags, _addr = socket.recv_fds(control, MAX_PACKET, MAX_FDS)
     except OSError:
         os._exit(0)
-    control.close()
     if not data or len(fds) != 3:
         os._exit(0)
-    main(decode(data), fds, data_baseline=baseline)
+    return decode(data), fds
 
 
-def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> NoReturn:
-    """Run the attempt of ``request`` with its (stdout, stderr, result) pipes ``fds``."""
+def run_attempt(
+    request: dict[str, Any], fds: Sequence[int], *, data_baseline: int, pooled: bool = False
+) -> dict[str, Any]:
+    """Run the attempt of ``request`` with its (stdout, stderr, result) pipes ``fds``: its
+    output on stdout and stderr, its result document written to the result pipe (closed
+    afterwards when ``pooled``: the process lives on). Returns the result document."""
     started = time.time()
     out_fd, err_fd, result_fd = fds
     document: dict[str, Any]
@@ -134,7 +166,9 @@ def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> 
         os.close(err_fd)
         if request.get("cgroup"):  # the attempt's own (a memory limit): before the step runs
             Path(request["cgroup"], "cgroup.procs").write_text("0")
-        limits.enter(memory_bytes=request.get("memory"), data_baseline=data_baseline)
+        limits.enter(
+            memory_bytes=request.get("memory"), data_baseline=data_baseline, soft_only=pooled
+        )
         document = execute.run_task(request["task"], started)
     except BaseException as exc:
         document = {
@@ -144,11 +178,19 @@ def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> 
             "started_at": started,
             "ended_at": time.time(),
         }
-    status = 0 if document.get("status") == "succeeded" else 1
     try:
         _write_all(result_fd, json.dumps(document, default=str).encode())
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(status)
+        if pooled:
+            os.close(result_fd)
+    return document
+
+
+def main(request: dict[str, Any], fds: Sequence[int], *, data_baseline: int) -> NoReturn:
+    """Run the attempt of ``request`` with its (stdout, stderr, result) pipes ``fds``, and
+    exit."""
+    document = run_attempt(request, fds, data_baseline=data_baseline)
+    os._exit(0 if document.get("status") == "succeeded" else 1)

@@ -51,6 +51,10 @@ class ExitStatus:
     max_rss: int
     strays: tuple[int, ...] = ()
     """Processes the attempt left behind, which the fork server killed as it exited."""
+    kept: bool = False
+    """The attempt ran in a pooled worker, which lives on (its processes are gone)."""
+    retired: str = ""
+    """Why that worker is replaced rather than reused ("" when it is reused)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Started:
     """The child's own cgroup, where it has one (the runner removes it afterwards)."""
     memory_cgroup: bool
     """Whether that cgroup limits the attempt's memory."""
+    pooled: bool = False
+    """Whether the child is a pooled worker (it outlives the attempt)."""
 
 
 @dataclass
@@ -91,8 +97,10 @@ class ForkServer:
         env: Mapping[str, str],
         on_lost: Callable[[], None] | None = None,
         cgroups: CgroupPool | None = None,
+        slots: int = 1,
     ) -> None:
         self._python = python
+        self._slots = slots
         self._preload = list(preload)
         self._env = dict(env)
         self._cgroups = cgroups
@@ -122,6 +130,7 @@ class ForkServer:
                 *(self._python, "-m", "executor.runner.zygote"),
                 *("--fd", str(theirs.fileno()), "--parent", str(os.getpid())),
                 *("--preload", ",".join(self._preload)),
+                *("--slots", str(self._slots)),
                 *cgroups,
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -186,6 +195,7 @@ class ForkServer:
                     int(message.get("base_anon", 0)),
                     Path(cgroup) if cgroup else None,
                     bool(message.get("memory_cgroup")),
+                    bool(message.get("pooled")),
                 )
             )
         elif event == "exited":
@@ -197,6 +207,8 @@ class ForkServer:
                         message.get("signal"),
                         message["max_rss"],
                         tuple(int(pid) for pid in message.get("strays", ())),
+                        bool(message.get("kept")),
+                        str(message.get("retired") or ""),
                     )
                 )
         elif event == "error":
@@ -242,13 +254,15 @@ class ForkServer:
                 finally:
                     loop.remove_writer(self._sock)
 
-    def signal(self, pid: int, signum: int) -> None:
+    def signal(self, pid: int, signum: int, child: int | None = None) -> None:
         """Signal everything of the attempt of child ``pid`` (its process group and every
         process below it). Through the fork server while it runs (it knows whether the
-        child was reaped, so the pid cannot have been reused); directly otherwise."""
+        child was reaped, so the pid cannot have been reused, and whether a pooled worker
+        still runs the attempt of request ``child``); directly otherwise."""
         if self._alive and self._sock is not None:
+            message = {"op": "signal", "pid": pid, "signal": int(signum), "id": child}
             try:
-                self._sock.send(encode({"op": "signal", "pid": pid, "signal": int(signum)}))
+                self._sock.send(encode(message))
                 return
             except OSError:
                 pass

@@ -20,13 +20,18 @@ once, to the fork server, as cgroup v2 would charge them.
   large library would fail under RLIMIT_AS. Address space reserved but not yet touched
   (thread stacks, allocator arenas) counts against this backstop only, which is why it is
   looser than the limit. It is inherited by processes the step starts.
+
+A pooled worker (:mod:`.pooled`) runs many attempts, so it sets only the soft limit
+(``soft_only``), from its data segment as the attempt starts, and puts the soft limit back
+afterwards (:func:`restore`): an unprivileged process can lower its hard limit but never
+raise it again.
 """
 
 from __future__ import annotations
 
 import resource
 
-__all__ = ["BACKSTOP_FACTOR", "data_limit", "enter"]
+__all__ = ["BACKSTOP_FACTOR", "data_limit", "enter", "restore"]
 
 BACKSTOP_FACTOR = 2
 
@@ -35,12 +40,20 @@ def data_limit(memory_bytes: int, baseline: int) -> int:
     return baseline + BACKSTOP_FACTOR * memory_bytes
 
 
-def enter(*, memory_bytes: int | None, data_baseline: int) -> None:
+def enter(*, memory_bytes: int | None, data_baseline: int, soft_only: bool = False) -> None:
     """Put this process under the attempt's ``memory_bytes`` limit (None when its cgroup
-    enforces it); ``data_baseline`` is its data segment size (VmData) as forked."""
+    enforces it); ``data_baseline`` is its data segment size (VmData) as forked (or, for
+    a pooled worker, ``soft_only``, as the attempt starts)."""
     if memory_bytes:
         limit = data_limit(memory_bytes, data_baseline)
         _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard if soft_only else limit))
+
+
+def restore(soft: int) -> None:
+    """Put the soft RLIMIT_DATA back to ``soft`` (after a pooled attempt)."""
+    current, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if current != soft:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,9 @@ async def _until_gone(pgid: int, pids: Sequence[int], within: float) -> None:
         await asyncio.sleep(0.005)
 
 
-def _kill_when_started(server: ForkServer, started: asyncio.Future[Started]) -> None:
+def _kill_when_started(server: ForkServer, child: int, started: asyncio.Future[Started]) -> None:
     if not started.cancelled() and started.exception() is None:
-        server.signal(started.result().pid, signal.SIGKILL)
+        server.signal(started.result().pid, signal.SIGKILL, child)
 
 
 @dataclass
@@ -102,6 +102,8 @@ class _Attempt:
     server: ForkServer | None = None
     """The fork server that started the child (it signals the child's group)."""
     pid: int | None = None
+    child: int | None = None
+    """The fork server's id of the attempt (a pooled worker's pid serves many)."""
     stop: Stop | None = None
     urgent: bool = False
     """Stopped without grace (SIGKILL at once)."""
@@ -117,7 +119,8 @@ class Runner:
     ``grace_seconds``: between SIGTERM and SIGKILL when stopping an attempt. ``python``:
     the interpreter of the fork server. ``preload``: modules it imports before forking.
     ``module_path``: directories searched for user modules (``function`` steps), before
-    the agent's ``PYTHONPATH``.
+    the agent's ``PYTHONPATH``. ``slots``: how many attempts run at once (the agent's
+    slots): the fork server keeps one child waiting per free slot.
     """
 
     def __init__(
@@ -128,10 +131,12 @@ class Runner:
         preload: Sequence[str] = DEFAULT_PRELOAD,
         module_path: Sequence[Path | str] = (),
         attempt_cgroups: bool | None = None,
+        slots: int = 1,
     ) -> None:
         """``attempt_cgroups``: a cgroup for every attempt where cgroup v2 is writable
         (None: only where moving a process is cheap, see :mod:`.cgroups`)."""
         self.grace_seconds = grace_seconds
+        self._slots = slots
         self._attempt_cgroups = attempt_cgroups
         self._python = python
         self._preload = list(preload)
@@ -212,6 +217,7 @@ class Runner:
                 env=self._server_env(),
                 on_lost=self._server_lost,
                 cgroups=self._cgroups,
+                slots=self._slots,
             )
             await server.start()
             self._server = server
@@ -288,7 +294,7 @@ class Runner:
 
     def _signal(self, attempt: _Attempt, signum: int) -> None:
         if attempt.pid is not None and attempt.server is not None:
-            attempt.server.signal(attempt.pid, signum)
+            attempt.server.signal(attempt.pid, signum, attempt.child)
 
     # -- running ------------------------------------------------------------------------
 
@@ -314,14 +320,22 @@ class Runner:
             del self._attempts[task.lease_id]
 
     def _write_task(self, task: Task) -> Path:
-        document = asdict(task)
+        # By hand, not dataclasses.asdict (which deep-copies every value): this runs per
+        # attempt, and the JSON encoder copies nothing.
+        workdir = os.path.abspath(task.workdir)
+        artifacts = os.path.join(workdir, ARTIFACTS_DIR)
+        document = {f.name: getattr(task, f.name) for f in fields(task)}
         document.update(
-            workdir=str(task.workdir.resolve()),
+            workdir=workdir,
             inputs=[
-                {**asdict(i), "table_path": str(i.table_path) if i.table_path else None}
+                {
+                    "step": i.step,
+                    "values": i.values,
+                    "table_path": str(i.table_path) if i.table_path else None,
+                }
                 for i in task.inputs
             ],
-            output_path=str((task.workdir / OUTPUT_FILE).resolve()),
+            output_path=os.path.join(workdir, OUTPUT_FILE),
             environ={
                 **self._environ,
                 "LEGATO_PIPELINE": task.pipeline,
@@ -329,18 +343,19 @@ class Runner:
                 "LEGATO_RUN_ID": task.run_id,
                 "LEGATO_ATTEMPT": str(task.attempt),
                 "LEGATO_LEASE_ID": task.lease_id,
-                "LEGATO_ARTIFACTS_DIR": str((task.workdir / ARTIFACTS_DIR).resolve()),
+                "LEGATO_ARTIFACTS_DIR": artifacts,
             },
+            connections=dict(task.connections),
+            resolved=dict(task.resolved),
         )
-        (task.workdir / ARTIFACTS_DIR).mkdir(exist_ok=True)
-        document["connections"] = dict(task.connections)
-        document["resolved"] = dict(task.resolved)
-        path = task.workdir / TASK_FILE
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(artifacts)
+        path = os.path.join(workdir, TASK_FILE)
         # It may hold connection URLs with credentials: readable by this user only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(json.dumps(document, default=str))
-        return path
+        return Path(path)
 
     async def _run(
         self, attempt: _Attempt, on_log: LogCallback, on_started: StartedCallback | None
@@ -381,7 +396,11 @@ class Runner:
         ending: Callable[..., Outcome],
     ) -> Outcome:
         task = attempt.task
-        request = {"task": str(self._write_task(task)), "memory": task.memory_bytes}
+        request = {
+            "task": str(self._write_task(task)),
+            "memory": task.memory_bytes,
+            "pooled": task.isolation == "pooled",
+        }
         readers: list[pipes.LineReader | pipes.BlobReader] = [
             pipes.LineReader("stdout", on_log),
             pipes.LineReader("stderr", on_log),
@@ -425,7 +444,7 @@ class Runner:
         except (ForkServerLostError, ForkServerError) as exc:
             return ending(stop=attempt.stop or Stop("lost", str(exc)))
         except asyncio.CancelledError:  # run() itself was cancelled: the child must not run
-            child.started.add_done_callback(functools.partial(_kill_when_started, server))
+            child.started.add_done_callback(functools.partial(_kill_when_started, server, child.id))
             raise
         try:
             return await self._wait(attempt, server, child, started, readers, on_started, ending)
@@ -449,6 +468,7 @@ class Runner:
         started_at = _now()
         attempt.server = server
         attempt.pid = pid
+        attempt.child = child.id
         loop = asyncio.get_running_loop()
         if on_started is not None:
             try:
@@ -459,11 +479,11 @@ class Runner:
             self._stop(attempt, attempt.stop, grace=not attempt.urgent)
         if task.timeout is not None:
             attempt.timers.append(loop.call_later(task.timeout, self._stop_for_timeout, attempt))
+
+        def over(_usage: int) -> None:
+            self._stop(attempt, Stop("memory"), grace=False)
+
         if task.memory_bytes and not started.memory_cgroup:
-
-            def over(_usage: int) -> None:
-                self._stop(attempt, Stop("memory"), grace=False)
-
             self._watchdog.watch(
                 pid, limit=task.memory_bytes, base_anon=started.base_anon, on_exceeded=over
             )
@@ -479,11 +499,16 @@ class Runner:
             self._kill(attempt)
             raise
         finally:
-            self._watchdog.unwatch(pid)
+            self._watchdog.unwatch(pid, over)
         await asyncio.wait([asyncio.ensure_future(r.done) for r in readers], timeout=DRAIN_SECONDS)
         # The attempt ends once its last output line is read: no line is stamped after it.
         ended_at = _now()
-        await _until_gone(pid, exit_status.strays if exit_status else (), DRAIN_SECONDS)
+        if exit_status is not None and exit_status.kept:
+            # A pooled worker killed what the step left before it reported; it lives on.
+            if exit_status.retired:
+                log.info("pooled_worker_retired", pid=pid, reason=exit_status.retired)
+        else:
+            await _until_gone(pid, exit_status.strays if exit_status else (), DRAIN_SECONDS)
         result = readers[2]
         assert isinstance(result, pipes.BlobReader)
         document = None if result.overflow else parse_document(bytes(result.data))

@@ -8,9 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ColumnInfo", "FailureKind", "Outcome", "Status", "Task", "TaskInput"]
+__all__ = ["ColumnInfo", "FailureKind", "Isolation", "Outcome", "Status", "Task", "TaskInput"]
 
 Status = Literal["succeeded", "failed", "cancelled"]
+Isolation = Literal["process", "pooled"]
 FailureKind = Literal["error", "timeout", "memory", "lost"]
 
 
@@ -48,6 +49,9 @@ class Task:
     """The agent's connections and secrets that this step names (name → value)."""
     resolved: Mapping[str, Any] = field(default_factory=dict)
     """Values the control plane evaluated for the step (see ``StepContext.resolved``)."""
+    isolation: Isolation = "process"
+    """``process``: a fresh process for this attempt; ``pooled``: a reused worker (see
+    :mod:`executor.runner.pooled`)."""
 
 
 @dataclass(frozen=True)

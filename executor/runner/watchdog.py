@@ -44,8 +44,12 @@ class MemoryWatchdog:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._poll(), name="memory-watch")
 
-    def unwatch(self, pgid: int) -> None:
-        self._watched.pop(pgid, None)
+    def unwatch(self, pgid: int, on_exceeded: Callable[[int], None] | None = None) -> None:
+        """Stop watching ``pgid`` (only if it is watched for ``on_exceeded``, when given:
+        a pooled worker's group is watched for one attempt after another)."""
+        watched = self._watched.get(pgid)
+        if watched is not None and on_exceeded in (None, watched.on_exceeded):
+            del self._watched[pgid]
 
     async def close(self) -> None:
         self._watched.clear()

@@ -2,12 +2,15 @@
 
 Started once by the runner, it imports the heavy modules (pandas, pyarrow, the step kinds)
 and then forks one child per attempt, so an attempt does not pay an interpreter start and
-those imports. It forks ahead of need: one spare child, forked whenever the fork server is
-idle and has none, has done its preparation (:func:`executor.runner.child.standby`) and waits
-on a socket of its own; an attempt is handed to it with its pipes, and a new spare is forked
-once no other request is waiting. A fork of this process costs ~3 ms (copying the page
-tables of the preloaded libraries): that way no attempt waits for it. The fork server never
-runs user code itself: the forked child does that.
+those imports. It forks ahead of need: one spare child per free slot (``--slots``: the
+runner's attempts at once, less those running; at least one), forked whenever the fork
+server is idle and has fewer, has done its preparation (:func:`executor.runner.child.standby`)
+and waits on a socket of its own; an attempt is handed to a spare with its pipes, and a
+replacement is forked once no other request is waiting. A fork of this process costs a few
+milliseconds of CPU (copying the page tables of the preloaded libraries): that way no
+attempt waits for it, not even when every slot's attempt arrives at once. A pooled attempt
+(:mod:`.pooled`) goes to an idle pooled worker, or to a spare that becomes one. The fork
+server never runs user code itself: the forked child does that.
 
 It is single-threaded (one ``poll`` loop over the socket and a signal wake-up pipe; thread
 pools of numerical libraries are sized to one by the runner's environment), reaps every
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor.runner import child, procfs, reaper
+from executor.runner import child, pooled, procfs, reaper
 from executor.runner.cgroups import CgroupPool
 from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode, encode
 
@@ -56,15 +59,22 @@ class _Spare:
 
 
 class Zygote:
-    def __init__(self, sock: socket.socket, cgroups: CgroupPool | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, cgroups: CgroupPool | None = None, *, slots: int = 1
+    ) -> None:
         self.sock = sock
         self.pool = cgroups
         """Where each child gets a cgroup of its own (None: no cgroups, or they failed)."""
+        self.slots = max(1, slots)
+        """How many attempts the runner runs at once: one spare waits per free slot."""
         self.children: dict[int, int] = {}  # pid → request id
         self.cgroups: dict[int, Path] = {}  # pid → the attempt's cgroup, where it has one
-        self.spare: _Spare | None = None
+        self.spares: list[_Spare] = []
+        self.workers: dict[int, pooled.Worker] = {}  # pid → pooled worker
+        self.worker_fds: dict[int, int] = {}  # a worker's control socket → its pid
         self.spare_after = 0.0  # monotonic time before which no spare is forked (after a failure)
         self.stopping = False
+        self.poller = select.poll()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -73,13 +83,13 @@ class Zygote:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda _s, _f: None)
         signal.signal(signal.SIGTERM, self._stop)
-        poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        poller.register(self.wake_r, select.POLLIN)
+        self.poller.register(self.sock.fileno(), select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
         while not self.stopping:
-            # With no spare, look for work without waiting; when there is none, fork one.
-            events = poller.poll(self._poll_timeout())
-            if not events and self.spare is None:
+            # While spares are wanted, look for work without waiting; when there is none,
+            # fork one (so a request never waits for more than the fork under way).
+            events = self.poller.poll(self._poll_timeout())
+            if not events and self._spares_wanted() > 0:
                 try:
                     self.prepare_spare()
                 except OSError as exc:  # out of processes or memory: try again later
@@ -90,13 +100,21 @@ class Zygote:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self.wake_r, 4096)
                     self.reap()
+                elif fd in self.worker_fds:
+                    self.worker_done(self.worker_fds[fd])
                 else:
                     self.receive()
         self.shutdown()
 
+    def _spares_wanted(self) -> int:
+        """Spares to fork: one per free slot (a slot is taken by a running attempt, or by
+        a pooled worker, which serves the next pooled attempt), at least one."""
+        busy = len(self.children) + len(self.workers)
+        return max(1, self.slots - busy) - len(self.spares)
+
     def _poll_timeout(self) -> int | None:
         """Milliseconds to wait for work: none while a spare is wanted, else forever."""
-        if self.spare is not None:
+        if self._spares_wanted() <= 0:
             return None
         return max(0, round((self.spare_after - time.monotonic()) * 1000))
 
@@ -134,7 +152,7 @@ class Zygote:
         for fd in fds:
             os.close(fd)
         if message.get("op") == "signal":
-            self.signal(int(message["pid"]), int(message["signal"]))
+            self.signal(int(message["pid"]), int(message["signal"]), message.get("id"))
         elif message.get("op") == "fork":
             self.send({"event": "error", "id": message.get("id"), "error": "expected 3 pipes"})
 
@@ -155,12 +173,12 @@ class Zygote:
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             try:
                 ours.close()
-                close = (self.sock.fileno(), self.wake_r, self.wake_w)
+                close = (self.sock.fileno(), self.wake_r, self.wake_w, *self.worker_fds)
                 child.standby(theirs, close=close, fork_server=me, cgroup=cgroup)
             finally:
                 os._exit(70)
         theirs.close()
-        self.spare = _Spare(pid, ours, base_anon, cgroup)
+        self.spares.append(_Spare(pid, ours, base_anon, cgroup))
 
     def _new_cgroup(self) -> Path | None:
         """A new, empty cgroup for the next spare, which moves itself into it (moving a
@@ -189,75 +207,184 @@ class Zygote:
             return False
         return True
 
+    def _take_spare(self) -> _Spare:
+        """A prepared spare (waiting for one that is still preparing, or forking one now
+        only when none is left: then this attempt pays for the fork)."""
+        if not self.spares:
+            self.prepare_spare()
+        spare = self.spares.pop(0)
+        ready = spare.control.recv(1)
+        if ready != child.READY:
+            spare.control.close()
+            if ready == child.NO_CGROUP and self.pool is not None:
+                self._no_cgroups(f"process {spare.pid} could not join its cgroup")
+            if spare.cgroup is not None:
+                CgroupPool.remove(spare.cgroup)
+            raise OSError(f"the spare process {spare.pid} is gone")
+        return spare
+
     def start(self, request: dict[str, Any], fds: list[int]) -> None:
-        """Hand an attempt to the spare child, forking one first if there is none."""
+        """Hand an attempt to a waiting child (a pooled attempt to an idle pooled worker
+        first), forking one first if there is none."""
+        if request.get("pooled") and self.start_pooled(request, fds):
+            return
         request_id = int(request["id"])
         memory = request.get("memory")
+        pooled_request = bool(request.get("pooled"))
         error = ""
         for _ in range(2):  # a spare that died meanwhile is replaced once
-            spare = None
             cgroup: Path | None = None
             try:
-                if self.spare is None:
-                    self.prepare_spare()
-                spare = self.spare
-                assert spare is not None
-                self.spare = None
-                # Prepared (in its cgroup, if any)? Waits only if the attempt came first.
-                ready = spare.control.recv(1)
-                if ready != child.READY:
-                    if ready == child.NO_CGROUP and self.pool is not None:
-                        self._no_cgroups(f"process {spare.pid} could not join its cgroup")
-                    raise OSError(f"the spare process {spare.pid} is gone")
-                cgroup, join = spare.cgroup, None
-                if cgroup is None and memory and self.pool is not None and self.pool.memory:
-                    # Only this attempt pays for a move (~10 ms): its limit is worth it.
-                    cgroup = join = self.pool.create()
-                limited = self._limit(cgroup, memory)
-                try:
-                    forwarded = encode(
-                        {
-                            **request,
-                            "memory": None if limited else memory,
-                            "cgroup": str(join) if join is not None else None,
-                        }
-                    )
-                    socket.send_fds(spare.control, [forwarded], fds)
-                finally:
-                    spare.control.close()
+                spare = self._take_spare()
             except OSError as exc:
                 error = f"cannot start the attempt's process: {exc}"
-                for leftover in {spare.cgroup if spare else None, cgroup}:
+                continue
+            try:
+                cgroup, join = spare.cgroup, None
+                if (
+                    not pooled_request
+                    and cgroup is None
+                    and memory
+                    and self.pool is not None
+                    and self.pool.memory
+                ):
+                    # Only this attempt pays for a move (~10 ms): its limit is worth it.
+                    cgroup = join = self.pool.create()
+                # A pooled worker's cgroup outlives the attempt: the watchdog limits it.
+                limited = not pooled_request and self._limit(cgroup, memory)
+                forwarded = encode(
+                    {
+                        **request,
+                        "memory": None if limited else memory,
+                        "cgroup": str(join) if join is not None else None,
+                    }
+                )
+                socket.send_fds(spare.control, [forwarded], fds)
+            except OSError as exc:
+                spare.control.close()
+                error = f"cannot start the attempt's process: {exc}"
+                for leftover in {spare.cgroup, cgroup}:
                     if leftover is not None:
                         CgroupPool.remove(leftover)
                 continue
-            self.children[spare.pid] = request_id
-            if cgroup is not None:
-                self.cgroups[spare.pid] = cgroup
-            self.send(
-                {
-                    "event": "started",
-                    "id": request_id,
-                    "pid": spare.pid,
-                    "base_anon": spare.base_anon,
-                    "cgroup": str(cgroup) if cgroup is not None else None,
-                    "memory_cgroup": limited,
-                }
-            )
+            if pooled_request:
+                self._adopt_worker(spare, request_id, memory)
+            else:
+                spare.control.close()
+                self.children[spare.pid] = request_id
+                if cgroup is not None:
+                    self.cgroups[spare.pid] = cgroup
+            self._started(request_id, spare.pid, spare.base_anon, cgroup, limited)
             return
         self.send({"event": "error", "id": request_id, "error": error})
 
-    def signal(self, pid: int, signum: int) -> None:
-        """Signal everything of the attempt whose process is ``pid`` (while it is ours)."""
-        if pid in self.children:
-            reaper.signal_attempt(pid, signum)
+    def _started(
+        self, request_id: int, pid: int, base_anon: int, cgroup: Path | None, limited: bool
+    ) -> None:
+        pooled_worker = pid in self.workers
+        self.send(
+            {
+                "event": "started",
+                "id": request_id,
+                "pid": pid,
+                "base_anon": base_anon,
+                # A pooled worker's cgroup is the fork server's to remove, not the runner's.
+                "cgroup": str(cgroup) if cgroup is not None and not pooled_worker else None,
+                "memory_cgroup": limited,
+                "pooled": pooled_worker,
+            }
+        )
+
+    def _adopt_worker(self, spare: _Spare, request_id: int, memory: int | None) -> None:
+        """The spare that was handed a pooled attempt is a pooled worker from now on."""
+        worker = pooled.Worker(spare.pid, spare.control, spare.base_anon, spare.cgroup)
+        worker.request, worker.memory = request_id, memory
+        self.workers[worker.pid] = worker
+        self.worker_fds[worker.control.fileno()] = worker.pid
+        self.poller.register(worker.control.fileno(), select.POLLIN)
+
+    def start_pooled(self, request: dict[str, Any], fds: list[int]) -> bool:
+        """Hand a pooled attempt to an idle pooled worker; False when there is none."""
+        memory = request.get("memory")
+        for worker in list(self.workers.values()):
+            if worker.request is not None or worker.stopped:
+                continue
+            if memory and pooled.holds_more(worker, memory):  # it would start over its limit
+                self._retire(worker, f"it holds more than the next attempt's {memory} bytes")
+                continue
+            try:
+                socket.send_fds(worker.control, [encode({**request, "cgroup": None})], fds)
+            except OSError:  # it is exiting; its reaping removes it
+                self._retire(worker, "")
+                continue
+            worker.request, worker.memory = int(request["id"]), memory
+            self._started(worker.request, worker.pid, worker.base_anon, None, False)
+            return True
+        return False
+
+    def worker_done(self, pid: int) -> None:
+        """A pooled worker reported its attempt done (or closed its socket: it exited)."""
+        worker = self.workers[pid]
+        try:
+            data = worker.control.recv(MAX_PACKET)
+            done = decode(data) if data else None
+        except (OSError, ValueError):
+            done = None
+        if done is None:  # exited: reap() reports its attempt
+            self._forget_socket(worker)
+            return
+        request, worker.request = worker.request, None
+        worker.attempts += 1
+        reason = pooled.retire_reason(worker, done)
+        if request is not None:
+            self.send(
+                {
+                    "event": "exited",
+                    "id": request,
+                    "pid": pid,
+                    "code": int(done.get("code", 1)),
+                    "signal": None,
+                    "max_rss": int(done.get("max_rss", 0)),
+                    "strays": [],
+                    "kept": True,
+                    "retired": reason,
+                }
+            )
+        if reason:
+            self._retire(worker, reason)
+
+    def _forget_socket(self, worker: pooled.Worker) -> None:
+        fd = worker.control.fileno()
+        if fd >= 0 and self.worker_fds.pop(fd, None) is not None:
+            self.poller.unregister(fd)
+        worker.control.close()
+
+    def _retire(self, worker: pooled.Worker, reason: str) -> None:
+        """Kill a pooled worker (reaped like any child); it takes no attempt from now on."""
+        worker.stopped = True
+        self._forget_socket(worker)
+        reaper.signal_attempt(worker.pid, signal.SIGKILL)
+        if worker.cgroup is not None:
+            CgroupPool.kill(worker.cgroup)
+
+    def signal(self, pid: int, signum: int, request: int | None = None) -> None:
+        """Signal everything of the attempt whose process is ``pid`` (while it is ours;
+        a pooled worker only while it runs the attempt of ``request``, when given)."""
+        worker = self.workers.get(pid)
+        if worker is not None and worker.request is not None and request in (None, worker.request):
+            worker.stopped = True  # what the stopped step left in it is not trusted
+            cgroup = worker.cgroup
+        elif pid in self.children:
             cgroup = self.cgroups.get(pid)
-            if cgroup is not None and signum == signal.SIGKILL:
-                CgroupPool.kill(cgroup)
+        else:
+            return
+        reaper.signal_attempt(pid, signum)
+        if cgroup is not None and signum == signal.SIGKILL:
+            CgroupPool.kill(cgroup)
 
     def _keep(self) -> set[int]:
-        """The children this process forked: the spare and the attempts' processes."""
-        return {*self.children, *([self.spare.pid] if self.spare is not None else [])}
+        """The children this process forked: spares, attempts' processes, pooled workers."""
+        return {*self.children, *self.workers, *(spare.pid for spare in self.spares)}
 
     def reap(self) -> None:
         while True:
@@ -268,24 +395,30 @@ class Zygote:
             if info is None or info.si_pid == 0:
                 break
             pid = info.si_pid
-            if self.spare is not None and self.spare.pid == pid:
-                self.spare.control.close()
-                if self.spare.cgroup is not None:  # empty now that the spare has exited
-                    CgroupPool.remove(self.spare.cgroup)
-                self.spare = None
+            for spare in [s for s in self.spares if s.pid == pid]:
+                self.spares.remove(spare)
+                spare.control.close()
+                if spare.cgroup is not None:  # empty now that the spare has exited
+                    CgroupPool.remove(spare.cgroup)
             request = self.children.pop(pid, None)
+            worker = self.workers.pop(pid, None)
+            cgroup = self.cgroups.pop(pid, None)
+            if worker is not None:
+                self._forget_socket(worker)
+                request, cgroup = worker.request, worker.cgroup
             strays: list[int] = []
-            if request is not None:
+            if request is not None or worker is not None:
                 # The exited child is a zombie until reaped, so its pid (the group id) is
                 # still reserved: kill what the step left behind in its group, in its
                 # cgroup, and what was below it (now re-parented here).
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                cgroup = self.cgroups.pop(pid, None)
                 if cgroup is not None:
                     CgroupPool.kill(cgroup)
                 strays = reaper.kill_strays(self._keep())
             _pid, status, usage = os.wait4(pid, 0)
+            if worker is not None and cgroup is not None:  # the runner removes the others
+                CgroupPool.remove(cgroup)
             if request is not None:
                 self.send(
                     {
@@ -303,11 +436,18 @@ class Zygote:
 
     def shutdown(self) -> None:
         """Kill every process below this one, reap them, remove the attempts' cgroups."""
-        if self.spare is not None:  # it exits when its control socket closes
-            self.spare.control.close()
-            self.children[self.spare.pid] = 0
-            if self.spare.cgroup is not None:
-                self.cgroups[self.spare.pid] = self.spare.cgroup
+        for spare in self.spares:  # each exits when its control socket closes
+            spare.control.close()
+            self.children[spare.pid] = 0
+            if spare.cgroup is not None:
+                self.cgroups[spare.pid] = spare.cgroup
+        self.spares.clear()
+        for worker in self.workers.values():
+            worker.control.close()
+            self.children[worker.pid] = 0
+            if worker.cgroup is not None:
+                self.cgroups[worker.pid] = worker.cgroup
+        self.workers.clear()
         for pid in self.children:
             reaper.signal_attempt(pid, signal.SIGKILL)
         for cgroup in self.cgroups.values():
@@ -349,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cgroup-per-attempt", action="store_true", help="every attempt gets a cgroup"
     )
+    parser.add_argument("--slots", type=int, default=1, help="one spare waits per free slot")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we stop
     reaper.set_parent_death_signal(signal.SIGTERM)
@@ -368,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fork_server=os.getpid(),
             per_attempt=args.cgroup_per_attempt,
         )
-    zygote = Zygote(sock, pool)
+    zygote = Zygote(sock, pool, slots=args.slots)
     zygote.send(
         {
             "event": "ready",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from executor.runner import Runner, Task, TaskInput
+from executor.runner.task import Isolation
 from tests.executor.runner_support import USER_MODULES, MakeTask
 
 
@@ -27,6 +28,7 @@ def make_task(tmp_path: Path) -> MakeTask:
         timeout: float | None = None,
         memory_bytes: int | None = None,
         step: str = "clean",
+        isolation: Isolation = "process",
     ) -> Task:
         nonlocal count
         count += 1
@@ -45,6 +47,7 @@ def make_task(tmp_path: Path) -> MakeTask:
             timeout=timeout,
             memory_bytes=memory_bytes,
             workdir=workdir,
+            isolation=isolation,
         )
 
     return make
