@@ -5,7 +5,9 @@
       <= 10 ms PostgreSQL], and the run's total time
   W2  40 parallel no-op steps and a join: total time
   W3  one-step runs per second, many runs in flight [>= 100 runs/s]
-  W4  sustained no-op steps/s with 4 agents on PostgreSQL [>= 1,000 steps/s]
+  W4  sustained no-op steps/s with 4 agents on PostgreSQL [>= 1,000 steps/s]; with
+      --isolation pooled its steps run in pooled workers (issue 11: >= 300 steps/s forked,
+      >= 1,500 pooled)
 
     .venv/bin/python bench/bench_execution.py [--only W1,W3] [--backend sqlite|postgres|both]
     .venv/bin/python bench/bench_execution.py --quick   # every figure, fewer rounds: < 1 min
@@ -102,9 +104,15 @@ def w3(plane: LocalControlPlane, runs: int = 400) -> None:
     )
 
 
-def w4(plane: LocalControlPlane, runs: int = 50, width: int = 40) -> None:
+def w4(
+    plane: LocalControlPlane, runs: int = 50, width: int = 40, isolation: str = "process"
+) -> None:
     client = plane.client()
-    client.apply_pipeline(fan("w4", width))
+    spec = fan("w4", width)
+    if isolation == "pooled":  # left unset otherwise: also runs against older agents
+        for step in spec.steps:
+            step.isolation = spec_pb2.ISOLATION_POOLED
+    client.apply_pipeline(spec)
     meter = CpuMeter(plane.agent_pids)  # type: ignore[attr-defined]
     meter.start()
     started = time.perf_counter()
@@ -115,7 +123,8 @@ def w4(plane: LocalControlPlane, runs: int = 50, width: int = 40) -> None:
     meter.stop()
     steps = runs * (width + 1)
     print(
-        f"  W4 {steps} no-op steps on 4 agents: {elapsed:.2f} s = {steps / elapsed:.0f} steps/s; "
+        f"  W4 {steps} no-op steps ({isolation}) on 4 agents: {elapsed:.2f} s = "
+        f"{steps / elapsed:.0f} steps/s; "
         f"CPU per step: control plane {1000 * meter.own / steps:.1f} ms, "
         f"agents + step processes {1000 * meter.agents / steps:.1f} ms"
     )
@@ -129,6 +138,12 @@ def main() -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument(
         "--quick", action="store_true", help="one round of W1/W2, 100 W3 runs, 10 W4 runs"
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=["process", "pooled"],
+        default="process",
+        help="W4's steps: a fresh process per attempt, or pooled workers",
     )
     args = parser.parse_args()
     rounds, w3_runs, w4_runs = (1, 100, 10) if args.quick else (3, 400, 50)
@@ -147,7 +162,7 @@ def main() -> int:
         if "W4" in only and backend == "postgres":
             print(f"{backend}, 4 agents with 8 slots each:")
             with cluster(backend, agents=4, slots=8) as plane:
-                w4(plane, w4_runs)
+                w4(plane, w4_runs, isolation=args.isolation)
     return 0
 
 

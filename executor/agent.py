@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
 import socket
 import time
 import uuid
@@ -50,7 +49,7 @@ from executor.runner import Outcome, Runner
 from executor.runner.runner import ARTIFACTS_DIR
 from executor.tasks import result_message, started_time, to_task
 from executor.watchers import Watchers
-from executor.workdirs import claim_workdir
+from executor.workdirs import claim_workdir, remove_attempt
 from legato import __version__
 from legato.errors import from_grpc_error
 from legato.pemfiles import PemError, read_certificates, read_key_pair, signature
@@ -447,7 +446,7 @@ class Agent:
         finally:
             self._flush_logs(lease_id, everything=True)
             del self._batchers[lease_id]
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_attempt(workdir)
         self._report(pb.ConnectRequest(result=result))
         del self._tasks[lease_id]
         if self._draining:

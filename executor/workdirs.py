@@ -31,8 +31,16 @@ from typing import Any
 import structlog
 
 from executor.config import ConfigError
+from executor.runner.runner import ARTIFACTS_DIR, TASK_FILE
 
-__all__ = ["LOCK_FILE", "WorkdirClaim", "WorkdirInUseError", "claim_workdir", "remove_tree"]
+__all__ = [
+    "LOCK_FILE",
+    "WorkdirClaim",
+    "WorkdirInUseError",
+    "claim_workdir",
+    "remove_attempt",
+    "remove_tree",
+]
 
 log = structlog.get_logger("legato.agent")
 
@@ -104,6 +112,18 @@ def _retry(function: Callable[..., Any], name: str, _error: object) -> None:
             shutil.rmtree(name, ignore_errors=True)
         else:
             function(name)
+
+
+def remove_attempt(path: Path) -> None:
+    """Remove an attempt's directory as its attempt ends. Most hold only what the runner
+    made (``task.json`` and an empty ``artifacts/``): three system calls instead of
+    rmtree's walk, which was a tenth of a no-op step's cost in the agent; else rmtree."""
+    try:
+        os.unlink(path / TASK_FILE)
+        os.rmdir(path / ARTIFACTS_DIR)
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_tree(path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from executor.config import ConfigError
-from executor.workdirs import LOCK_FILE, WorkdirInUseError, claim_workdir
+from executor.workdirs import LOCK_FILE, WorkdirInUseError, claim_workdir, remove_attempt
 
 ROOT = Path(__file__).parents[2]
 LEASE = "01kc4m8x0e5pwq9t2v7ynbzr3h"  # the shape of the control plane's lease ids
@@ -144,3 +144,19 @@ def test_an_attempt_that_made_its_files_read_only_is_removed_all_the_same(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == str([LOCK_FILE])  # after the log line
+
+
+@pytest.mark.parametrize("extra", ["none", "output", "artifact", "no task"])
+def test_an_ended_attempts_directory_is_removed_whatever_it_holds(
+    tmp_path: Path, extra: str
+) -> None:
+    attempt = tmp_path / "01hzy3m5k9q7r2x8w4v6t0abcd"
+    (attempt / "artifacts").mkdir(parents=True)
+    if extra != "no task":
+        (attempt / "task.json").write_text("{}")
+    if extra == "output":
+        (attempt / "output.arrow").write_bytes(b"table")
+    if extra == "artifact":
+        (attempt / "artifacts" / "report.csv").write_text("a,b\n")
+    remove_attempt(attempt)
+    assert not attempt.exists()
