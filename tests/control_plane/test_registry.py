@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from control_plane.errors import FailedPrecondition, InvalidArgument, InvalidSpec, NotFound
-from control_plane.pipelines.registry import Actor, Registry
+from control_plane.pipelines.registry import Actor, PipelineInfo, Registry
+from control_plane.scheduling.schedules import ScheduleSync
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
 from legato.v1 import spec_pb2
@@ -192,3 +193,86 @@ async def test_concurrent_creators_of_one_pipeline_make_one_version(
     )
     assert sorted(r.created for r in results) == [False] * 5 + [True]
     assert {r.version.number for r in results} == {1}
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _seen(info: PipelineInfo) -> tuple[object, ...]:
+    schedule = info.schedule
+    return (
+        info.name,
+        info.description,
+        info.latest_version,
+        info.archived,
+        info.create_time,
+        info.update_time,
+        info.archive_time,
+        info.spec,
+        None if schedule is None else (schedule.version, schedule.next_fire_time),
+    )
+
+
+async def test_each_mutation_answers_what_a_read_then_finds(db_url: str, make_spec: Spec) -> None:
+    """Applies answer from what they hold, not from a read back: the answer of each
+    mutation equals what GetPipeline reads after it, the schedule the watchers wrote
+    included."""
+    db = Database(db_url)
+    await upgrade(db)
+    registry = Registry(db)
+    registry.watch(ScheduleSync(_nothing))
+    try:
+        created = await registry.apply(make_spec(), "", ALICE)
+        assert created.pipeline.schedule is not None
+        assert created.pipeline.schedule.next_fire_time is not None
+        assert _seen(created.pipeline) == _seen(await registry.get("etl"))
+        changed = await registry.apply(make_spec(cron="0 5 * * *"), "", ALICE)
+        assert changed.pipeline.schedule is not None
+        assert changed.pipeline.schedule.version == 2
+        assert _seen(changed.pipeline) == _seen(await registry.get("etl"))
+        unchanged = await registry.apply(make_spec(cron="0 5 * * *"), "", ALICE)
+        assert not unchanged.created
+        assert _seen(unchanged.pipeline) == _seen(await registry.get("etl"))
+        assert unchanged.version == await registry.get_version("etl", 0)
+        rolled = await registry.rollback("etl", 1, "", ALICE)
+        assert _seen(rolled.pipeline) == _seen(await registry.get("etl"))
+        assert rolled.version == await registry.get_version("etl", 3)
+        archived = await registry.set_archived("etl", True, ALICE)
+        assert archived.schedule is not None and archived.schedule.next_fire_time is None
+        assert _seen(archived) == _seen(await registry.get("etl"))
+    finally:
+        await db.dispose()
+
+
+async def test_concurrent_writers_and_their_retries_lose_and_repeat_no_version(
+    registry: Registry, make_spec: Spec
+) -> None:
+    """Eight writers add five versions each to one pipeline, each call with its own
+    request id, and then send every call again: the numbers are exactly 2..41, each
+    retry answers its first call's number and adds nothing."""
+    await registry.apply(make_spec(), "", ALICE)
+
+    async def writer(w: int) -> list[tuple[str, int]]:
+        made = []
+        for n in range(5):
+            actor = Actor(f"u{w}", f"req-{w}-{n}")
+            code = f"result = data.head({w * 100 + n})"
+            result = await registry.apply(make_spec(code=code), "", actor)
+            assert result.created
+            made.append((code, result.version.number))
+        return made
+
+    runs = await asyncio.gather(*(writer(w) for w in range(8)))
+    numbers = sorted(number for made in runs for _, number in made)
+    assert numbers == list(range(2, 42))
+
+    async def retry(w: int, made: list[tuple[str, int]]) -> None:
+        for n, (code, number) in enumerate(made):
+            again = await registry.apply(make_spec(code=code), "", Actor(f"u{w}", f"req-{w}-{n}"))
+            assert (again.created, again.version.number) == (True, number)
+
+    await asyncio.gather(*(retry(w, made) for w, made in enumerate(runs)))
+    assert (await registry.get("etl")).latest_version == 41
+    page = await registry.list_versions("etl", page_size=0, page_token="")
+    assert [v.number for v in page.items] == list(range(41, 0, -1))
