@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -46,84 +44,32 @@ from control_plane.access.actors import SCHEDULER
 from control_plane.errors import LegatoError
 from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan, PlanCache
-from control_plane.execution.runs import Runs, TriggerSpec
+from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
-from control_plane.scheduling.fire_times import FireTime, FireTimes
+from control_plane.scheduling.fire_times import FireTime
+from control_plane.scheduling.firing import (
+    MAX_CATCHUP,
+    DueTimes,
+    capacity_of,
+    catchup_of,
+    choose,
+    due_times,
+    fire_times_of,
+    overlap_of,
+    trigger_of,
+)
+from control_plane.scheduling.lookahead import LEAD, MAX_LEAD, Batch, Lookahead
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
-from legato.v1 import spec_pb2
 
 __all__ = ["MAX_CATCHUP", "Scheduler"]
 
 log = structlog.get_logger("legato.scheduler")
 
-MAX_CATCHUP = 100
-"""The most missed fire times ``catchup: all`` runs after one downtime."""
-MAX_SCAN = 100_000
-"""The most missed fire times read after one downtime (the count is still reported)."""
 BATCH = 100
-"""Schedules fired per transaction."""
+"""Schedules fired per transaction by the ordinary path."""
 MAX_SLEEP = 30.0
-_CATCHUP = {
-    spec_pb2.CATCHUP_POLICY_UNSPECIFIED: "latest",
-    spec_pb2.CATCHUP_POLICY_NONE: "none",
-    spec_pb2.CATCHUP_POLICY_LATEST: "latest",
-    spec_pb2.CATCHUP_POLICY_ALL: "all",
-}
-_OVERLAP = {
-    spec_pb2.OVERLAP_POLICY_UNSPECIFIED: "queue",
-    spec_pb2.OVERLAP_POLICY_QUEUE: "queue",
-    spec_pb2.OVERLAP_POLICY_SKIP: "skip",
-    spec_pb2.OVERLAP_POLICY_CANCEL_PREVIOUS: "cancel_previous",
-    spec_pb2.OVERLAP_POLICY_ALLOW: "allow",
-}
-
-
-@dataclass(frozen=True)
-class DueTimes:
-    """What to do with the fire times found due: ``fire`` them, and how many were missed
-    and are not run."""
-
-    fire: list[FireTime]
-    skipped: int
-    catchup: str
-
-
-@functools.lru_cache(maxsize=4096)
-def _fire_times(cron: str, timezone: str, skipped: int, repeated: int) -> FireTimes:
-    schedule = spec_pb2.Schedule(cron=cron, timezone=timezone)
-    schedule.dst.skipped = skipped  # type: ignore[assignment]
-    schedule.dst.repeated = repeated  # type: ignore[assignment]
-    return FireTimes.of(schedule)
-
-
-def fire_times_of(schedule: spec_pb2.Schedule) -> FireTimes:
-    """The schedule's fire times, built once per distinct schedule."""
-    return _fire_times(
-        schedule.cron, schedule.timezone, schedule.dst.skipped, schedule.dst.repeated
-    )
-
-
-def overlap_of(spec: spec_pb2.PipelineSpec) -> str:
-    return _OVERLAP.get(spec.schedule.overlap, "queue")
-
-
-def choose(
-    due: list[FireTime], missed_total: int, now: datetime, grace: timedelta, catchup: str
-) -> DueTimes:
-    """Split due fire times into on time and missed, and apply the catch-up policy.
-    ``missed_total`` counts missed fire times beyond those in ``due``."""
-    on_time = [f for f in due if now - f.instant <= grace]
-    missed = [f for f in due if now - f.instant > grace]
-    total_missed = len(missed) + missed_total
-    if catchup == "all":
-        run = missed[-MAX_CATCHUP:]
-    elif catchup == "latest" and missed and not on_time:
-        run = missed[-1:]
-    else:
-        run = []
-    return DueTimes(run + on_time, total_missed - len(run), catchup)
 
 
 class Scheduler:
@@ -136,6 +82,7 @@ class Scheduler:
         *,
         clock: Callable[[], datetime],
         grace: timedelta = timedelta(minutes=1),
+        lead: float = LEAD,
     ) -> None:
         self._db = db
         self._runs = runs
@@ -143,26 +90,74 @@ class Scheduler:
         self._signals = signals
         self._clock = clock
         self._grace = grace
+        self._min_lead = self._lead = lead
+        self._lookahead = Lookahead(
+            db, runs, plans, clock=clock, grace=grace, fire_anew=self._fire_all
+        )
+        self._batch: Batch | None = None
+        self._next: datetime | None = None  # the earliest next fire time, as last read
+        self._prepared_for: datetime | None = None  # the instant last prepared
 
     async def run_forever(self) -> None:
         wake = self._signals.schedules
-        while True:
-            try:
-                await self.tick()
-                delay = await self._until_next()
-            except Exception:
-                log.exception("scheduler_failed")
-                delay = 1.0
-            try:
-                async with asyncio.timeout(delay):
-                    await wake.wait()
-            except TimeoutError:
-                pass
-            wake.clear()
+        try:
+            while True:
+                try:
+                    await self.tick()
+                    delay = self._until_next()
+                except Exception:
+                    log.exception("scheduler_failed")
+                    delay = 1.0
+                try:
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+                wake.clear()
+        finally:
+            await self.discard()
+
+    async def discard(self) -> None:
+        """Drop the batch prepared for the next instant, unwritten (the scheduler stops)."""
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            await batch.cancel()
 
     async def tick(self, now: datetime | None = None) -> list[str]:
-        """Fire everything due at ``now`` (default: the clock); returns the runs created."""
+        """Fire everything due at ``now`` (default: the clock) — the batch prepared for
+        it first — and prepare the next instant's batch when it is less than the lead
+        away. Returns the runs created."""
         now = now or self._clock()
+        created: list[str] = []
+        batch = self._batch
+        if batch is not None and now >= batch.instant:
+            self._batch = None
+            created += await self._commit(batch, now)
+        created += await self._fire_due(now)
+        self._next = await self._earliest()
+        upcoming = self._next
+        if (
+            self._batch is None
+            and upcoming is not None
+            and upcoming != self._prepared_for
+            and now < upcoming <= now + timedelta(seconds=self._lead)
+        ):
+            self._prepared_for = upcoming
+            self._batch = await self._lookahead.prepare(upcoming)
+            if self._batch is not None:
+                self._lead = min(MAX_LEAD, max(self._min_lead, 2 * self._batch.build_seconds))
+        return created
+
+    async def _commit(self, batch: Batch, now: datetime) -> list[str]:
+        try:
+            created = await self._lookahead.commit(batch, now)
+        except IntegrityError:
+            log.warning("schedule_batch_fired_elsewhere", instant=batch.instant.isoformat())
+            return []
+        await self._cancel_previous(batch.cancels)
+        return created
+
+    async def _fire_due(self, now: datetime) -> list[str]:
         created: list[str] = []
         seen: set[int] = set()
         while True:
@@ -180,16 +175,30 @@ class Scheduler:
                 # locks make this all but impossible): the batch rolled back, and the next
                 # tick fires whatever is still due.
                 log.warning("schedule_batch_fired_elsewhere", pipelines=due)
-            # cancel_previous: the new runs are queued behind these; cancelling them (in
-            # their own transactions: runs are locked before pipelines everywhere) lets
-            # the new ones start.
-            for run_id in cancels:
-                reason = "cancelled for the next scheduled run (overlap: cancel_previous)"
-                await self._runs.cancel(run_id, reason, SCHEDULER)
+            await self._cancel_previous(cancels)
 
-    async def _until_next(self) -> float:
+    async def _cancel_previous(self, cancels: list[str]) -> None:
+        # cancel_previous: the new runs are queued behind these; cancelling them (in
+        # their own transactions: runs are locked before pipelines everywhere) lets
+        # the new ones start.
+        for run_id in cancels:
+            reason = "cancelled for the next scheduled run (overlap: cancel_previous)"
+            await self._runs.cancel(run_id, reason, SCHEDULER)
+
+    def _until_next(self) -> float:
+        """Seconds to sleep: until the prepared batch's instant, or until the next fire
+        time's batch is to be prepared."""
+        upcoming = self._next
+        if upcoming is None:
+            return MAX_SLEEP
+        target = upcoming
+        if self._batch is None and upcoming != self._prepared_for:
+            target = upcoming - timedelta(seconds=self._lead)
+        return max(0.0, min(MAX_SLEEP, (target - self._clock()).total_seconds()))
+
+    async def _earliest(self) -> datetime | None:
         async with self._db.read() as session:
-            earliest = (
+            earliest: datetime | None = (
                 await session.execute(
                     select(ScheduleRow.next_fire_time)
                     .where(ScheduleRow.next_fire_time.is_not(None), ScheduleRow.paused.is_(False))
@@ -197,9 +206,7 @@ class Scheduler:
                     .limit(1)
                 )
             ).scalar_one_or_none()
-        if earliest is None:
-            return MAX_SLEEP
-        return max(0.0, min(MAX_SLEEP, (earliest - self._clock()).total_seconds()))
+        return earliest
 
     async def _due(self, now: datetime) -> list[int]:
         async with self._db.read() as session:
@@ -284,8 +291,8 @@ class Scheduler:
             schedule.next_fire_time = None
             return []
         times = fire_times_of(spec.schedule)
-        due, beyond = _due_times(times, due_at, now)
-        decision = choose(due, beyond, now, self._grace, _CATCHUP[spec.schedule.catchup])
+        due, beyond = due_times(times, due_at, now)
+        decision = choose(due, beyond, now, self._grace, catchup_of(spec))
         schedule.last_fire_time = due[-1].instant if due else due_at
         schedule.next_fire_time = times.next_after(now).instant
         schedule.update_time = now
@@ -323,13 +330,10 @@ class Scheduler:
         """Create the run of one fire time by the overlap policy; ``active`` (the
         pipeline's running and queued runs) gains it unless it was skipped."""
         spec = plan.spec
-        details = {"local_time": fire.local.isoformat()}
-        if fire.dst:
-            details["dst"] = fire.dst
-        trigger = TriggerSpec(kind="schedule", logical_time=fire.instant, details=details)
+        trigger = trigger_of(fire)
         overlap = overlap_of(spec)
         limit = spec.limits.max_concurrent_runs
-        capacity = limit if (limit or overlap == "allow") else 1
+        capacity = capacity_of(spec)
         params = spec.schedule.params
         if not capacity or len(active) < capacity:
             run = await self._runs.create_scheduled(
@@ -374,22 +378,3 @@ class Scheduler:
             resource=f"pipelines/{pipeline.name}",
             details={"missed": decision.skipped, "catchup": decision.catchup},
         )
-
-
-def _due_times(times: FireTimes, due_at: datetime, now: datetime) -> tuple[list[FireTime], int]:
-    """The fire times from ``due_at`` to ``now``: the last :data:`MAX_CATCHUP` + 1 of them,
-    and how many more came before those."""
-    window: deque[FireTime] = deque(maxlen=MAX_CATCHUP + 1)
-    count = 0
-    for fire in times.between(due_at - timedelta(microseconds=1), now, limit=MAX_SCAN):
-        window.append(fire)
-        count += 1
-    kept = list(window)
-    if count == len(kept) and (not kept or kept[0].instant != due_at):
-        # The stored time is not a fire time of the current cron (a new version changed
-        # it while it was due): it still fires, as the old version promised.
-        zone = times.next_after(due_at).local.tzinfo
-        local = due_at.astimezone(zone)
-        kept.insert(0, FireTime(due_at, local.replace(tzinfo=None), local, ""))
-        count += 1
-    return kept, count - len(kept)
