@@ -97,6 +97,16 @@ class StandIn(agent_service_pb2_grpc.AgentServiceServicer):
             await self.changed.wait()
 
 
+def own_cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes themselves (not their children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start_agents(
     address: str, agents: int, slots: int, workdir: str
 ) -> list[subprocess.Popen[bytes]]:
@@ -131,16 +141,20 @@ async def measure(isolation: str, agents: int, slots: int, steps: int) -> None:
                 await stand_in.until(WARM_UP)
             meter = CpuMeter([p.pid for p in processes])
             meter.start()
+            agents_only = -own_cpu(meter.pids)
             began, done = time.perf_counter(), stand_in.results
             await stand_in.until(done + steps)
             elapsed = time.perf_counter() - began
             meter.stop()
+            agents_only += own_cpu(meter.pids)
             counted = stand_in.results - done
             print(
                 f"  {isolation:8s} {counted} no-op steps on {agents} agent(s) x {slots} slots: "
                 f"{counted / elapsed:.0f} steps/s; CPU per step: agent + step processes "
-                f"{1000 * meter.agents / counted:.2f} ms (stand-in control plane "
-                f"{1000 * meter.own / counted:.2f} ms); failed {stand_in.failed}"
+                f"{1000 * meter.agents / counted:.2f} ms (agent processes "
+                f"{1000 * agents_only / counted:.2f} ms, fork servers and step processes "
+                f"{1000 * (meter.agents - agents_only) / counted:.2f} ms; stand-in control "
+                f"plane {1000 * meter.own / counted:.2f} ms); failed {stand_in.failed}"
             )
         finally:
             for process in processes:
@@ -150,7 +164,7 @@ async def measure(isolation: str, agents: int, slots: int, steps: int) -> None:
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
-            await server.stop(0)
+            await server.stop(1.0)
 
 
 def main() -> int:

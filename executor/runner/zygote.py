@@ -3,9 +3,10 @@
 Started once by the runner, it imports the heavy modules (pandas, pyarrow, the step kinds)
 and then forks one child per attempt, so an attempt does not pay an interpreter start and
 those imports. It forks ahead of need: one spare child per free slot (``--slots``: the
-runner's attempts at once, less those running; at least one), forked whenever the fork
-server is idle and has fewer, has done its preparation (:func:`executor.runner.child.standby`)
-and waits on a socket of its own; an attempt is handed to a spare with its pipes, and a
+runner's attempts at once, less those running; at least one, at most :data:`MAX_SPARES`),
+forked whenever the fork server is idle and has fewer, has done its preparation
+(:func:`executor.runner.child.standby`) and waits on a socket of its own; an attempt is
+handed to a spare with its pipes, and a
 replacement is forked once no other request is waiting. A fork of this process costs a few
 milliseconds of CPU (copying the page tables of the preloaded libraries): that way no
 attempt waits for it, not even when every slot's attempt arrives at once. A pooled attempt
@@ -47,6 +48,9 @@ from executor.runner.protocol import MAX_FDS, MAX_PACKET, decode, encode
 __all__ = ["main"]
 
 _SPARE_RETRY = 1.0
+MAX_SPARES = 16
+"""Children kept waiting at most (each holds a few MB of its own): an agent with more free
+slots than this forks for the attempts beyond them when they arrive."""
 _SHUTDOWN_SECONDS = 5.0
 
 
@@ -108,9 +112,10 @@ class Zygote:
 
     def _spares_wanted(self) -> int:
         """Spares to fork: one per free slot (a slot is taken by a running attempt, or by
-        a pooled worker, which serves the next pooled attempt), at least one."""
+        a pooled worker, which serves the next pooled attempt), at least one and at most
+        :data:`MAX_SPARES`."""
         busy = len(self.children) + len(self.workers)
-        return max(1, self.slots - busy) - len(self.spares)
+        return max(1, min(MAX_SPARES, self.slots - busy)) - len(self.spares)
 
     def _poll_timeout(self) -> int | None:
         """Milliseconds to wait for work: none while a spare is wanted, else forever."""
