@@ -12,7 +12,8 @@ longer to build) and only commits it at the instant:
   could end as it starts runs the end-of-run hooks, which read) and the params fit — get
   their run built through ``Runs.create_scheduled``, as a run that starts at once. The
   rows wait, unflushed, in a write transaction that has not touched the database yet: it
-  holds no connection and no lock, so on SQLite other writers are not held up.
+  holds no lock, and on SQLite no connection, so other writers are not held up (on
+  PostgreSQL it checks a pooled connection out once the rows are built).
 - **At the instant** the transaction locks the batch's pipelines and schedules, in id
   order like every fire, and checks each prepared run against what is there now: the
   pipeline's latest version is still the run's, it is not archived, the schedule is not
@@ -46,10 +47,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import DateTime, func, select, update
+from sqlalchemy import BigInteger, DateTime, any_, bindparam, func, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from control_plane.access.actors import SCHEDULER
@@ -227,6 +230,10 @@ class Lookahead:
             batch._built.set()
         if not prepared:
             return []
+        if self._db.is_postgres:
+            # A pooled connection, checked out now rather than at the instant; on SQLite
+            # it would be the one write connection, held for the lead.
+            await session.connection()
         await batch._go.wait()
         now = batch._now
         assert now is not None
@@ -279,18 +286,27 @@ class Lookahead:
         """Lock the batch's pipelines and schedules; split the prepared runs into those
         still right at ``now`` and those to drop."""
         ids = [item.pipeline_id for item in prepared]
+        postgres = self._db.is_postgres
         pipelines = await _lock(
-            session, PipelineRow.id, ids, PipelineRow.latest_version, PipelineRow.archived
+            session, postgres, PipelineRow.id, ids, PipelineRow.latest_version, PipelineRow.archived
         )
         schedules = await _lock(
-            session, ScheduleRow.pipeline_id, ids, ScheduleRow.next_fire_time, ScheduleRow.paused
+            session,
+            postgres,
+            ScheduleRow.pipeline_id,
+            ids,
+            ScheduleRow.next_fire_time,
+            ScheduleRow.paused,
         )
         held = [item.pipeline_id for item in prepared if item.capacity]
         active: Counter[int] = Counter()
         if held:
             rows = await session.execute(
                 select(RunRow.pipeline_id, func.count())
-                .where(RunRow.pipeline_id.in_(held), RunRow.status.in_(("running", "queued")))
+                .where(
+                    among(RunRow.pipeline_id, held, postgres),
+                    RunRow.status.in_(("running", "queued")),
+                )
                 .group_by(RunRow.pipeline_id)
             )
             active.update({pid: count for pid, count in rows.all()})
@@ -318,18 +334,29 @@ class Lookahead:
         for next_at, ids in by_next.items():
             await session.execute(
                 update(ScheduleRow)
-                .where(ScheduleRow.pipeline_id.in_(ids))
+                .where(among(ScheduleRow.pipeline_id, ids, self._db.is_postgres))
                 .values(last_fire_time=instant, next_fire_time=next_at, update_time=stamp)
                 .execution_options(synchronize_session=False)
             )
 
 
+def among(column: Any, ids: list[int], postgres: bool) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``: one array parameter on PostgreSQL (one plan, however
+    many ids), an IN list elsewhere."""
+    matched: ColumnElement[bool] = (
+        column == any_(bindparam(None, ids, type_=ARRAY(BigInteger)))
+        if postgres
+        else column.in_(ids)
+    )
+    return matched
+
+
 async def _lock(
-    session: AsyncSession, key: Any, ids: list[int], *columns: Any
+    session: AsyncSession, postgres: bool, key: Any, ids: list[int], *columns: Any
 ) -> dict[int, tuple[Any, ...]]:
     """Lock the rows of ``ids`` in id order; their ``columns`` by id."""
     rows = await session.execute(
-        select(key, *columns).where(key.in_(ids)).order_by(key).with_for_update()
+        select(key, *columns).where(among(key, ids, postgres)).order_by(key).with_for_update()
     )
     return {row[0]: tuple(row[1:]) for row in rows.all()}
 
