@@ -139,14 +139,15 @@ async def measure(isolation: str, agents: int, slots: int, steps: int) -> None:
                     stand_in.changed.clear()
                     await stand_in.changed.wait()
                 await stand_in.until(WARM_UP)
-            meter = CpuMeter([p.pid for p in processes])
+            pids = [p.pid for p in processes]
+            meter = CpuMeter(pids)
             meter.start()
-            agents_only = -own_cpu(meter.pids)
+            agents_only = -own_cpu(pids)
             began, done = time.perf_counter(), stand_in.results
             await stand_in.until(done + steps)
             elapsed = time.perf_counter() - began
             meter.stop()
-            agents_only += own_cpu(meter.pids)
+            agents_only += own_cpu(pids)
             counted = stand_in.results - done
             print(
                 f"  {isolation:8s} {counted} no-op steps on {agents} agent(s) x {slots} slots: "
