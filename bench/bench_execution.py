@@ -15,8 +15,9 @@
 `--quick` is what `.ci/run` runs after the tests: it prints the figures in every CI log (so a
 regression shows where it landed) and asserts nothing about time; a run that fails fails it.
 
-Agents are separate processes; every step runs in a child process of its agent (forked
-from the agent's warm fork server)."""
+The control plane (`legato server`) and the agents are separate processes, so the CPU of
+each is read from /proc apart from the benchmark client's; every step runs in a child
+process of its agent (a child forked ahead of need from the agent's warm fork server)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import CpuMeter, cluster, percentile, wait_run
+from harness import BenchPlane, CpuMeter, cluster, percentile, wait_run
 
-from legato.testing import LocalControlPlane
 from legato.v1 import spec_pb2
 
 NOOP = spec_pb2.TransformStep(code="pass")
@@ -48,7 +48,7 @@ def fan(name: str, width: int) -> spec_pb2.PipelineSpec:
     return spec_pb2.PipelineSpec(name=name, steps=steps)
 
 
-def w1(plane: LocalControlPlane, rounds: int = 3) -> None:
+def w1(plane: BenchPlane, rounds: int = 3) -> None:
     client = plane.client()
     client.apply_pipeline(chain("w1", 40))
     gaps: list[float] = []
@@ -68,7 +68,7 @@ def w1(plane: LocalControlPlane, rounds: int = 3) -> None:
     )
 
 
-def w2(plane: LocalControlPlane, rounds: int = 3) -> None:
+def w2(plane: BenchPlane, rounds: int = 3) -> None:
     client = plane.client()
     client.apply_pipeline(fan("w2", 40))
     totals = []
@@ -81,12 +81,12 @@ def w2(plane: LocalControlPlane, rounds: int = 3) -> None:
     )
 
 
-def w3(plane: LocalControlPlane, runs: int = 400) -> None:
+def w3(plane: BenchPlane, runs: int = 400) -> None:
     client = plane.client()
     client.apply_pipeline(
         spec_pb2.PipelineSpec(name="w3", steps=[spec_pb2.Step(name="only", transform=NOOP)])
     )
-    meter = CpuMeter(plane.agent_pids)  # type: ignore[attr-defined]
+    meter = CpuMeter(plane.agent_pids, plane.server_pid)
     meter.start()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -99,21 +99,19 @@ def w3(plane: LocalControlPlane, runs: int = 400) -> None:
     print(
         f"  W3 one-step runs: {runs} runs in {elapsed:.2f} s = {runs / elapsed:.0f} runs/s "
         f"(triggering alone {runs / triggered:.0f} runs/s); CPU per run: control plane "
-        f"{1000 * meter.own / runs:.1f} ms, agent + step process "
-        f"{1000 * meter.agents / runs:.1f} ms"
+        f"{1000 * meter.server / runs:.1f} ms, agent + step process "
+        f"{1000 * meter.agents / runs:.1f} ms, benchmark client {1000 * meter.own / runs:.1f} ms"
     )
 
 
-def w4(
-    plane: LocalControlPlane, runs: int = 50, width: int = 40, isolation: str = "process"
-) -> None:
+def w4(plane: BenchPlane, runs: int = 50, width: int = 40, isolation: str = "process") -> None:
     client = plane.client()
     spec = fan("w4", width)
     if isolation == "pooled":  # left unset otherwise: also runs against older agents
         for step in spec.steps:
             step.isolation = spec_pb2.ISOLATION_POOLED
     client.apply_pipeline(spec)
-    meter = CpuMeter(plane.agent_pids)  # type: ignore[attr-defined]
+    meter = CpuMeter(plane.agent_pids, plane.server_pid)
     meter.start()
     started = time.perf_counter()
     ids = [client.trigger_run("w4").run.id for _ in range(runs)]
@@ -125,7 +123,7 @@ def w4(
     print(
         f"  W4 {steps} no-op steps ({isolation}) on 4 agents: {elapsed:.2f} s = "
         f"{steps / elapsed:.0f} steps/s; "
-        f"CPU per step: control plane {1000 * meter.own / steps:.1f} ms, "
+        f"CPU per step: control plane {1000 * meter.server / steps:.1f} ms, "
         f"agents + step processes {1000 * meter.agents / steps:.1f} ms"
     )
 

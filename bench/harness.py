@@ -1,10 +1,11 @@
-"""A benchmark cluster: a control plane in-process and agents as separate processes."""
+"""A benchmark cluster: the control plane and the agents as separate processes."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from legato.testing import LocalControlPlane
+from legato.client import Client
+from legato.errors import RpcError
 from legato.v1 import agent_pb2, run_pb2
 from observability.logsetup import configure_logging
 
@@ -54,18 +56,85 @@ def database(backend: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+class BenchPlane:
+    """`legato server` as its own process (so its CPU is measured apart from the benchmark
+    client's), with an admin's client and the agents' enrolment tokens."""
+
+    def __init__(self, db: str, workdir: Path, agents: list[str]) -> None:
+        self.db = db
+        self.log = workdir / "server.log"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        self._tokens = asyncio.run(_tokens(db, agents))
+        self._clients: list[Client] = []
+        self.agent_pids: list[int] = []
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    *(LEGATO, "server", "--listen", self.address, "--http-listen", "off"),
+                    *("--db", db, "--log-level", "warning", "--shutdown-grace", "1s"),
+                ],
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        self.server_pid = self.process.pid
+
+    def client(self) -> Client:
+        client = Client(self.address, token=self._tokens[""], timeout=60)
+        self._clients.append(client)
+        return client
+
+    def agent_token(self, name: str) -> str:
+        return self._tokens[name]
+
+    def wait_serving(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
+            try:
+                list(self.client().list_agents())
+                return
+            except RpcError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+async def _tokens(db: str, agents: list[str]) -> dict[str, str]:
+    """An admin token (key "") and one enrolment token per agent, made on the database."""
+    from legato.cli.server import offline_tokens
+
+    made: dict[str, str] = {}
+    async with offline_tokens(db) as (tokens, actor):
+        made[""] = (await tokens.create("bench-admin", "admin", actor)).secret
+        for agent in agents:
+            made[agent] = (await tokens.create_agent(agent, actor, connections=["*"])).secret
+    return made
+
+
 @contextmanager
-def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane]:
+def cluster(backend: str, agents: int, slots: int) -> Iterator[BenchPlane]:
     configure_logging("console", "warning")
-    with (
-        database(backend) as url,
-        LocalControlPlane(db=url) as plane,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
+    names = [f"bench-{index}" for index in range(agents)]
+    with database(backend) as url, tempfile.TemporaryDirectory() as tmp:
+        plane = BenchPlane(url, Path(tmp), names)
         processes = []
         try:
-            for index in range(agents):
-                name = f"bench-{index}"
+            plane.wait_serving()
+            for name in names:
                 processes.append(
                     subprocess.Popen(
                         [
@@ -97,7 +166,7 @@ def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane
                 time.sleep(0.05)
             else:
                 raise RuntimeError("agents did not connect")
-            plane.agent_pids = [p.pid for p in processes]  # type: ignore[attr-defined]
+            plane.agent_pids = [p.pid for p in processes]
             yield plane
         finally:
             for process in processes:
@@ -107,32 +176,25 @@ def cluster(backend: str, agents: int, slots: int) -> Iterator[LocalControlPlane
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
+            plane.stop()
 
 
 class CpuMeter:
-    """CPU seconds used by this process (control plane + benchmark client) and by the agents
-    (with their fork servers and step processes), between ``start`` and ``stop``. Agents'
-    CPU is read from /proc while they run, so they need not have exited."""
+    """CPU seconds, between ``start`` and ``stop``, of the control plane (the server
+    process), of the agents (with their fork servers and step processes) and of this
+    benchmark's own process (its client). Read from /proc while they run, so they need not
+    have exited; children already reaped (finished steps) count through cutime/cstime."""
 
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-        self.own = 0.0
+    def __init__(self, agents: list[int], server: int | None = None) -> None:
+        self.pids = agents  # the agents'
+        self.server_pid = server
+        self.server = 0.0
         self.agents = 0.0
+        self.own = 0.0
 
-    def _agents(self) -> float:
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for pid in self._tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # utime, stime, cutime, cstime (children already reaped: finished steps)
-            total += sum(int(x) for x in fields[11:15]) / tick
-        return total
-
-    def _tree(self) -> list[int]:
-        found, frontier = [], list(self.pids)
+    @staticmethod
+    def _tree(pids: list[int]) -> list[int]:
+        found, frontier = [], list(pids)
         while frontier:
             pid = frontier.pop()
             found.append(pid)
@@ -143,18 +205,35 @@ class CpuMeter:
             frontier.extend(int(c) for c in children)
         return found
 
-    def start(self) -> None:
+    @classmethod
+    def _cpu(cls, pids: list[int]) -> float:
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in cls._tree(pids):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # utime, stime, cutime, cstime (children already reaped: finished steps)
+            total += sum(int(x) for x in fields[11:15]) / tick
+        return total
+
+    def _read(self) -> tuple[float, float, float]:
         times = os.times()
-        self.own = -(times.user + times.system)
-        self.agents = -self._agents()
+        server = self._cpu([self.server_pid]) if self.server_pid else 0.0
+        return server, self._cpu(self.pids), times.user + times.system
+
+    def start(self) -> None:
+        self._started = self._read()
 
     def stop(self) -> None:
-        times = os.times()
-        self.own += times.user + times.system
-        self.agents += self._agents()
+        server, agents, own = self._read()
+        self.server = server - self._started[0]
+        self.agents = agents - self._started[1]
+        self.own = own - self._started[2]
 
 
-def wait_run(plane: LocalControlPlane, run_id: str, timeout: float = 120) -> run_pb2.Run:
+def wait_run(plane: BenchPlane, run_id: str, timeout: float = 120) -> run_pb2.Run:
     client = plane.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

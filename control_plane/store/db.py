@@ -4,7 +4,9 @@ One ``AsyncSession`` per RPC or task (SQLAlchemy sessions are not safe across co
 tasks). ``Database.read()`` opens a plain transaction; ``Database.write()`` opens one that
 will write. On SQLite writers start with ``BEGIN IMMEDIATE`` on a one-connection pool, so
 they queue in the server instead of failing with "database is locked" half-way through;
-readers use WAL snapshots and never wait for writers. On PostgreSQL both are the same
+readers use WAL snapshots and never wait for writers. SQLite statements run inline on the
+event loop (``sqlite_inline``: no thread hop per statement; a lock held by another process
+is waited for asynchronously). On PostgreSQL both are the same
 pool, and row locks (``FOR UPDATE``) order writers that touch the same rows.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from control_plane.errors import Unavailable
+from control_plane.store import sqlite_inline
 from control_plane.store.urls import display_url, to_async_url
 
 __all__ = ["Database", "DatabaseUnavailable"]
@@ -98,13 +102,18 @@ class Database:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
     def _sqlite_engine(self, *, immediate: bool, pool_size: int, echo: bool) -> AsyncEngine:
+        database = self.url.database or ":memory:"
         engine = create_async_engine(
             self.url,
             echo=echo,
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=_SQLITE_BUSY_TIMEOUT_S,
-            connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S},
+            # Statements run inline on the event loop, busy waits are asynchronous
+            # (sqlite_inline): no thread hop per statement.
+            async_creator=partial(
+                sqlite_inline.connect, database, uri=database.startswith("file:")
+            ),
         )
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -116,7 +125,6 @@ class Database:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
