@@ -11,6 +11,11 @@ second finds the fire times already moved on; the unique index on (pipeline, log
 of scheduled runs is the last word (a violation rolls the batch back; the next pass finds
 nothing due).
 
+The loop wakes ``lead`` (2 s) before the earliest next fire time and builds that instant's
+batch ahead, then wakes at the instant and commits it (``lookahead.py``: what is built
+ahead, and what is checked again at the instant); whatever the batch does not cover fires
+here, right after it, at the instant.
+
 What fires when the scheduler finds several fire times due (after downtime):
 
 - a fire time at most ``grace`` late is on time and always fires;
@@ -186,15 +191,17 @@ class Scheduler:
             await self._runs.cancel(run_id, reason, SCHEDULER)
 
     def _until_next(self) -> float:
-        """Seconds to sleep: until the prepared batch's instant, or until the next fire
-        time's batch is to be prepared."""
+        """Seconds to sleep: until the prepared batch's instant or the next fire time,
+        whichever comes first, or until the next fire time's batch is to be prepared."""
+        targets = [] if self._batch is None else [self._batch.instant]
         upcoming = self._next
-        if upcoming is None:
+        if upcoming is not None:
+            if self._batch is None and upcoming != self._prepared_for:
+                upcoming -= timedelta(seconds=self._lead)
+            targets.append(upcoming)
+        if not targets:
             return MAX_SLEEP
-        target = upcoming
-        if self._batch is None and upcoming != self._prepared_for:
-            target = upcoming - timedelta(seconds=self._lead)
-        return max(0.0, min(MAX_SLEEP, (target - self._clock()).total_seconds()))
+        return max(0.0, min(MAX_SLEEP, (min(targets) - self._clock()).total_seconds()))
 
     async def _earliest(self) -> datetime | None:
         async with self._db.read() as session:

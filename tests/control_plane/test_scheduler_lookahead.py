@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from control_plane.scheduling.lookahead import Lookahead
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
@@ -137,6 +138,27 @@ def test_a_clock_far_past_the_instant_catches_up_instead(
     at(INSTANT + timedelta(hours=2, minutes=30), clock, plane)
     (run,) = runs_of(plane, "hourly")
     assert run.trigger.logical_time.ToDatetime(tzinfo=UTC) == INSTANT + timedelta(hours=2)
+
+
+def test_a_batch_that_cannot_reach_the_database_at_the_instant_writes_nothing(
+    plane: LocalControlPlane, clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apply(plane, "steady")
+    assert at(INSTANT - timedelta(seconds=1), clock, plane) == []
+
+    async def unreachable(*args: object) -> None:
+        raise ConnectionRefusedError("the database is restarting")
+
+    monkeypatch.setattr(Lookahead, "_check", unreachable)
+    with pytest.raises(ConnectionRefusedError):
+        at(INSTANT + timedelta(milliseconds=5), clock, plane)
+    monkeypatch.undo()
+    assert runs_of(plane, "steady") == []
+    # Back a second later (the loop retries after a second): the fire time is still due.
+    (run_id,) = at(INSTANT + timedelta(seconds=1), clock, plane)
+    (run,) = runs_of(plane, "steady")
+    assert run.id == run_id
+    assert run.trigger.logical_time.ToDatetime(tzinfo=UTC) == INSTANT
 
 
 def test_a_stop_with_a_batch_built_loses_no_fire_time(db_url: str, clock: SteppingClock) -> None:
