@@ -12,7 +12,9 @@ it puts them on stdout and stderr (line-buffered, so output arrives as it is pri
 applies the memory limit, runs the step (:mod:`executor.runner.execute`), writes one JSON
 result document to the result pipe and leaves with ``os._exit``: nothing of the fork
 server's state is torn down twice. If the control socket closes instead (the fork server
-stopped or died), it just exits.
+stopped or died), it just exits. A pooled attempt (``"pooled": true``) makes it a pooled
+worker instead (:mod:`.pooled`): it runs that attempt the same way (:func:`run_attempt`),
+then waits for the next one on the same socket.
 """
 
 from __future__ import annotations
