@@ -14,14 +14,18 @@ longer to build) and only commits it at the instant:
   rows wait, unflushed, in a write transaction that has not touched the database yet: it
   holds no lock, and on SQLite no connection, so other writers are not held up (on
   PostgreSQL it checks a pooled connection out once the rows are built).
-- **At the instant** the transaction locks the batch's pipelines and schedules, in id
-  order like every fire, and checks each prepared run against what is there now: the
+- **At the instant** (on PostgreSQL :data:`LOCK_AHEAD` before it: a change that comes in
+  between then waits for the commit, as if it came after the instant; on SQLite that lock
+  would hold up every writer) the transaction locks the batch's pipelines and schedules,
+  in id order like every fire, and checks each prepared run against what is there: the
   pipeline's latest version is still the run's, it is not archived, the schedule is not
   paused and its next fire time is still the instant (another replica may have fired
-  it), the instant is still on time, and where the overlap policy can hold a run back
+  it), and where the overlap policy can hold a run back
   (everything but ``allow`` without ``max_concurrent_runs``) the pipeline has room: one
-  query counts the active runs of those pipelines. A run that passes is kept: the clock
-  readings on its rows, taken while it was built, become one reading taken now (the run
+  query counts the active runs of those pipelines. (A release later than the grace, or
+  past a schedule's next fire time, drops the whole batch.) A run that passes is kept:
+  the clock readings on its rows, taken while it was built, become one reading taken at
+  the instant, after the checks (the run
   is created, and started, at the instant; its deadline moves with its start), and the
   schedules move on, one UPDATE per next fire time. A run that fails is dropped (its rows
   leave the session unwritten) and its schedule is fired afresh in the same transaction,
@@ -38,6 +42,7 @@ ordinary path, right after the batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 from collections import Counter
@@ -65,7 +70,7 @@ from control_plane.scheduling.firing import capacity_of, due_times, fire_times_o
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
 
-__all__ = ["LEAD", "MAX_LEAD", "MAX_PREPARED", "Batch", "Lookahead"]
+__all__ = ["LEAD", "LOCK_AHEAD", "MAX_LEAD", "MAX_PREPARED", "Batch", "Lookahead"]
 
 log = structlog.get_logger("legato.scheduler")
 
@@ -75,6 +80,8 @@ MAX_LEAD = 20.0
 """The most seconds ahead a batch is built, however long the last one took."""
 MAX_PREPARED = 5_000
 """Schedules prepared for one instant; the rest fire at the instant by the ordinary path."""
+LOCK_AHEAD = 0.25
+"""On PostgreSQL, seconds before the instant a batch takes its locks and checks."""
 YIELD_EVERY = 50
 """Runs built between two yields to the event loop, so RPCs are served during a build."""
 
@@ -230,15 +237,25 @@ class Lookahead:
             batch._built.set()
         if not prepared:
             return []
-        if self._db.is_postgres:
-            # A pooled connection, checked out now rather than at the instant; on SQLite
-            # it would be the one write connection, held for the lead.
+        postgres = self._db.is_postgres
+        checked: tuple[list[_Prepared], list[_Prepared]] | None = None
+        if postgres:
+            # Locked a moment before the instant: a change that comes in between waits
+            # for the commit, as if it came after the instant. Not on SQLite, where
+            # the lock would hold up every writer.
             await session.connection()
+            await _released(batch, self._clock, LOCK_AHEAD)
+            with session.no_autoflush:
+                checked = await self._check(session, batch.instant, prepared)
         await batch._go.wait()
         now = batch._now
         assert now is not None
         with session.no_autoflush:
-            keep, drop = await self._check(session, batch.instant, now, prepared)
+            if checked is None:
+                checked = await self._check(session, batch.instant, prepared)
+            keep, drop = checked
+            if now - batch.instant > self._grace or any(now >= i.next_at for i in keep):
+                keep, drop = [], prepared  # released too late: the instant's plans are stale
             if drop:
                 _discard(session, {item.run.id for item in drop})
             stamp = self._clock()
@@ -281,10 +298,10 @@ class Lookahead:
         return prepared
 
     async def _check(
-        self, session: AsyncSession, instant: datetime, now: datetime, prepared: list[_Prepared]
+        self, session: AsyncSession, instant: datetime, prepared: list[_Prepared]
     ) -> tuple[list[_Prepared], list[_Prepared]]:
         """Lock the batch's pipelines and schedules; split the prepared runs into those
-        still right at ``now`` and those to drop."""
+        the database still agrees with and those to drop."""
         ids = [item.pipeline_id for item in prepared]
         postgres = self._db.is_postgres
         pipelines = await _lock(
@@ -310,15 +327,12 @@ class Lookahead:
                 .group_by(RunRow.pipeline_id)
             )
             active.update({pid: count for pid, count in rows.all()})
-        on_time = now - instant <= self._grace
         keep: list[_Prepared] = []
         drop: list[_Prepared] = []
         for item in prepared:
             pid = item.pipeline_id
             still = (
-                on_time
-                and now < item.next_at
-                and pipelines.get(pid) == (item.version, False)
+                pipelines.get(pid) == (item.version, False)
                 and schedules.get(pid) == (instant, False)
                 and (not item.capacity or active[pid] < item.capacity)
             )
@@ -349,6 +363,15 @@ def among(column: Any, ids: list[int], postgres: bool) -> ColumnElement[bool]:
         else column.in_(ids)
     )
     return matched
+
+
+async def _released(batch: Batch, clock: Callable[[], datetime], ahead: float) -> None:
+    """Return ``ahead`` seconds before the batch's instant, or at its release if sooner."""
+    delay = (batch.instant - clock()).total_seconds() - ahead
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await batch._go.wait()
 
 
 async def _lock(

@@ -5,6 +5,7 @@ The clock here is the tests': nothing waits for a fire time."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,24 @@ def test_a_run_started_between_prepare_and_fire_decides_the_overlap(
     run = plane.client().get_run(fired)
     assert run.status == status
     assert manual in (run.waiting_reason if overlap == "queue" else run.error)
+
+
+def test_on_postgres_a_change_just_before_the_instant_waits_for_the_batch(
+    db_url: str, plane: LocalControlPlane, clock: SteppingClock
+) -> None:
+    if db_url.startswith("sqlite"):
+        pytest.skip("on SQLite the batch locks at the instant, not before it")
+    apply(plane, "steady")
+    assert at(INSTANT - timedelta(seconds=1), clock, plane) == []
+    time.sleep(1.5)  # past the moment the batch takes its locks (LOCK_AHEAD before)
+    with ThreadPoolExecutor(1) as pool:
+        pause = pool.submit(plane.client().pause_schedule, "steady", reason="late change")
+        time.sleep(0.5)
+        assert not pause.done()  # it waits for the batch's pipeline lock
+        (fired,) = at(INSTANT + timedelta(milliseconds=5), clock, plane)
+        assert pause.result(timeout=30).schedule.paused  # then it is made, after the fire
+    (run,) = runs_of(plane, "steady")
+    assert run.id == fired
 
 
 def test_a_clock_far_past_the_instant_catches_up_instead(
