@@ -44,6 +44,7 @@ from control_plane.execution.reaper import Reaper
 from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
+from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
@@ -143,17 +144,8 @@ class ControlPlane:
             plans = PlanCache()
             self._tracing = Tracing("legato-control-plane")
             transitions = Transitions(plans, clock, self._tracing, on_run_finished=[record_outcome])
-            runs = Runs(db, plans, transitions, signals, clock=clock)
-            agents = Agents(
-                db,
-                self.hub,
-                transitions,
-                signals,
-                replica=replica,
-                lease_seconds=lease,
-                clock=clock,
-            )
             signals.on_cancel(self.hub.cancel)
+            # The dispatcher first: every unit of work leases what it made ready through it.
             dispatcher = Dispatcher(
                 db,
                 self.hub,
@@ -163,10 +155,23 @@ class ControlPlane:
                 clock=clock,
                 tracing=self._tracing,
             )
-            agents.use_dispatcher(dispatcher)
-            runs.use_dispatcher(dispatcher)
-            reaper = Reaper(db, transitions, signals, clock=clock, lease_seconds=lease)
-            agents.use_reaper(reaper)
+            unit_of_work = UnitOfWork(db, dispatcher, signals, clock=clock)
+            runs = Runs(db, plans, transitions, unit_of_work, clock=clock)
+            reaper = Reaper(
+                db, transitions, signals, unit_of_work, clock=clock, lease_seconds=lease
+            )
+            agents = Agents(
+                db,
+                self.hub,
+                transitions,
+                signals,
+                unit_of_work,
+                dispatcher,
+                reaper,
+                replica=replica,
+                lease_seconds=lease,
+                clock=clock,
+            )
             child_runs = ChildRuns(db, runs, transitions, signals, clock=clock)
             registry.watch(ScheduleSync(signals.schedules_changed))
             assigner = WatchAssigner(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +22,7 @@ from control_plane.execution.reaper import Reaper
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
+from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
 from control_plane.store import audit
 from control_plane.store.db import Database
@@ -56,6 +56,9 @@ class Agents:
         hub: AgentHub,
         transitions: Transitions,
         signals: Signals,
+        unit_of_work: UnitOfWork,
+        dispatcher: Dispatcher,
+        reaper: Reaper,
         *,
         replica: str,
         lease_seconds: float,
@@ -65,15 +68,12 @@ class Agents:
         self._hub = hub
         self._transitions = transitions
         self._signals = signals
+        self._uow = unit_of_work
+        self._dispatcher = dispatcher
         self._replica = replica
         self._lease = timedelta(seconds=lease_seconds)
         self._clock = clock
-        self._dispatcher: Dispatcher | None = None
-        self._reaper: Reaper | None = None
-
-    def use_dispatcher(self, dispatcher: Dispatcher) -> None:
-        """Hand steps made ready by a result straight to agents, in the same transaction."""
-        self._dispatcher = dispatcher
+        self._reaper = reaper
 
     # -- the stream's life --------------------------------------------------------------
 
@@ -136,12 +136,11 @@ class Agents:
                 session.send(None)
                 closed.append(session.name)
         for name in closed:
-            if self._reaper is not None:
-                await self._reaper.lose_agent(
-                    name,
-                    f"agent '{name}' was disconnected: its enrolment token was revoked or "
-                    "expired, so its attempt is retried as lost",
-                )
+            await self._reaper.lose_agent(
+                name,
+                f"agent '{name}' was disconnected: its enrolment token was revoked or "
+                "expired, so its attempt is retried as lost",
+            )
         return closed
 
     async def check_credentials(self, dead: Callable[[set[str]], Awaitable[set[str]]]) -> None:
@@ -152,16 +151,13 @@ class Agents:
             if gone:
                 await self.revoked(gone)
 
-    def use_reaper(self, reaper: Reaper) -> None:
-        self._reaper = reaper
-
     def grant(self, session: AgentSession, credits: int) -> int:
         """Add the credits an agent granted; returns how many were refused, beyond its
         slots (see ``hub``: it is never sent more tasks than it has slots)."""
-        session.wake = self._signals.work.set
+        session.wake = self._dispatcher.credit_granted
         refused = session.grant(credits)
         if session.credits > 0:
-            self._signals.work.set()
+            self._dispatcher.credit_granted()
         return refused
 
     # -- reports ------------------------------------------------------------------------
@@ -235,28 +231,14 @@ class Agents:
         return stale
 
     async def result(self, session: AgentSession, lease_id: str, outcome: AttemptOutcome) -> None:
-        effects = Effects()
+        """Record the attempt's end and lease what it made ready, in one transaction."""
         session.leases.discard(lease_id)
-        claimed: list[Any] = []
-        try:
-            async with self._db.write() as db:
-                run, attempt = await self._transitions.current_attempt(
-                    db, lease_id, agent=session.name
-                )
-                await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
-                if self._dispatcher is not None:
-                    claimed = await self._dispatcher.claim_inline(
-                        db, effects.ready, effects.siblings
-                    )
-        except BaseException:
-            if self._dispatcher is not None:
-                self._dispatcher.release(claimed)
-            raise
-        if self._dispatcher is not None:
-            await self._dispatcher.send(claimed)
-        if len(claimed) == len(effects.ready):
-            effects.work = False  # nothing left for the dispatcher
-        await effects.apply(self._signals, self._clock())
+
+        async def finish(db: AsyncSession, effects: Effects) -> None:
+            run, attempt = await self._transitions.current_attempt(db, lease_id, agent=session.name)
+            await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
+
+        await self._uow.run(finish)
 
     # -- operators ----------------------------------------------------------------------
 

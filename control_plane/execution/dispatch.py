@@ -60,6 +60,11 @@ class Dispatcher:
         self._lease = timedelta(seconds=lease_seconds)
         self._clock = clock
         self._poll = poll_seconds
+        # Whether due steps may be waiting for an agent's credit (unknown at start). While
+        # they are not, a credit an agent grants wakes nothing: every step made ready
+        # later wakes the dispatcher itself (its transaction's effects, a retry timer,
+        # another replica's notification), so most results cost no extra pass.
+        self.starved = True
 
     async def run_forever(self) -> None:
         while True:
@@ -76,16 +81,23 @@ class Dispatcher:
                 log.exception("dispatch_failed")
                 await asyncio.sleep(0.2)
 
+    def credit_granted(self) -> None:
+        """An agent granted credit (or freed a slot): look for work if some may wait."""
+        if self.starved:
+            self._signals.work.set()
+
     async def dispatch_once(self) -> int:
         """Claim and push what the connected agents can take now; returns how many."""
         sessions = self._hub.available()
         if not sessions:
+            self.starved = True  # whatever is due waits for an agent
             return 0
         credits = sum(s.credits for s in sessions)
         # Most wake-ups find nothing to claim: look first with a read, so that they do not
         # take the write lock (one writer at a time on SQLite).
         async with self._db.read() as probe:
             if not await self._anything_due(probe, self._clock()):
+                self.starved = False
                 return 0
         claimed: list[tuple[AgentSession, Assignment]] = []
         try:
@@ -96,6 +108,8 @@ class Dispatcher:
         except BaseException:
             self.release(claimed)
             raise
+        # Due steps no agent could take (no credit, no agent with their labels) wait.
+        self.starved = len(claimed) < len(candidates)
         await self.send(claimed)
         return len(claimed)
 

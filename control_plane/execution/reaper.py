@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import LeaseLost
 from control_plane.execution.effects import Effects
@@ -31,6 +32,7 @@ from control_plane.execution.leases import expired_leases
 from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
+from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow
 from control_plane.store.outages import store_unavailable
@@ -46,6 +48,7 @@ class Reaper:
         db: Database,
         transitions: Transitions,
         signals: Signals,
+        unit_of_work: UnitOfWork,
         *,
         clock: Callable[[], datetime],
         lease_seconds: float,
@@ -55,6 +58,7 @@ class Reaper:
         self._db = db
         self._transitions = transitions
         self._signals = signals
+        self._uow = unit_of_work
         self._clock = clock
         self._interval = interval
         self._lease = timedelta(seconds=lease_seconds)
@@ -116,20 +120,23 @@ class Reaper:
     async def _lose(self, leases: list[str], *, error: str | None, only_expired: bool) -> int:
         count = 0
         for lease_id in leases:
-            effects = Effects()
+
+            async def lose(
+                session: AsyncSession, effects: Effects, lease_id: str = lease_id
+            ) -> int:
+                run, attempt = await self._transitions.current_attempt(session, lease_id)
+                if only_expired and attempt.lease_expire_time >= self._clock():
+                    return 0  # renewed meanwhile
+                outcome = AttemptOutcome(
+                    status="failed", failure_kind="lost", error=error or self._why(attempt)
+                )
+                await self._transitions.finish_attempt(session, run, attempt, outcome, effects)
+                return 1
+
             try:
-                async with self._db.write() as session:
-                    run, attempt = await self._transitions.current_attempt(session, lease_id)
-                    if only_expired and attempt.lease_expire_time >= self._clock():
-                        continue  # renewed meanwhile
-                    outcome = AttemptOutcome(
-                        status="failed", failure_kind="lost", error=error or self._why(attempt)
-                    )
-                    await self._transitions.finish_attempt(session, run, attempt, outcome, effects)
+                count += await self._uow.run(lose)
             except LeaseLost:
                 continue
-            count += 1
-            await effects.apply(self._signals, self._clock())
         return count
 
     def _why(self, attempt: AttemptRow) -> str:
@@ -161,13 +168,14 @@ class Reaper:
                 ).scalars()
             )
         for run_id in overdue:
-            effects = Effects()
-            async with self._db.write() as session:
+
+            async def stop(session: AsyncSession, effects: Effects, run_id: str = run_id) -> None:
                 run = await self._transitions.lock_run(session, run_id)
                 if run.status != "running" or run.deadline_time is None or run.deadline_time >= now:
-                    continue
+                    return
                 plan = await self._transitions.plan_of(session, run)
                 reason = deadline_reason(plan)
                 await self._transitions.stop_run(session, run, "timed_out", reason, effects)
-            await effects.apply(self._signals, self._clock())
+
+            await self._uow.run(stop)
         return len(overdue)

@@ -17,14 +17,13 @@ from control_plane.access.actors import Actor
 from control_plane.errors import FailedPrecondition, InvalidArgument, NotFound, pipeline_not_found
 from control_plane.execution import runlog
 from control_plane.execution.bindings import required_labels
-from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id, new_span_id, new_trace_id
 from control_plane.execution.params import resolve_params
 from control_plane.execution.plans import Plan, PlanCache
-from control_plane.execution.signals import Signals
 from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
+from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
 from control_plane.quoting import quote
 from control_plane.store import audit, requests
@@ -59,20 +58,17 @@ class Runs:
         db: Database,
         plans: PlanCache,
         transitions: Transitions,
-        signals: Signals,
+        unit_of_work: UnitOfWork,
         *,
         clock: Callable[[], datetime],
     ) -> None:
+        """``unit_of_work`` leases a new run's first steps in the transaction that creates
+        it."""
         self._db = db
         self._plans = plans
         self._transitions = transitions
-        self._signals = signals
+        self._uow = unit_of_work
         self._clock = clock
-        self._dispatcher: Dispatcher | None = None
-
-    def use_dispatcher(self, dispatcher: Dispatcher) -> None:
-        """Lease a new run's first steps in the transaction that creates it."""
-        self._dispatcher = dispatcher
 
     # -- mutations ----------------------------------------------------------------------
 
@@ -93,35 +89,14 @@ class Runs:
             params=json_format.MessageToDict(params),
             kind=trigger.kind,
         )
-        created, view = await requests.once(
-            actor.request_id,
-            lambda: self._leasing(
-                lambda effects, claimed: self._trigger(
-                    pipeline, version, params, trigger, actor, request, effects, claimed
-                )
-            ),
-        )
-        return view, created
 
-    async def _trigger(
-        self,
-        pipeline: str,
-        version: int,
-        params: struct_pb2.Struct,
-        trigger: TriggerSpec,
-        actor: Actor,
-        request: requests.Fingerprint,
-        effects: Effects,
-        claimed: list[Any],
-    ) -> tuple[bool, RunView]:
-        async with self._db.write() as session:
+        async def create(session: AsyncSession, effects: Effects) -> tuple[bool, str]:
             replay = await requests.find_result(session, "TriggerRun", actor.request_id, request)
             if replay is not None:
-                return False, await self._view(session, str(replay["run_id"]))
+                return False, str(replay["run_id"])
             run, plan = await self._create(
                 session, pipeline, version, params, trigger, actor, effects
             )
-            claimed.extend(await self._claim(session, effects))
             await requests.record_result(
                 session,
                 "TriggerRun",
@@ -143,7 +118,15 @@ class Runs:
                     "trigger": trigger.kind,
                 },
             )
-            return True, await self._view(session, run.id)
+            return True, run.id
+
+        async def answer(session: AsyncSession, made: tuple[bool, str]) -> tuple[bool, RunView]:
+            return made[0], await self._view(session, made[1])
+
+        created, view = await requests.once(
+            actor.request_id, lambda: self._uow.run_then(create, answer)
+        )
+        return view, created
 
     async def create_in(
         self,
@@ -164,13 +147,7 @@ class Runs:
         """Run ``work`` in a write transaction; steps it makes ready are leased in it and
         pushed to agents once it commits, like a new run's first steps."""
 
-        async def create(effects: Effects, claimed: list[Any]) -> T:
-            async with self._db.write() as session:
-                result = await work(session, effects)
-                claimed.extend(await self._claim(session, effects))
-                return result
-
-        return await self._leasing(create)
+        return await self._uow.run(work)
 
     async def _create(
         self,
@@ -217,8 +194,7 @@ class Runs:
         return run, steps
 
     async def cancel(self, run_id: str, reason: str, actor: Actor) -> RunView:
-        effects = Effects()
-        async with self._db.write() as session:
+        async def stop(session: AsyncSession, effects: Effects) -> str:
             run = await self._transitions.lock_run(session, run_id)
             if run.status not in RUN_TERMINAL:
                 why = reason or f"cancelled by {actor.name}"
@@ -232,9 +208,9 @@ class Runs:
                     pipeline=run.pipeline,
                     details={"reason": why},
                 )
-            view = await self._view(session, run_id)
-        await effects.apply(self._signals, self._clock())
-        return view
+            return run_id
+
+        return await self._uow.run_then(stop, self._view)
 
     async def rerun(
         self, run_id: str, *, all_steps: bool, latest_version: bool, actor: Actor
@@ -244,111 +220,78 @@ class Runs:
         request = requests.Fingerprint.of(
             run=run_id, all_steps=all_steps, latest_version=latest_version
         )
-        return await requests.once(
-            actor.request_id,
-            lambda: self._leasing(
-                lambda effects, claimed: self._rerun(
-                    run_id, all_steps, latest_version, actor, request, effects, claimed
-                )
-            ),
-        )
+
+        async def create(session: AsyncSession, effects: Effects) -> str:
+            return await self._rerun(
+                session, run_id, all_steps, latest_version, actor, request, effects
+            )
+
+        return await requests.once(actor.request_id, lambda: self._uow.run_then(create, self._view))
 
     async def _rerun(
         self,
+        session: AsyncSession,
         run_id: str,
         all_steps: bool,
         latest_version: bool,
         actor: Actor,
         request: requests.Fingerprint,
         effects: Effects,
-        claimed: list[Any],
-    ) -> RunView:
-        async with self._db.write() as session:
-            replay = await requests.find_result(session, "RerunRun", actor.request_id, request)
-            if replay is not None:
-                return await self._view(session, str(replay["run_id"]))
-            source = await session.get(RunRow, run_id)
-            if source is None:
-                raise NotFound(f"run {quote(run_id)} does not exist", reason="RUN_NOT_FOUND")
-            if source.status not in RUN_TERMINAL:
-                raise FailedPrecondition(
-                    f"run {run_id} is still {source.status}; cancel it first or wait for it to end",
-                    reason="RUN_ACTIVE",
-                )
-            pipeline = await pipeline_queries.find_pipeline(
-                session, source.pipeline, for_update=True
+    ) -> str:
+        """The new run's id (the first one's, when the request id replays)."""
+        replay = await requests.find_result(session, "RerunRun", actor.request_id, request)
+        if replay is not None:
+            return str(replay["run_id"])
+        source = await session.get(RunRow, run_id)
+        if source is None:
+            raise NotFound(f"run {quote(run_id)} does not exist", reason="RUN_NOT_FOUND")
+        if source.status not in RUN_TERMINAL:
+            raise FailedPrecondition(
+                f"run {run_id} is still {source.status}; cancel it first or wait for it to end",
+                reason="RUN_ACTIVE",
             )
-            assert pipeline is not None
-            if pipeline.archived:
-                raise FailedPrecondition(
-                    f"pipeline {source.pipeline!r} is archived; restore it to rerun its runs",
-                    reason="PIPELINE_ARCHIVED",
-                )
-            version = pipeline.latest_version if latest_version else source.version
-            plan = await self._plans.get(session, pipeline.id, pipeline.name, version)
-            old_plan = await self._plans.get(session, pipeline.id, pipeline.name, source.version)
-            reuse: dict[str, StepRunRow] = {}
-            if not all_steps:
-                old_steps = await self._transitions.steps_of(session, run_id)
-                reuse = {
-                    name: row
-                    for name, row in old_steps.items()
-                    if row.status == "succeeded"
-                    and name in plan.steps
-                    and plan.steps[name] == old_plan.steps.get(name)
-                }
-            trigger = TriggerSpec(
-                kind="rerun", logical_time=source.logical_time, details={"rerun_of": run_id}
+        pipeline = await pipeline_queries.find_pipeline(session, source.pipeline, for_update=True)
+        assert pipeline is not None
+        if pipeline.archived:
+            raise FailedPrecondition(
+                f"pipeline {source.pipeline!r} is archived; restore it to rerun its runs",
+                reason="PIPELINE_ARCHIVED",
             )
-            run = self._new_run(plan, dict(source.params or {}), trigger, actor)
-            session.add(run)
-            for step in self._new_steps(run.id, plan, reuse=reuse, source_run=run_id):
-                session.add(step)
-            await session.flush()
-            await self._start_or_queue(session, run, plan, effects)
-            claimed.extend(await self._claim(session, effects))
-            await requests.record_result(
-                session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time, request
-            )
-            audit.record(
-                session,
-                now=run.create_time,
-                actor=actor,
-                action="RerunRun",
-                resource=f"runs/{run.id}",
-                pipeline=run.pipeline,
-                details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
-            )
-            return await self._view(session, run.id)
-
-    async def _leasing(self, create: Callable[[Effects, list[Any]], Awaitable[T]]) -> T:
-        """Run ``create`` (a transaction that starts a run and leases its first steps into
-        ``claimed``); release the leases' credits if it fails, push them once it commits."""
-        effects = Effects()
-        claimed: list[Any] = []
-        try:
-            result = await create(effects, claimed)
-        except BaseException:
-            self._release(claimed)
-            raise
-        await self._send(claimed, effects)
-        await effects.apply(self._signals, self._clock())
-        return result
-
-    async def _claim(self, session: AsyncSession, effects: Effects) -> list[Any]:
-        if self._dispatcher is None:
-            return []
-        return await self._dispatcher.claim_inline(session, effects.ready, effects.siblings)
-
-    def _release(self, claimed: list[Any]) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.release(claimed)
-
-    async def _send(self, claimed: list[Any], effects: Effects) -> None:
-        if self._dispatcher is not None:
-            await self._dispatcher.send(claimed)
-        if len(claimed) == len(effects.ready):
-            effects.work = False  # nothing left for the dispatcher
+        version = pipeline.latest_version if latest_version else source.version
+        plan = await self._plans.get(session, pipeline.id, pipeline.name, version)
+        old_plan = await self._plans.get(session, pipeline.id, pipeline.name, source.version)
+        reuse: dict[str, StepRunRow] = {}
+        if not all_steps:
+            old_steps = await self._transitions.steps_of(session, run_id)
+            reuse = {
+                name: row
+                for name, row in old_steps.items()
+                if row.status == "succeeded"
+                and name in plan.steps
+                and plan.steps[name] == old_plan.steps.get(name)
+            }
+        trigger = TriggerSpec(
+            kind="rerun", logical_time=source.logical_time, details={"rerun_of": run_id}
+        )
+        run = self._new_run(plan, dict(source.params or {}), trigger, actor)
+        session.add(run)
+        for step in self._new_steps(run.id, plan, reuse=reuse, source_run=run_id):
+            session.add(step)
+        await session.flush()
+        await self._start_or_queue(session, run, plan, effects)
+        await requests.record_result(
+            session, "RerunRun", actor.request_id, {"run_id": run.id}, run.create_time, request
+        )
+        audit.record(
+            session,
+            now=run.create_time,
+            actor=actor,
+            action="RerunRun",
+            resource=f"runs/{run.id}",
+            pipeline=run.pipeline,
+            details={"rerun_of": run_id, "reused_steps": sorted(reuse), "version": version},
+        )
+        return run.id
 
     # -- reads --------------------------------------------------------------------------
 

@@ -210,7 +210,15 @@ class Signals:
         try:
             async with self._lock:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload, timeout=5)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            # The connection was terminated while a notification was on it: asyncpg says
+            # "cannot switch to state ...; another operation is in progress".
+            asyncpg.InternalClientError,
+        ) as exc:
             log.warning("notify_failed", error=str(exc))
             if (
                 conn.is_closed()

@@ -13,14 +13,14 @@ from control_plane.access.actors import Actor
 from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.plans import PlanCache
-from control_plane.execution.runs import Runs, TriggerSpec
-from control_plane.execution.signals import Signals
+from control_plane.execution.runs import TriggerSpec
 from control_plane.execution.transitions import AttemptOutcome, Transitions
 from control_plane.pipelines.registry import Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
 from control_plane.store.models import AttemptRow, RunRow, StepRunRow
 from legato.v1 import spec_pb2
+from tests.control_plane.execution_parts import runs_of
 
 NOOP = spec_pb2.TransformStep(code="pass")
 
@@ -83,8 +83,7 @@ async def loaded_per_transition(db_url: str, length: int) -> list[int]:
     await upgrade(db)
     try:
         plans = PlanCache()
-        transitions = Transitions(plans, lambda: datetime.now(UTC))
-        runs = Runs(db, plans, transitions, Signals("test"), clock=lambda: datetime.now(UTC))
+        runs, transitions = runs_of(db, plans, lambda: datetime.now(UTC))
         name = f"chain{length}"
         await Registry(db).apply(chain(name, length), "", Actor("alice"))
         view, _ = await runs.trigger(

@@ -18,9 +18,6 @@ from structlog.testing import capture_logs
 
 from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
 from control_plane.execution.plans import PlanCache
-from control_plane.execution.runs import Runs
-from control_plane.execution.signals import Signals
-from control_plane.execution.transitions import Transitions
 from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import downgrade, upgrade
@@ -28,6 +25,7 @@ from control_plane.store.models import RunRow, WatchRow
 from control_plane.triggers.watch_assignment import WatchAssigner, WatchMessage
 from control_plane.triggers.watches import Watches, WatchSync, database_triggers, watch_id
 from legato.v1 import spec_pb2
+from tests.control_plane.execution_parts import runs_of
 
 ALICE = Actor("alice")
 LEASE = 20.0
@@ -115,7 +113,7 @@ async def world(db_url: str) -> AsyncIterator[World]:
         return now[0]
 
     plans = PlanCache()
-    runs = Runs(db, plans, Transitions(plans, clock), Signals("test"), clock=clock)
+    runs, _ = runs_of(db, plans, clock)
     registry = Registry(db, clock=clock)
     registry.watch(WatchSync(lambda: None))
     watches = Watches(runs, clock=clock, on_agents_changed=lambda: None)

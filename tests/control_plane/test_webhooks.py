@@ -13,9 +13,6 @@ import pytest
 from control_plane.access.secrets import Secrets
 from control_plane.errors import Conflict, InvalidArgument
 from control_plane.execution.plans import PlanCache
-from control_plane.execution.runs import Runs
-from control_plane.execution.signals import Signals
-from control_plane.execution.transitions import Transitions
 from control_plane.pipelines.registry import Actor, Registry
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
@@ -32,6 +29,7 @@ from control_plane.triggers.webhooks import (
     verify,
 )
 from legato.v1 import spec_pb2
+from tests.control_plane.execution_parts import runs_of
 
 T = 1_700_000_000
 BODY = b'{"order": 42}'
@@ -192,7 +190,7 @@ async def hooks(db_url: str) -> AsyncIterator[Hooks]:
         return now[0]
 
     plans = PlanCache()
-    runs = Runs(db, plans, Transitions(plans, clock), Signals("test"), clock=clock)
+    runs, _ = runs_of(db, plans, clock)
     await Registry(db).apply(SPEC, "", Actor("alice"))
     webhooks = Webhooks(db, runs, plans, Secrets({"orders-hook": "topsecret"}), clock=clock)
     try:
