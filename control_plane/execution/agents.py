@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.access.actors import Actor
@@ -24,13 +25,15 @@ from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
 from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
-from control_plane.store import audit
+from control_plane.store import audit, log_lines
 from control_plane.store.db import Database
-from control_plane.store.models import AgentRow, AttemptRow, LogLineRow, StepRunRow
+from control_plane.store.models import AgentRow, AttemptRow, StepRunRow
 
 __all__ = ["AgentInfo", "Agents", "LogRecord"]
 
 MAX_LOG_LINE = 16 * 1024
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_STEPS = cast(Table, StepRunRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -174,49 +177,64 @@ class Agents:
     async def logs(
         self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
     ) -> None:
+        """Store a batch of a step's output: one read of the lease, one update renewing it,
+        one multi-row insert (Core statements: no ORM objects)."""
+        now = self._clock()
         async with self._db.write() as db:
             found = (
                 await db.execute(
-                    select(AttemptRow, StepRunRow.name)
-                    .join(StepRunRow, StepRunRow.id == AttemptRow.step_run_id)
-                    .where(AttemptRow.lease_id == lease_id)
+                    select(
+                        _ATTEMPTS.c.id,
+                        _ATTEMPTS.c.agent,
+                        _ATTEMPTS.c.status,
+                        _ATTEMPTS.c.run_id,
+                        _ATTEMPTS.c.number,
+                        _ATTEMPTS.c.lease_expire_time,
+                        _STEPS.c.name,
+                    )
+                    .join(_STEPS, _STEPS.c.id == _ATTEMPTS.c.step_run_id)
+                    .where(_ATTEMPTS.c.lease_id == lease_id)
                 )
             ).first()
-            attempt, name = found if found is not None else (None, "")
-            if attempt is not None and attempt.agent != session.name:
+            if found is not None and found.agent != session.name:
                 raise not_yours(lease_id, session.name)
-            if attempt is None or attempt.status not in ACTIVE_ATTEMPT:
+            if found is None or found.status not in ACTIVE_ATTEMPT:
                 raise LeaseLost(
                     f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
                 )
             # Output proves the agent is alive: it renews the lease like a heartbeat, so a
             # heartbeat queued behind a flood of lines does not let the lease expire.
-            attempt.lease_expire_time = max(attempt.lease_expire_time, self._clock() + self._lease)
-            rows = [
-                LogLineRow(
-                    run_id=attempt.run_id,
-                    time=line.time,
-                    step=name,
-                    attempt=attempt.number,
-                    stream=line.stream,
-                    text=line.text[:MAX_LOG_LINE],
+            if found.lease_expire_time < now + self._lease:
+                await db.execute(
+                    update(_ATTEMPTS)
+                    .where(_ATTEMPTS.c.id == found.id)
+                    .values(lease_expire_time=now + self._lease)
                 )
+            rows = [
+                {
+                    "run_id": found.run_id,
+                    "time": line.time,
+                    "step": found.name,
+                    "attempt": found.number,
+                    "stream": line.stream,
+                    "text": line.text[:MAX_LOG_LINE],
+                }
                 for line in lines
             ]
             if dropped:
                 rows.append(
-                    LogLineRow(
-                        run_id=attempt.run_id,
-                        time=self._clock(),
-                        step=name,
-                        attempt=attempt.number,
-                        stream="system",
-                        text=f"{dropped} log lines were dropped by agent '{session.name}' "
+                    {
+                        "run_id": found.run_id,
+                        "time": now,
+                        "step": found.name,
+                        "attempt": found.number,
+                        "stream": "system",
+                        "text": f"{dropped} log lines were dropped by agent '{session.name}' "
                         "(its buffer was full)",
-                    )
+                    }
                 )
-            db.add_all(rows)
-            run_id = attempt.run_id
+            await log_lines.insert_now(db, rows)
+            run_id = str(found.run_id)
         await self._signals.run_changed(run_id, steps={run_id: ()})  # its log only
 
     async def heartbeat(self, session: AgentSession, lease_ids: Sequence[str]) -> list[str]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import Table, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.execution.bindings import (
@@ -28,7 +28,7 @@ from control_plane.execution.hub import AgentHub, AgentSession, Assignment, Inpu
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import TRIGGER_KIND
+from control_plane.execution.statuses import TRIGGER_KIND, AttemptStatus
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow, StepRunRow
 from legato.spec.connections import CONNECTION_LABEL, connection_label
@@ -37,6 +37,7 @@ from observability.tracing import Tracing
 __all__ = ["Dispatcher"]
 
 log = structlog.get_logger("legato.dispatch")
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
 
 
 class Dispatcher:
@@ -233,16 +234,18 @@ class Dispatcher:
         number = step.attempt + 1
         lease_id = new_lease_id()
         expire = now + self._lease
-        session.add(
-            AttemptRow(
+        await session.execute(
+            insert(_ATTEMPTS).values(
                 step_run_id=step.id,
                 run_id=run.id,
                 number=number,
                 lease_id=lease_id,
                 agent=agent.name,
-                status="leased",
+                status=AttemptStatus.LEASED,
                 lease_expire_time=expire,
                 create_time=now,
+                error="",
+                failure_kind="",
             )
         )
         step.status = "leased"

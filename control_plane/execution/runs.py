@@ -451,8 +451,11 @@ class Runs:
         steps: dict[str, StepRunRow] | None = None,
     ) -> None:
         limit = plan.spec.limits.max_concurrent_runs
-        active = await self._transitions.active_runs(session, plan.pipeline_id)
-        if limit and len(active) >= limit:
+        if not limit:  # no limit: nothing to count
+            await self._transitions.start_run(session, run, plan, effects, steps=steps)
+            return
+        active = await self._transitions.active_runs(session, plan.pipeline_id, limit=limit)
+        if len(active) >= limit:
             shown = ", ".join(active[:5]) + (" ..." if len(active) > 5 else "")
             why = f"waiting: limits.max_concurrent_runs ({limit}) reached; active runs: {shown}"
             self._queue(session, run, why, effects)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import LeaseLost, NotFound, PermissionDenied
@@ -34,11 +34,13 @@ from control_plane.execution.statuses import (
     STEP_TERMINAL,
     STEP_UNFINISHED,
     TRIGGER_KIND,
+    AttemptStatus,
     RunStatus,
     StepStatus,
 )
 from control_plane.quoting import quote
-from control_plane.store.models import AttemptRow, LogLineRow, PipelineRow, RunRow, StepRunRow
+from control_plane.store import log_lines
+from control_plane.store.models import AttemptRow, PipelineRow, RunRow, StepRunRow
 from legato.spec.units import format_duration
 from observability.tracing import Tracing
 
@@ -51,6 +53,8 @@ text is written to the run's log."""
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_STEPS = cast(Table, StepRunRow.__table__)
 # The steps whose error a failed run reports (the first of them by position).
 _STEP_FAILED = frozenset({StepStatus.FAILED, StepStatus.TIMED_OUT})
 
@@ -225,12 +229,20 @@ class Transitions:
         unset: then only the scheduler's overlap policy and backfills queue runs), live
         runs before backfill runs, oldest first."""
         limit = plan.spec.limits.max_concurrent_runs or 1
+        # Most pipelines have no queued run: then there is nothing to lock or count.
+        waiting = await session.execute(
+            select(RunRow.id)
+            .where(RunRow.pipeline_id == pipeline_id, RunRow.status == RunStatus.QUEUED)
+            .limit(1)
+        )
+        if waiting.first() is None:
+            return
         # Promotions of one pipeline take turns on its row (lock order: run, pipeline).
         await session.execute(
             select(PipelineRow.id).where(PipelineRow.id == pipeline_id).with_for_update()
         )
         while True:
-            active = await self.active_runs(session, pipeline_id)
+            active = await self.active_runs(session, pipeline_id, limit=limit)
             if len(active) >= limit:
                 return
             queued = (
@@ -251,11 +263,16 @@ class Transitions:
                 return
             await self.start_run(session, queued, await self.plan_of(session, queued), effects)
 
-    async def active_runs(self, session: AsyncSession, pipeline_id: int) -> list[str]:
+    async def active_runs(
+        self, session: AsyncSession, pipeline_id: int, *, limit: int
+    ) -> list[str]:
+        """The pipeline's running runs, oldest first, at most ``limit`` of them (enough to
+        tell whether it is at its limit: the count is never read past it)."""
         rows = await session.execute(
             select(RunRow.id)
-            .where(RunRow.pipeline_id == pipeline_id, RunRow.status == "running")
+            .where(RunRow.pipeline_id == pipeline_id, RunRow.status == RunStatus.RUNNING)
             .order_by(RunRow.create_time)
+            .limit(limit)
         )
         return list(rows.scalars())
 
@@ -312,42 +329,39 @@ class Transitions:
         it was running already: a report repeated after a reconnect). Two fenced UPDATEs
         and no run lock: this report arrives for every step, just before its result. Only
         the agent holding the lease may report it (PermissionDenied otherwise)."""
+        attempts, steps = _ATTEMPTS.c, _STEPS.c
         row = (
             await session.execute(
-                update(AttemptRow)
+                update(_ATTEMPTS)
                 .where(
-                    AttemptRow.lease_id == lease_id,
-                    AttemptRow.status == "leased",
-                    AttemptRow.agent == agent,
+                    attempts.lease_id == lease_id,
+                    attempts.status == AttemptStatus.LEASED,
+                    attempts.agent == agent,
                 )
-                .values(status="running", start_time=started)
-                .returning(AttemptRow.step_run_id, AttemptRow.run_id)
-                .execution_options(synchronize_session=False)
+                .values(status=AttemptStatus.RUNNING, start_time=started)
+                .returning(attempts.step_run_id, attempts.run_id)
             )
         ).first()
         if row is None:
             found = (
                 await session.execute(
-                    select(AttemptRow.status, AttemptRow.agent).where(
-                        AttemptRow.lease_id == lease_id
-                    )
+                    select(attempts.status, attempts.agent).where(attempts.lease_id == lease_id)
                 )
             ).first()
             status = found[0] if found is not None else None
             if found is not None and found[1] != agent:
                 raise not_yours(lease_id, agent)
-            if status == "running":
+            if status == AttemptStatus.RUNNING:
                 return None  # a repeated report after a reconnect
             raise LeaseLost(
                 f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
             )
         step_run_id, run_id = row
         name = await session.scalar(
-            update(StepRunRow)
-            .where(StepRunRow.id == step_run_id, StepRunRow.status.in_(("leased", "running")))
-            .values(status="running", start_time=func.coalesce(StepRunRow.start_time, started))
-            .returning(StepRunRow.name)
-            .execution_options(synchronize_session=False)
+            update(_STEPS)
+            .where(steps.id == step_run_id, steps.status.in_(sorted(ACTIVE_ATTEMPT)))
+            .values(status=StepStatus.RUNNING, start_time=func.coalesce(steps.start_time, started))
+            .returning(steps.name)
         )
         return str(run_id), str(name or "")
 
@@ -505,11 +519,7 @@ class Transitions:
         step: str = "",
         attempt: int = 0,
     ) -> None:
-        session.add(
-            LogLineRow(
-                run_id=run_id, time=now, step=step, attempt=attempt, stream="system", text=text
-            )
-        )
+        log_lines.add(session, run_id, now, text, step=step, attempt=attempt)
 
     def _apply_decisions(
         self,
