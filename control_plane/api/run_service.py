@@ -39,6 +39,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 WATCH_POLL_SECONDS = 1.0
 # A follower woken all the time still compares the whole run this often.
 WATCH_FULL_READ_SECONDS = 5.0
+# How long a follower waits after a wake-up for more changes to read with it.
+WATCH_COALESCE_SECONDS = 0.05
 WATCH_LOG_BATCH = 200
 WATCH_BATCH_BYTES = 256 * 1024
 MAX_PREVIEW_ROWS = 1000
@@ -150,6 +152,9 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
                 try:
                     async with asyncio.timeout(WATCH_POLL_SECONDS):
                         await changed.wait()
+                    # Let the changes of the next moments join this one: a follower of a
+                    # busy run reads once per batch of changes, not once per change.
+                    await asyncio.sleep(WATCH_COALESCE_SECONDS)
                 except TimeoutError:
                     woke = False
                 # The steps the wake-ups named: only their rows are read, so a follower
