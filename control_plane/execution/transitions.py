@@ -570,6 +570,8 @@ class Transitions:
         unfinished status), not every row read."""
         if run.status != RunStatus.RUNNING:
             return
+        if any(row.status in STEP_UNFINISHED for row in steps.values()):
+            return  # a step it read is not done (in a chain: the next one): no probe
         if len(steps) == len(plan.dag.order):
             outcome = plan.dag.outcome(self.facts(steps))
             failed = [s for s in steps.values() if s.status in _STEP_FAILED]
