@@ -60,7 +60,9 @@ async def test_a_dead_fork_server_is_restarted(runner: Runner, make_task: MakeTa
     first = runner.zygote_pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    await wait_until(lambda: runner.zygote_pid not in (None, first))
+    # A new fork server imports the step kinds' libraries again (pandas, pyarrow,
+    # SQLAlchemy): seconds on a loaded 2-core machine, so the bound is generous.
+    await wait_until(lambda: runner.zygote_pid not in (None, first), within=30)
     outcome = await runner.run(make_task("result = 1"), Logs())
     assert outcome.status == "succeeded", outcome.error
     assert not alive(first)
