@@ -228,7 +228,7 @@ class Lookahead:
                 start = self._clock()
                 prepared = await self._build(session, plain)
                 window = (start, self._clock())
-                stamps = _clock_readings(session.new, window)
+                stamps = _clock_readings(session.new, window) + _pending_readings(session, window)
                 combined = Effects()
                 for item in prepared:
                     _merge(combined, item.effects)
@@ -434,12 +434,36 @@ def _clock_readings(
     return found
 
 
+def _pending(session: AsyncSession) -> list[list[Any]]:
+    """The rows the store keeps in the session to write at the commit in one statement
+    (``store/log_lines.py``): lists of dicts of columns."""
+    return [rows for rows in session.info.values() if isinstance(rows, list)]
+
+
+def _pending_readings(
+    session: AsyncSession, window: tuple[datetime, datetime]
+) -> list[tuple[Any, str]]:
+    """(row, column) for the clock readings on the rows pending in the session."""
+    start, end = window
+    return [
+        (row, key)
+        for rows in _pending(session)
+        for row in rows
+        if isinstance(row, dict)
+        for key, value in row.items()
+        if isinstance(value, datetime) and key != "logical_time" and start <= value <= end
+    ]
+
+
 def _restamp(stamps: list[tuple[Any, str]], stamp: datetime, runs: list[RunRow]) -> None:
     """Move the build's clock readings to ``stamp``; a run's deadline moves with its
     start."""
     starts = {run.id: run.start_time for run in runs}
     for obj, key in stamps:
-        setattr(obj, key, stamp)
+        if isinstance(obj, dict):
+            obj[key] = stamp
+        else:
+            setattr(obj, key, stamp)
     for run in runs:
         start = starts[run.id]
         if run.deadline_time is not None and start is not None:
@@ -458,6 +482,10 @@ def _discard(session: AsyncSession, run_ids: set[str]) -> None:
     unwritten = sum(1 for obj in pending if isinstance(obj, RunRow) and obj.id in run_ids)
     if unwritten != len(run_ids):
         raise _AbandonedError("a dropped run was already written")
+    for rows in _pending(session):
+        if not all(isinstance(row, dict) and isinstance(row.get("run_id"), str) for row in rows):
+            raise _AbandonedError("a row pending in the session belongs to no run")
+        rows[:] = [row for row in rows if row["run_id"] not in run_ids]
     for obj, owner in zip(pending, owners, strict=True):
         if owner in run_ids:
             session.expunge(obj)

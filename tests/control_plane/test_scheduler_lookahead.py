@@ -4,6 +4,7 @@ The clock here is the tests': nothing waits for a fire time."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from control_plane.scheduling.lookahead import Lookahead
+from control_plane.store.db import Database
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
 from legato.v1 import run_pb2
@@ -94,8 +97,25 @@ def test_a_batch_built_ahead_is_created_at_the_instant(
     assert plane.tick() == []  # the instant fired once
 
 
+def orphan_log_lines(db_url: str) -> int:
+    """Log lines of runs that do not exist (a dropped prepared run's, were any written)."""
+
+    async def count() -> int:
+        db = Database(db_url)
+        try:
+            async with db.read() as session:
+                found = await session.execute(
+                    text("SELECT count(*) FROM log_lines WHERE run_id NOT IN (SELECT id FROM runs)")
+                )
+                return int(found.scalar_one())
+        finally:
+            await db.dispose()
+
+    return asyncio.run(count())
+
+
 def test_a_change_between_prepare_and_fire_is_what_fires(
-    plane: LocalControlPlane, clock: SteppingClock
+    db_url: str, plane: LocalControlPlane, clock: SteppingClock
 ) -> None:
     for name in ("changed", "paused", "archived", "kept"):
         apply(plane, name)
@@ -112,6 +132,7 @@ def test_a_change_between_prepare_and_fire_is_what_fires(
     assert runs_of(plane, "archived") == []
     (kept,) = runs_of(plane, "kept")
     assert kept.version == 1
+    assert orphan_log_lines(db_url) == 0  # the dropped runs left nothing behind
 
 
 @pytest.mark.parametrize(
