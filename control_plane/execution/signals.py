@@ -31,6 +31,8 @@ CHANNEL = "legato_signals"
 # A notification's payload must stay under PostgreSQL's 8,000 bytes: the names of the
 # changed steps are sent only while they fit, else the watchers re-read the whole run.
 _MAX_STEP_HINTS_BYTES = 4000
+# Run ids are 26 characters: 100 of them (~3,000 bytes) leave room for the step hints.
+_RUNS_PER_NOTIFICATION = 100
 log = structlog.get_logger("legato.signals")
 
 CancelHandler = Callable[[str, str, str], None]
@@ -165,15 +167,17 @@ class Signals:
         steps = steps or {}
         for run_id in run_ids:
             self._wake_watchers(run_id, steps.get(run_id))
-        if not run_ids:
-            return
-        message: dict[str, Any] = {"k": "runs", "ids": list(run_ids)}
-        hints = {run_id: sorted(steps[run_id]) for run_id in run_ids if run_id in steps}
-        if hints and sum(len(name) + 3 for names in hints.values() for name in names) < (
-            _MAX_STEP_HINTS_BYTES
-        ):
-            message["s"] = hints
-        await self._publish(message)
+        # PostgreSQL refuses a payload over 8,000 bytes: a transaction that changed many
+        # runs (a scheduler batch of 1,000) is announced in several notifications.
+        for start in range(0, len(run_ids), _RUNS_PER_NOTIFICATION):
+            chunk = run_ids[start : start + _RUNS_PER_NOTIFICATION]
+            message: dict[str, Any] = {"k": "runs", "ids": list(chunk)}
+            hints = {run_id: sorted(steps[run_id]) for run_id in chunk if run_id in steps}
+            if hints and sum(len(name) + 3 for names in hints.values() for name in names) < (
+                _MAX_STEP_HINTS_BYTES
+            ):
+                message["s"] = hints
+            await self._publish(message)
 
     async def cancel_lease(self, agent: str, lease_id: str, reason: str) -> None:
         if self._cancel_handler is not None:

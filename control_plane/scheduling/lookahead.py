@@ -67,6 +67,7 @@ from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.runs import Runs
 from control_plane.scheduling.fire_times import FireTime
 from control_plane.scheduling.firing import capacity_of, due_times, fire_times_of, trigger_of
+from control_plane.store import log_lines
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
 
@@ -434,10 +435,10 @@ def _clock_readings(
     return found
 
 
-def _pending(session: AsyncSession) -> list[list[Any]]:
+def _pending(session: AsyncSession) -> list[list[dict[str, Any]]]:
     """The rows the store keeps in the session to write at the commit in one statement
     (``store/log_lines.py``): lists of dicts of columns."""
-    return [rows for rows in session.info.values() if isinstance(rows, list)]
+    return [log_lines.pending(session)]
 
 
 def _pending_readings(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.store.models import LogLineRow
 
-__all__ = ["add", "insert_now"]
+__all__ = ["add", "insert_now", "pending"]
 
 _PENDING = "legato.log_lines"
 _TABLE = cast(Table, LogLineRow.__table__)
@@ -45,6 +45,14 @@ def add(
             "text": text,
         }
     )
+
+
+def pending(session: AsyncSession) -> list[dict[str, Any]]:
+    """The lines ``session`` will write when it commits, in order: the list itself, so a
+    caller that builds runs ahead of time (the scheduler) may restamp their times or drop
+    the lines of a run it does not write."""
+    rows: list[dict[str, Any]] = session.info.setdefault(_PENDING, [])
+    return rows
 
 
 async def insert_now(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

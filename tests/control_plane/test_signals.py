@@ -92,3 +92,20 @@ async def test_another_replica_names_the_steps_that_changed_while_they_fit(
     finally:
         await one.stop()
         await two.stop()
+
+
+async def test_a_thousand_changed_runs_reach_another_replica(postgres_url: str) -> None:
+    url = make_url(postgres_url)
+    one, two = Signals("one", postgres_url=url), Signals("two", postgres_url=url)
+    await one.start()
+    await two.start()
+    try:
+        ids = [f"01m8y9cpajys8jxqjfjg6{i:05d}" for i in range(1000)]  # a scheduler batch
+        with two.watch(ids[-1]) as last, two.watch(ids[0]) as first:
+            await one.run_changed(*ids)
+            async with asyncio.timeout(5):
+                await last.wait()
+                await first.wait()
+    finally:
+        await one.stop()
+        await two.stop()
