@@ -36,9 +36,12 @@ NOOP = spec_pb2.TransformStep(code="pass")
 
 
 def chain(name: str, length: int) -> spec_pb2.PipelineSpec:
-    steps = [spec_pb2.Step(name="s00", transform=NOOP)]
-    for i in range(1, length):
-        steps.append(spec_pb2.Step(name=f"s{i:02d}", needs=[f"s{i - 1:02d}"], transform=NOOP))
+    """``length`` no-op steps, each needing the one before; names sort in chain order."""
+    width = max(2, len(str(length - 1)))
+    names = [f"s{i:0{width}d}" for i in range(length)]
+    steps = [spec_pb2.Step(name=names[0], transform=NOOP)]
+    for before, step in itertools.pairwise(names):
+        steps.append(spec_pb2.Step(name=step, needs=[before], transform=NOOP))
     return spec_pb2.PipelineSpec(name=name, steps=steps)
 
 

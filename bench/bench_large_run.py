@@ -17,18 +17,10 @@ import sys
 import threading
 import time
 
+from bench_execution import chain
 from harness import BenchPlane, CpuMeter, cluster
 
-from legato.v1 import run_pb2, spec_pb2
-
-NOOP = spec_pb2.TransformStep(code="pass")
-
-
-def chain(name: str, length: int) -> spec_pb2.PipelineSpec:
-    steps = [spec_pb2.Step(name="s00000", transform=NOOP)]
-    for i in range(1, length):
-        steps.append(spec_pb2.Step(name=f"s{i:05d}", needs=[f"s{i - 1:05d}"], transform=NOOP))
-    return spec_pb2.PipelineSpec(name=name, steps=steps)
+from legato.v1 import run_pb2
 
 
 def run_once(plane: BenchPlane, name: str, steps: int, follow: bool) -> None:
