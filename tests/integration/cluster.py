@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +85,26 @@ class Cluster:
             ),
         }
         log = (self.workdir / f"{name}.log").open("ab")
+        launched = datetime.now(UTC)
         process = subprocess.Popen(
             args, stdout=log, stderr=log, env=environ, start_new_session=True
         )
         self.agents[name] = process
         if wait:
+            # This process's connection, not the row of an agent of the same name that was
+            # just killed (the server may not have seen its stream end yet).
             self.wait_for(
-                lambda: self.agent_state(name) == agent_pb2.AGENT_STATE_CONNECTED,
+                lambda: self.agent_state(name, since=launched) == agent_pb2.AGENT_STATE_CONNECTED,
                 f"agent {name} to connect",
             )
         return process
 
-    def agent_state(self, name: str) -> int:
+    def agent_state(self, name: str, *, since: datetime | None = None) -> int:
+        """The agent's state; with ``since``, UNSPECIFIED until it connected after then."""
         for agent in self.client.list_agents(show_disconnected=True):
             if agent.name == name:
+                if since is not None and agent.connect_time.ToDatetime(tzinfo=UTC) < since:
+                    return agent_pb2.AGENT_STATE_UNSPECIFIED
                 return agent.state
         return agent_pb2.AGENT_STATE_UNSPECIFIED
 
