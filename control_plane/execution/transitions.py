@@ -229,18 +229,19 @@ class Transitions:
         unset: then only the scheduler's overlap policy and backfills queue runs), live
         runs before backfill runs, oldest first."""
         limit = plan.spec.limits.max_concurrent_runs or 1
-        # Most pipelines have no queued run: then there is nothing to lock or count.
+        # Promotions of one pipeline take turns on its row (lock order: run, pipeline), as
+        # do new runs deciding whether to queue: so a run queued concurrently is seen here
+        # or sees this one ended. Only then may "nothing is queued" end the promotion.
+        await session.execute(
+            select(PipelineRow.id).where(PipelineRow.id == pipeline_id).with_for_update()
+        )
         waiting = await session.execute(
             select(RunRow.id)
             .where(RunRow.pipeline_id == pipeline_id, RunRow.status == RunStatus.QUEUED)
             .limit(1)
         )
         if waiting.first() is None:
-            return
-        # Promotions of one pipeline take turns on its row (lock order: run, pipeline).
-        await session.execute(
-            select(PipelineRow.id).where(PipelineRow.id == pipeline_id).with_for_update()
-        )
+            return  # most pipelines: nothing to count
         while True:
             active = await self.active_runs(session, pipeline_id, limit=limit)
             if len(active) >= limit:
