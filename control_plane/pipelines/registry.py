@@ -195,9 +195,7 @@ class Registry:
             pipeline.update_time = now
             info = await self._info(session, pipeline)
             schedule = await self._changed(session, pipeline, info.spec, info.schedule)
-            await audit.write(
-                session, now=now, actor=actor, action=action, resource=f"pipelines/{name}"
-            )
+            audit.record(session, now=now, actor=actor, action=action, resource=f"pipelines/{name}")
             return replace(info, schedule=schedule)
 
         return await self._write(attempt)
@@ -395,7 +393,7 @@ class Registry:
             "created": result.created,
         }
         if result.created or actor.request_id:
-            await audit.write(
+            audit.record(
                 session,
                 now=now,
                 actor=actor,

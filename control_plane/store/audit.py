@@ -6,15 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.access.actors import Actor
+from control_plane.store import pending
 from control_plane.store.models import AuditEntryRow
 
-__all__ = ["MAX_ERROR", "entry", "record", "write"]
+__all__ = ["MAX_ERROR", "entry", "record"]
 
-_INSERT = insert(cast(Table, AuditEntryRow.__table__))
+_TABLE = cast(Table, AuditEntryRow.__table__)
 
 MAX_ERROR = 500
 """Characters of an error message kept in an entry."""
@@ -94,32 +95,8 @@ def record(
     pipeline: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Add a successful mutation's entry to ``session``'s transaction."""
-    session.add(
-        entry(
-            now=now,
-            actor=actor,
-            action=action,
-            resource=resource,
-            pipeline=pipeline,
-            details=details,
-        )
-    )
-
-
-async def write(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    actor: Actor,
-    action: str,
-    resource: str,
-    pipeline: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Insert a successful mutation's entry in ``session``'s transaction now, as one Core
-    statement (``record`` adds an ORM object, which the next flush writes at a higher CPU
-    cost)."""
+    """Add a successful mutation's entry to ``session``'s transaction: inserted with the
+    transaction's other entries in one Core statement when it commits (``store/pending``)."""
     columns = _columns(
         now=now,
         actor=actor,
@@ -131,4 +108,4 @@ async def write(
         error="",
         details=details,
     )
-    await session.execute(_INSERT, columns)
+    pending.add(session, _TABLE, columns)

@@ -1,26 +1,22 @@
-"""Run log lines, written with one multi-row Core ``INSERT`` per transaction.
-
-A transition writes a line or two per step (``Step 2: transform (127 records)``); an agent
-sends its step's output in batches. As ORM objects every line cost an instance, its state
-and a unit-of-work flush; here a line is a dict, and the lines a transaction wrote go in
-one statement just before it commits (in the order they were written, so their ids — the
-run log's sequence numbers — follow that order). Lines are not visible to reads made by
-the transaction that writes them, and a transaction that rolls back writes none."""
+"""Run log lines: a transaction's lines go in one multi-row insert when it commits
+(``store/pending``), in the order they were written, so their ids — the run log's sequence
+numbers — follow that order; an agent's batch is inserted at once. Lines are not visible to
+reads made by the transaction that writes them, and a transaction that rolls back writes
+none."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
+from control_plane.store import pending as pending_rows
 from control_plane.store.models import LogLineRow
 
 __all__ = ["add", "insert_now", "pending"]
 
-_PENDING = "legato.log_lines"
 _TABLE = cast(Table, LogLineRow.__table__)
 
 
@@ -35,7 +31,9 @@ def add(
     stream: str = "system",
 ) -> None:
     """Write a line when the transaction commits."""
-    session.info.setdefault(_PENDING, []).append(
+    pending_rows.add(
+        session,
+        _TABLE,
         {
             "run_id": run_id,
             "time": time,
@@ -43,7 +41,7 @@ def add(
             "attempt": attempt,
             "stream": stream,
             "text": text,
-        }
+        },
     )
 
 
@@ -51,23 +49,10 @@ def pending(session: AsyncSession) -> list[dict[str, Any]]:
     """The lines ``session`` will write when it commits, in order: the list itself, so a
     caller that builds runs ahead of time (the scheduler) may restamp their times or drop
     the lines of a run it does not write."""
-    rows: list[dict[str, Any]] = session.info.setdefault(_PENDING, [])
-    return rows
+    return pending_rows.rows_of(session, _TABLE)
 
 
 async def insert_now(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Write lines (dicts of the columns) at once, in one statement."""
     if rows:
         await session.execute(insert(_TABLE), rows)
-
-
-@event.listens_for(Session, "before_commit")
-def _write_pending(session: Session) -> None:
-    rows = session.info.pop(_PENDING, None)
-    if rows:
-        session.execute(insert(_TABLE), rows)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)

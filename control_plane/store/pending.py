@@ -1,0 +1,45 @@
+"""Rows a transaction inserts when it commits: one multi-row Core ``INSERT`` per table, in
+the order they were added, instead of an ORM object per row and a unit-of-work flush.
+
+For rows nobody reads back in the transaction that writes them: the run log's lines and
+the activity log's entries. A transaction that rolls back inserts none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, event, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+__all__ = ["add", "rows_of"]
+
+_PENDING = "legato.pending_rows"
+
+
+def _pending(info: dict[Any, Any]) -> dict[Table, list[dict[str, Any]]]:
+    found: dict[Table, list[dict[str, Any]]] = info.setdefault(_PENDING, {})
+    return found
+
+
+def add(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+    """Insert ``row`` (its columns) into ``table`` when the transaction commits."""
+    _pending(session.info).setdefault(table, []).append(row)
+
+
+def rows_of(session: AsyncSession, table: Table) -> list[dict[str, Any]]:
+    """The rows waiting for the commit in ``table``: the list itself, so that a caller
+    that builds rows ahead of time may restamp them or drop some."""
+    return _pending(session.info).setdefault(table, [])
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_pending(session: Session) -> None:
+    for table, rows in session.info.pop(_PENDING, {}).items():
+        if rows:
+            session.execute(insert(table), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
