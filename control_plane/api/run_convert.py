@@ -11,7 +11,8 @@ from control_plane.api.convert import timestamp
 from control_plane.execution.agents import AgentInfo
 from control_plane.execution.runs import RunView
 from control_plane.scheduling.backfills import BackfillView
-from control_plane.store.models import AttemptRow, LogLineRow, RunRow, StepRunRow
+from control_plane.store.models import AttemptRow, LogLineRow, RunRow
+from control_plane.store.steps import StepState
 from legato.v1 import agent_pb2, run_pb2, spec_pb2
 
 __all__ = [
@@ -105,7 +106,7 @@ def run_message(run: RunRow, view: RunView | None = None) -> run_pb2.Run:
     return message
 
 
-def step_message(step: StepRunRow, attempts: list[AttemptRow]) -> run_pb2.StepRun:
+def step_message(step: StepState, attempts: list[AttemptRow]) -> run_pb2.StepRun:
     output = step.output or {}
     message = run_pb2.StepRun(
         name=step.name,
@@ -151,7 +152,7 @@ def step_message(step: StepRunRow, attempts: list[AttemptRow]) -> run_pb2.StepRu
     return message
 
 
-def _waiting(step: StepRunRow) -> str:
+def _waiting(step: StepState) -> str:
     if step.status == "ready":
         return "waiting for a free agent slot"
     return ""

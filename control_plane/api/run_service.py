@@ -25,11 +25,11 @@ from control_plane.execution.artifacts import ArtifactStore
 from control_plane.execution.previews import preview_rows_at
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
+from control_plane.statuses import RUN_TERMINAL
 from control_plane.store.db import Database
-from control_plane.store.models import StepRunRow
+from control_plane.store.steps import StepState
 from legato.v1 import run_pb2, run_service_pb2_grpc
 from legato.v1 import run_service_pb2 as pb
 
@@ -291,5 +291,5 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
 
 
-def _step_key(step: StepRunRow) -> tuple[str, int, str, str]:
+def _step_key(step: StepState) -> tuple[str, int, str, str]:
     return (step.status, step.attempt, step.waiting_reason, step.agent)

@@ -21,10 +21,10 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.hub import AgentHub, AgentSession, Outgoing
 from control_plane.execution.reaper import Reaper
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
 from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
+from control_plane.statuses import ACTIVE_ATTEMPT
 from control_plane.store import audit, log_lines
 from control_plane.store.db import Database
 from control_plane.store.models import AgentRow, AttemptRow, StepRunRow
@@ -253,8 +253,8 @@ class Agents:
         session.leases.discard(lease_id)
 
         async def finish(db: AsyncSession, effects: Effects) -> None:
-            run, attempt = await self._transitions.current_attempt(db, lease_id, agent=session.name)
-            await self._transitions.finish_attempt(db, run, attempt, outcome, effects)
+            lease = await self._transitions.current_attempt(db, lease_id, agent=session.name)
+            await self._transitions.finish_attempt(db, lease, outcome, effects)
 
         await self._uow.run(finish)
 

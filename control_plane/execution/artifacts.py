@@ -28,9 +28,9 @@ from control_plane.errors import (
     PermissionDenied,
 )
 from control_plane.execution.ids import new_lease_id
-from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import not_yours
 from control_plane.quoting import quote
+from control_plane.statuses import ACTIVE_ATTEMPT
 from control_plane.store.blobs import artifact_chunks, artifact_range
 from control_plane.store.db import Database
 from control_plane.store.models import ArtifactRow, AttemptRow, StepRunRow

@@ -16,7 +16,8 @@ from typing import Any
 from control_plane.execution.resolver import RunContext, StepFacts
 from control_plane.pipelines.expressions import ExpressionError, parse_expression
 from control_plane.pipelines.templates import TemplateError, parse_template
-from control_plane.store.models import RunRow, StepRunRow
+from control_plane.store.models import RunRow
+from control_plane.store.steps import Step
 from control_plane.validation.conditions import STEP_ROOTS
 from legato.spec.connections import connection_label, connections_of
 from legato.v1 import spec_pb2
@@ -41,7 +42,7 @@ def required_labels(step: spec_pb2.Step) -> dict[str, str]:
     return labels
 
 
-def step_facts(steps: Mapping[str, StepRunRow]) -> dict[str, StepFacts]:
+def step_facts(steps: Mapping[str, Step]) -> dict[str, StepFacts]:
     """What expressions and the resolver know of a run's steps, from their rows."""
     return {
         name: StepFacts(

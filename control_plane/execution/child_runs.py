@@ -40,10 +40,12 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.plans import Plan
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import RUN_TERMINAL, TRIGGER_KIND
 from control_plane.execution.transitions import Transitions
+from control_plane.statuses import RUN_TERMINAL, TRIGGER_KIND
+from control_plane.store import steps as step_store
 from control_plane.store.db import Database
 from control_plane.store.models import RunRow, StepRunRow
+from control_plane.store.steps import Step
 
 __all__ = ["MAX_CHAIN", "ChildRuns"]
 
@@ -146,8 +148,7 @@ class ChildRuns:
         plan = await self._transitions.plan_of(session, run)
         spec = plan.steps[step_name].trigger
         now = self._clock()
-        step.start_time = now
-        step.attempt = 1
+        started = {"start_time": now, "attempt": 1}
         try:
             chain = _chain(run, spec.pipeline)
             params = _params(spec.params, steps, run)
@@ -163,20 +164,23 @@ class ChildRuns:
                 effects,
             )
         except (_StepFailedError, LegatoError) as exc:
-            await self._fail(session, run, plan, step, str(exc), effects)
+            await self._fail(session, run, plan, step, str(exc), effects, **started)
             return 1
         position = plan.dag.position(step_name)
-        step.child_run_id = child.id
-        step.output = {"values": {"run_id": child.id, "pipeline": child.pipeline}}
         text = runlog.child_run_started(position, step_name, child.id, child.pipeline, spec.wait)
         self._transitions.log(session, run.id, text, now, step=step_name, attempt=1)
         effects.runs.add(run.id)
-        if spec.wait:
-            step.status = "running"
-            return 1
-        step.status = "succeeded"
-        step.end_time = now
-        await self._transitions.resolve(session, run, plan, [step_name], effects, steps=steps)
+        await step_store.write(
+            session,
+            step,
+            **started,
+            child_run_id=child.id,
+            output={"values": {"run_id": child.id, "pipeline": child.pipeline}},
+            status="running" if spec.wait else "succeeded",
+            end_time=None if spec.wait else now,
+        )
+        if not spec.wait:
+            await self._transitions.resolve(session, run, plan, [step_name], effects, steps=steps)
         return 1
 
     # -- settling -----------------------------------------------------------------------
@@ -199,15 +203,17 @@ class ChildRuns:
             return 0
         plan = await self._transitions.plan_of(session, run)
         now = self._clock()
-        step.output = {"values": {**values, "status": child.status}}
+        output = {"values": {**values, "status": child.status}}
         effects.runs.add(run.id)
         if child.status != "succeeded":
             why = f"run {child.id} of {child.pipeline} {child.status.replace('_', ' ')}"
-            await self._fail(session, run, plan, step, why + _error_of(child), effects)
+            await self._fail(
+                session, run, plan, step, why + _error_of(child), effects, output=output
+            )
             return 1
-        step.status = "succeeded"
-        step.end_time = now
-        step.error = ""
+        await step_store.write(
+            session, step, output=output, status="succeeded", end_time=now, error=""
+        )
         position = plan.dag.position(step_name)
         text = runlog.child_run_finished(position, step_name, child.id, child.pipeline)
         self._transitions.log(session, run.id, text, now, step=step_name, attempt=1)
@@ -216,11 +222,11 @@ class ChildRuns:
 
     async def _locked(
         self, session: AsyncSession, run_id: str, step_name: str, status: str
-    ) -> tuple[RunRow, dict[str, StepRunRow], StepRunRow] | None:
+    ) -> tuple[RunRow, dict[str, Step], Step] | None:
         """The run (locked), its steps and the step, when the run is running and the step
         still has ``status``; None when someone else has moved it on."""
         run = await self._transitions.lock_run(session, run_id)
-        steps = await self._transitions.steps_of(session, run_id)
+        steps: dict[str, Step] = dict(await step_store.all_of(session, run_id))
         step = steps.get(step_name)
         if run.status != "running" or step is None or step.status != status:
             return None
@@ -231,15 +237,22 @@ class ChildRuns:
         session: AsyncSession,
         run: RunRow,
         plan: Plan,
-        step: StepRunRow,
+        step: Step,
         error: str,
         effects: Effects,
+        **values: Any,
     ) -> None:
+        """Fail the step with ``error`` (and write ``values`` with it)."""
         now = self._clock()
-        step.status = "failed"
-        step.failure_kind = "error"
-        step.error = error
-        step.end_time = now
+        await step_store.write(
+            session,
+            step,
+            **values,
+            status="failed",
+            failure_kind="error",
+            error=error,
+            end_time=now,
+        )
         position = plan.dag.position(step.name)
         text = runlog.step_failed(position, step.name, 0, 0, error, None)
         self._transitions.log(session, run.id, text, now, step=step.name, attempt=1)
@@ -263,7 +276,7 @@ def _chain(run: RunRow, target: str) -> list[str]:
     return [*above, target]
 
 
-def _params(expressions: Any, steps: dict[str, StepRunRow], run: RunRow) -> struct_pb2.Struct:
+def _params(expressions: Any, steps: dict[str, Step], run: RunRow) -> struct_pb2.Struct:
     names = expression_names(step_facts(steps), run_context(run))
     try:
         values = evaluate_all(expressions, names, "param")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import structlog
-from sqlalchemy import Table, insert, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.execution.bindings import (
@@ -28,16 +28,19 @@ from control_plane.execution.hub import AgentHub, AgentSession, Assignment, Inpu
 from control_plane.execution.ids import new_lease_id
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import TRIGGER_KIND, AttemptStatus
+from control_plane.statuses import TRIGGER_KIND, StepStatus
+from control_plane.store import attempts as attempt_store
+from control_plane.store import steps as step_store
 from control_plane.store.db import Database
-from control_plane.store.models import AttemptRow, RunRow, StepRunRow
+from control_plane.store.models import RunRow, StepRunRow
+from control_plane.store.steps import Step
 from legato.spec.connections import CONNECTION_LABEL, connection_label
 from observability.tracing import Tracing
 
 __all__ = ["Dispatcher"]
 
 log = structlog.get_logger("legato.dispatch")
-_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_STEPS = step_store.TABLE.c
 
 
 class Dispatcher:
@@ -117,54 +120,56 @@ class Dispatcher:
     async def claim_inline(
         self,
         session: AsyncSession,
-        ready: list[tuple[StepRunRow, RunRow]],
-        siblings: dict[str, dict[str, StepRunRow]],
+        ready: list[tuple[Step, RunRow]],
+        siblings: dict[str, dict[str, Step]],
     ) -> list[tuple[AgentSession, Assignment]]:
         """Claim steps a transaction has just made ready, in that transaction, when an
-        agent can take them: the step reaches an agent without a dispatcher pass. Runs in
-        a savepoint, so a failure here leaves the steps ready and the transaction whole."""
+        agent can take them: the step reaches an agent without a dispatcher pass, and its
+        row is written once, leased. A step whose assignment cannot be built stays ready
+        (the dispatcher tries it again and reports what fails)."""
         if not ready or not self._hub.available():
             return []
-        claimed: list[tuple[AgentSession, Assignment]] = []
-        try:
-            async with session.begin_nested():
-                claimed = await self.claim(session, ready, self._clock(), siblings=siblings)
-        except Exception:
-            log.exception("inline_claim_failed")
-            self.release(claimed)
-            return []
-        return claimed
+        return await self.claim(session, ready, self._clock(), siblings=siblings, strict=False)
 
     async def claim(
         self,
         session: AsyncSession,
-        candidates: list[tuple[StepRunRow, RunRow]],
+        candidates: list[tuple[Step, RunRow]],
         now: datetime,
         *,
-        siblings: dict[str, dict[str, StepRunRow]] | None = None,
+        siblings: dict[str, dict[str, Step]] | None = None,
+        strict: bool = True,
     ) -> list[tuple[AgentSession, Assignment]]:
         """Lease ``candidates`` to agents with credits (reserved here; ``release`` them if
-        the transaction fails, ``send`` them once it has committed)."""
+        the transaction fails, ``send`` them once it has committed). Not ``strict``: a
+        step whose assignment cannot be built is left as it is, and logged."""
         sessions = self._hub.available()
         claimed: list[tuple[AgentSession, Assignment]] = []
-        for step, run in candidates:
-            if not any(s.credits > 0 for s in sessions):
-                break
-            agent = _pick(sessions, step.selector or {})
-            if agent is None:
-                reason = _no_agent_reason(step.selector or {}, self._hub.sessions())
-                if step.waiting_reason != reason:
-                    step.waiting_reason = reason
-                continue
-            agent.credits -= 1
-            try:
-                assignment = await self._claim(
-                    session, step, run, agent, now, (siblings or {}).get(run.id)
-                )
-            except BaseException:
-                agent.credits += 1
-                raise
-            claimed.append((agent, assignment))
+        try:
+            for step, run in candidates:
+                if not any(s.credits > 0 for s in sessions):
+                    break
+                agent = _pick(sessions, step.selector or {})
+                if agent is None:
+                    reason = _no_agent_reason(step.selector or {}, self._hub.sessions())
+                    if step.waiting_reason != reason:
+                        await step_store.write(session, step, waiting_reason=reason)
+                    continue
+                try:
+                    assignment = await self._assignment(
+                        session, step, run, agent, now, (siblings or {}).get(run.id)
+                    )
+                except Exception:
+                    if strict:
+                        raise
+                    log.exception("inline_claim_failed", run_id=run.id, step=step.name)
+                    continue
+                agent.credits -= 1
+                claimed.append((agent, assignment))
+                await self._write_lease(session, step, run, assignment, agent.name, now)
+        except BaseException:
+            self.release(claimed)
+            raise
         return claimed
 
     @staticmethod
@@ -201,8 +206,8 @@ class Dispatcher:
 
     async def _anything_due(self, session: AsyncSession, now: datetime) -> bool:
         stmt = (
-            select(StepRunRow.id)
-            .join(RunRow, RunRow.id == StepRunRow.run_id)
+            select(_STEPS.id)
+            .join(RunRow, RunRow.id == _STEPS.run_id)
             .where(_due(now), RunRow.status == "running")
             .limit(1)
         )
@@ -210,65 +215,42 @@ class Dispatcher:
 
     async def _candidates(
         self, session: AsyncSession, now: datetime, limit: int
-    ) -> list[tuple[StepRunRow, RunRow]]:
+    ) -> list[tuple[Step, RunRow]]:
         stmt = (
-            select(StepRunRow, RunRow)
-            .join(RunRow, RunRow.id == StepRunRow.run_id)
+            select(*step_store.COLUMNS, RunRow)
+            .join(RunRow, RunRow.id == _STEPS.run_id)
             .where(_due(now), RunRow.status == "running")
-            .order_by(RunRow.create_time, StepRunRow.position)
+            .order_by(RunRow.create_time, _STEPS.position)
             .limit(limit)
-            .with_for_update(of=StepRunRow, skip_locked=True)
+            .with_for_update(of=step_store.TABLE, skip_locked=True)
         )
-        return [(step, run) for step, run in (await session.execute(stmt)).all()]
+        rows = (await session.execute(stmt)).all()
+        return [(step_store.from_row(row), row[-1]) for row in rows]
 
-    async def _claim(
+    async def _assignment(
         self,
         session: AsyncSession,
-        step: StepRunRow,
+        step: Step,
         run: RunRow,
         agent: AgentSession,
         now: datetime,
-        known: dict[str, StepRunRow] | None = None,
+        known: dict[str, Step] | None = None,
     ) -> Assignment:
+        """The task for ``agent``: the step, its inputs and resolved values, its limits
+        (reads only: nothing is written until it is leased)."""
         plan = await self._plans.get(session, run.pipeline_id, run.pipeline, run.version)
         number = step.attempt + 1
-        lease_id = new_lease_id()
-        expire = now + self._lease
-        await session.execute(
-            insert(_ATTEMPTS).values(
-                step_run_id=step.id,
-                run_id=run.id,
-                number=number,
-                lease_id=lease_id,
-                agent=agent.name,
-                status=AttemptStatus.LEASED,
-                lease_expire_time=expire,
-                create_time=now,
-                error="",
-                failure_kind="",
-            )
-        )
-        step.status = "leased"
-        step.attempt = number
-        step.agent = agent.name
-        step.not_before = None
-        step.waiting_reason = ""
         spec_step = plan.steps[step.name]
         parents = plan.dag.parents(step.name)
         resolve = needs_resolution(spec_step)
         inputs: list[InputRef] = []
         resolved: dict[str, Any] = {}
         if parents or resolve:
-            by_name = known or {}
+            by_name: dict[str, Step] = dict(known or {})
             # Expressions may read any upstream step, not only the direct ones.
             wanted = set(plan.dag.order) if resolve else set(parents)
             if not wanted <= by_name.keys():
-                rows = await session.execute(
-                    select(StepRunRow).where(
-                        StepRunRow.run_id == run.id, StepRunRow.name.in_(wanted)
-                    )
-                )
-                by_name = {row.name: row for row in rows.scalars()}
+                by_name.update(await step_store.named(session, run.id, wanted - by_name.keys()))
             inputs = [_input(by_name[name]) for name in parents if name in by_name]
             if resolve:
                 resolved = resolved_values(spec_step, step_facts(by_name), run_context(run))
@@ -277,8 +259,8 @@ class Dispatcher:
             remaining = max(1.0, (run.deadline_time - now).total_seconds())
             timeout = remaining if timeout is None else min(timeout, remaining)
         return Assignment(
-            lease_id=lease_id,
-            lease_expire_time=expire,
+            lease_id=new_lease_id(),
+            lease_expire_time=now + self._lease,
             run_id=run.id,
             pipeline=run.pipeline,
             version=run.version,
@@ -300,8 +282,42 @@ class Dispatcher:
             resolved=resolved,
         )
 
+    @staticmethod
+    async def _write_lease(
+        session: AsyncSession,
+        step: Step,
+        run: RunRow,
+        assignment: Assignment,
+        agent: str,
+        now: datetime,
+    ) -> None:
+        """Write the lease: the attempt, and the step leased (its one write when the
+        transaction made it ready). A run created in this transaction is inserted first
+        (with every other row the session holds: one flush for a batch of new runs)."""
+        if isinstance(step, StepRunRow) and step.id is None:
+            await session.flush()
+        await attempt_store.insert_leased(
+            session,
+            step_run_id=step.id,
+            run_id=run.id,
+            number=assignment.attempt,
+            lease_id=assignment.lease_id,
+            agent=agent,
+            expire=assignment.lease_expire_time,
+            now=now,
+        )
+        await step_store.claimed(
+            session,
+            step,
+            status=StepStatus.LEASED,
+            attempt=assignment.attempt,
+            agent=agent,
+            not_before=None,
+            waiting_reason="",
+        )
 
-def _input(row: StepRunRow) -> InputRef:
+
+def _input(row: Step) -> InputRef:
     output: dict[str, Any] = row.output or {}
     rows = output.get("rows")
     return InputRef(
@@ -343,7 +359,7 @@ def _no_agent_reason(selector: dict[str, Any], connected: list[AgentSession]) ->
 def _due(now: datetime) -> Any:
     """Steps an agent may take now: ready, or pending with a retry delay that has ended
     (not trigger steps: the control plane runs those)."""
-    return (StepRunRow.kind != TRIGGER_KIND) & or_(
-        StepRunRow.status == "ready",
-        (StepRunRow.status == "pending") & (StepRunRow.not_before <= now),
+    return (_STEPS.kind != TRIGGER_KIND) & or_(
+        _STEPS.status == StepStatus.READY,
+        (_STEPS.status == StepStatus.PENDING) & (_STEPS.not_before <= now),
     )

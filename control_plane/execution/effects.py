@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from control_plane.execution.signals import Signals
+from control_plane.store.models import RunRow
+from control_plane.store.steps import Step
 
 __all__ = ["Effects"]
 
@@ -27,10 +28,10 @@ class Effects:
     steps: dict[str, set[str]] = field(default_factory=dict)
     cancels: list[tuple[str, str, str]] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
-    # (step row, run row) pairs made ready in this transaction, for an inline claim.
-    ready: list[tuple[Any, Any]] = field(default_factory=list)
-    # The step rows of those runs, already loaded (run id → name → row).
-    siblings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (step, run row) pairs made ready in this transaction, for an inline claim.
+    ready: list[tuple[Step, RunRow]] = field(default_factory=list)
+    # The steps of those runs, already read (run id → name → step).
+    siblings: dict[str, dict[str, Step]] = field(default_factory=dict)
     # Trace spans to record once the transaction has committed.
     spans: list[Callable[[], None]] = field(default_factory=list)
 

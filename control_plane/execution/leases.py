@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.execution.statuses import ACTIVE_ATTEMPT
+from control_plane.statuses import ACTIVE_ATTEMPT
 from control_plane.store.models import AttemptRow
 
 __all__ = ["expired_leases", "renew"]

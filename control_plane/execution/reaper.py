@@ -30,9 +30,10 @@ from control_plane.errors import LeaseLost
 from control_plane.execution.effects import Effects
 from control_plane.execution.leases import expired_leases
 from control_plane.execution.signals import Signals
-from control_plane.execution.statuses import ACTIVE_ATTEMPT
 from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
 from control_plane.execution.unit_of_work import UnitOfWork
+from control_plane.statuses import ACTIVE_ATTEMPT
+from control_plane.store.attempts import AttemptState
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, RunRow
 from control_plane.store.outages import store_unavailable
@@ -124,13 +125,18 @@ class Reaper:
             async def lose(
                 session: AsyncSession, effects: Effects, lease_id: str = lease_id
             ) -> int:
-                run, attempt = await self._transitions.current_attempt(session, lease_id)
-                if only_expired and attempt.lease_expire_time >= self._clock():
+                lease = await self._transitions.current_attempt(session, lease_id)
+                now = self._clock()
+                if only_expired and lease.attempt.lease_expire_time >= now:
                     return 0  # renewed meanwhile
                 outcome = AttemptOutcome(
-                    status="failed", failure_kind="lost", error=error or self._why(attempt)
+                    status="failed", failure_kind="lost", error=error or self._why(lease.attempt)
                 )
-                await self._transitions.finish_attempt(session, run, attempt, outcome, effects)
+                # Expired still when it is fenced (a heartbeat takes no run lock).
+                expired = now if only_expired else None
+                await self._transitions.finish_attempt(
+                    session, lease, outcome, effects, expired_before=expired
+                )
                 return 1
 
             try:
@@ -139,7 +145,7 @@ class Reaper:
                 continue
         return count
 
-    def _why(self, attempt: AttemptRow) -> str:
+    def _why(self, attempt: AttemptState) -> str:
         last_heard = attempt.lease_expire_time - self._lease
         if last_heard < self._started:
             seconds = self._grace.total_seconds()

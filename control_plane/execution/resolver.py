@@ -86,8 +86,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.execution.statuses import STEP_TERMINAL, StepStatus
 from control_plane.pipelines.expressions import Expression, ExpressionError, parse_expression
+from control_plane.statuses import STEP_TERMINAL, StepStatus
 from control_plane.validation.conditions import STEP_ROOTS
 from control_plane.validation.dag import StepGraph
 from legato.v1 import spec_pb2

@@ -21,15 +21,17 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id, new_span_id, new_trace_id
 from control_plane.execution.params import resolve_params
 from control_plane.execution.plans import Plan, PlanCache
-from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
 from control_plane.quoting import quote
+from control_plane.statuses import RUN_TERMINAL
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
+from control_plane.store import steps as step_store
 from control_plane.store.db import Database
 from control_plane.store.models import AttemptRow, LogLineRow, RunRow, StepRunRow
+from control_plane.store.steps import Step, StepState
 
 __all__ = ["RunView", "Runs", "TriggerSpec"]
 
@@ -39,7 +41,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RunView:
     run: RunRow
-    steps: list[StepRunRow]
+    steps: list[StepState]
     attempts: dict[int, list[AttemptRow]]
 
 
@@ -182,13 +184,13 @@ class Runs:
         trigger: TriggerSpec,
         actor: Actor,
         backfill_id: str | None = None,
-    ) -> tuple[RunRow, dict[str, StepRunRow]]:
+    ) -> tuple[RunRow, dict[str, Step]]:
         """A new run of ``plan`` and its steps, added to the session (not flushed: a
         transaction creating many runs inserts them together). Raises InvalidArgument for
         params the spec refuses, before adding anything."""
         run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
         run.backfill_id = backfill_id
-        steps = {step.name: step for step in self._new_steps(run.id, plan, reuse={})}
+        steps: dict[str, Step] = {s.name: s for s in self._new_steps(run.id, plan, reuse={})}
         session.add(run)
         session.add_all(steps.values())
         return run, steps
@@ -260,9 +262,9 @@ class Runs:
         version = pipeline.latest_version if latest_version else source.version
         plan = await self._plans.get(session, pipeline.id, pipeline.name, version)
         old_plan = await self._plans.get(session, pipeline.id, pipeline.name, source.version)
-        reuse: dict[str, StepRunRow] = {}
+        reuse: dict[str, StepState] = {}
         if not all_steps:
-            old_steps = await self._transitions.steps_of(session, run_id)
+            old_steps = await step_store.all_of(session, run_id)
             reuse = {
                 name: row
                 for name, row in old_steps.items()
@@ -414,7 +416,7 @@ class Runs:
         )
 
     def _new_steps(
-        self, run_id: str, plan: Plan, *, reuse: dict[str, StepRunRow], source_run: str = ""
+        self, run_id: str, plan: Plan, *, reuse: dict[str, StepState], source_run: str = ""
     ) -> list[StepRunRow]:
         rows = []
         for name in plan.dag.order:
@@ -448,7 +450,7 @@ class Runs:
         run: RunRow,
         plan: Plan,
         effects: Effects,
-        steps: dict[str, StepRunRow] | None = None,
+        steps: dict[str, Step] | None = None,
     ) -> None:
         limit = plan.spec.limits.max_concurrent_runs
         if not limit:  # no limit: nothing to count
@@ -522,12 +524,12 @@ class Runs:
             )
         attempts: dict[int, list[AttemptRow]] = {}
         if steps is None:
-            rows = list((await self._transitions.steps_of(session, run_id)).values())
+            rows = list((await step_store.all_of(session, run_id)).values())
             query = select(AttemptRow).where(AttemptRow.run_id == run_id)
         elif not steps:
             return RunView(run=run, steps=[], attempts=attempts)
         else:
-            named = await self._transitions.steps_named(session, run_id, set(steps))
+            named = await step_store.named(session, run_id, set(steps))
             rows = sorted(named.values(), key=lambda row: row.position)
             query = select(AttemptRow).where(AttemptRow.step_run_id.in_([row.id for row in rows]))
         rows_attempts = await session.execute(query.order_by(AttemptRow.number))

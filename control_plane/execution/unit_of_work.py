@@ -4,7 +4,8 @@ steps it made ready in the same transaction, commit, then push.
 A result from an agent, a new run, a cancellation, a lease the reaper reclaims, a trigger
 step's child run: each is a function of the write session and the :class:`Effects` it
 fills. :meth:`UnitOfWork.run` opens the transaction, calls it, claims the ready steps for
-agents with credit (so a step goes straight to ``leased``, without a dispatcher pass),
+agents with credit (so a step goes straight to ``leased``, written once, without a
+dispatcher pass; see ``store/steps``: deferred writes),
 commits, and only then sends the assignments and applies the effects (wake-ups, lease
 cancellations, watchers' hints). If the transaction fails, the credits the claim reserved
 are given back and nothing is sent."""
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.execution.dispatch import Dispatcher
 from control_plane.execution.effects import Effects
 from control_plane.execution.signals import Signals
+from control_plane.store import steps
 from control_plane.store.db import Database
 
 __all__ = ["UnitOfWork", "Work"]
@@ -62,6 +64,7 @@ class UnitOfWork:
                 claimed = await self._dispatcher.claim_inline(
                     session, effects.ready, effects.siblings
                 )
+                await steps.flush_deferred(session)  # the ready steps no agent took
                 result = await answer(session, done)
         except BaseException:
             self._dispatcher.release(claimed)

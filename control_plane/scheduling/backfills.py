@@ -28,11 +28,11 @@ from control_plane.execution.effects import Effects
 from control_plane.execution.ids import new_run_id
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.runs import Runs, TriggerSpec
-from control_plane.execution.statuses import RUN_TERMINAL
 from control_plane.execution.transitions import Transitions
 from control_plane.quoting import quote
 from control_plane.scheduling.fire_times import FireTime, FireTimes
 from control_plane.scheduling.schedules import has_schedule
+from control_plane.statuses import RUN_TERMINAL
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as repo
 from control_plane.store.db import Database

@@ -69,9 +69,9 @@ async def finish(db: Database, transitions: Transitions, lease_id: str) -> int:
     event.listen(StepRunRow, "refresh", count)
     try:
         async with db.write() as session:
-            run, attempt = await transitions.current_attempt(session, lease_id, agent="a")
+            lease = await transitions.current_attempt(session, lease_id, agent="a")
             outcome = AttemptOutcome(status="succeeded", records_out=1)
-            await transitions.finish_attempt(session, run, attempt, outcome, Effects())
+            await transitions.finish_attempt(session, lease, outcome, Effects())
     finally:
         event.remove(StepRunRow, "load", count)
         event.remove(StepRunRow, "refresh", count)
