@@ -25,7 +25,7 @@ from control_plane.errors import (
     Unauthenticated,
     Unavailable,
 )
-from control_plane.execution.agents import MAX_LOG_LINE, Agents, LogRecord
+from control_plane.execution.agents import MAX_LOG_LINE, Agents, LeaseReports, LogRecord
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import MAX_SLOTS, AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
@@ -42,6 +42,8 @@ log = structlog.get_logger("legato.agents")
 pb = agent_service_pb2
 
 DOWNLOAD_MESSAGE_BYTES = 64 * 1024
+# The most reports applied as one batch (and held read ahead of the one being applied).
+MAX_BATCH = 256
 MAX_ERROR = 64 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _STREAMS = {run_pb2.LOG_STREAM_STDOUT: "stdout", run_pb2.LOG_STREAM_STDERR: "stderr"}
@@ -116,61 +118,120 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
     async def _read(
         self, requests: AsyncIterator[pb.ConnectRequest], session: AgentSession
     ) -> None:
+        """Apply the agent's reports. What arrived together is a batch (what the stream
+        holds when the last batch is done, at most ``MAX_BATCH``): a lease's started, log
+        and result reports in it are applied in one transaction (``Agents.report``), the
+        others one by one, and one acknowledgement covers the batch."""
+        # Read ahead at most MAX_BATCH reports (the queue itself is unbounded, so that
+        # the end of the stream can always be put in it, even by a cancelled reader).
+        queue: asyncio.Queue[pb.ConnectRequest | None] = asyncio.Queue()
+        room = asyncio.Semaphore(MAX_BATCH)
+
+        async def pump() -> None:
+            try:
+                async for request in requests:
+                    await room.acquire()
+                    queue.put_nowait(request)
+            finally:
+                queue.put_nowait(None)
+
+        pumping = asyncio.create_task(pump())
         try:
-            async for request in requests:
-                rejections: list[tuple[int, str, int, str]] = []
-                try:
-                    await self._handle(request, session, rejections)
-                except LegatoError as error:
-                    lease = _lease_of(request)
-                    code = status_code(error).value[0]
-                    if isinstance(error, PermissionDenied):
-                        log.warning(
-                            "agent_report_refused",
-                            agent=session.name,
-                            lease=lease,
-                            reason=error.reason,
-                        )
-                    rejections.append(
-                        (request.seq, lease, code, bounded_text(error.message, MAX_MESSAGE))
-                    )
-                except Exception as error:
-                    if store_unavailable(error):
-                        # Not acknowledged (acknowledgements are cumulative, so nothing
-                        # after it either): the agent keeps it and sends it again after
-                        # reconnecting, once the database is back.
-                        log.warning(
-                            "agent_report_deferred",
-                            agent=session.name,
-                            seq=request.seq,
-                            error=str(error)[:200],
-                        )
-                        session.store_failed = True
-                        return
-                    log.exception("agent_report_failed", agent=session.name, seq=request.seq)
-                    rejections.append(
-                        (
-                            request.seq,
-                            _lease_of(request),
-                            13,
-                            "the control plane failed to apply this report",
-                        )
-                    )
-                if request.seq:
-                    session.send(
-                        Outgoing(kind="ack", through_seq=request.seq, rejections=tuple(rejections))
-                    )
+            ended = False
+            while not ended:
+                first = await queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    item = queue.get_nowait()
+                    if item is None:
+                        ended = True
+                        break
+                    batch.append(item)
+                for _ in batch:
+                    room.release()
+                if not await self._apply_batch(batch, session):
+                    return
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         finally:
+            pumping.cancel()
+            await asyncio.gather(pumping, return_exceptions=True)
             session.send(None)
+
+    async def _apply_batch(self, batch: list[pb.ConnectRequest], session: AgentSession) -> bool:
+        """Apply a batch in order — a lease's reports together, where its last one was —
+        and acknowledge what was applied; False when the store failed (the rest is not
+        acknowledged: the agent sends it again after reconnecting)."""
+        rejections: list[tuple[int, str, int, str]] = []
+        groups = _lease_groups(batch)
+        applied: list[pb.ConnectRequest] = []
+        finished: set[str] = set()  # leases whose result this batch applied
+        for index, request in enumerate(batch):
+            group = groups.get(index)
+            if group is None and _lease_of(request):
+                continue  # applied with its lease's last report
+            members = group or [request]
+            if not await self._apply(members, session, rejections, finished):
+                _acknowledge(session, batch, applied, rejections)
+                return False
+            applied.extend(members)
+        _acknowledge(session, batch, applied, rejections)
+        return True
+
+    async def _apply(
+        self,
+        members: list[pb.ConnectRequest],
+        session: AgentSession,
+        rejections: list[tuple[int, str, int, str]],
+        finished: set[str],
+    ) -> bool:
+        """Apply one report, or a lease's reports together; a refusal rejects each of
+        them. False when the store failed."""
+        lease = _lease_of(members[0])
+        try:
+            if lease:
+                reports = _lease_reports(lease, members)
+                await self._agents.report(session, reports)
+                if reports.outcome is not None:
+                    finished.add(lease)
+            else:
+                await self._handle(members[0], session, rejections, finished)
+        except LegatoError as error:
+            code = status_code(error).value[0]
+            if isinstance(error, PermissionDenied):
+                log.warning(
+                    "agent_report_refused", agent=session.name, lease=lease, reason=error.reason
+                )
+            message = bounded_text(error.message, MAX_MESSAGE)
+            rejections.extend((m.seq, _lease_of(m), code, message) for m in members)
+        except Exception as error:
+            if store_unavailable(error):
+                # Not acknowledged (acknowledgements are cumulative, so nothing after it
+                # either): the agent keeps it and sends it again after reconnecting,
+                # once the database is back.
+                log.warning(
+                    "agent_report_deferred",
+                    agent=session.name,
+                    seq=members[0].seq,
+                    error=str(error)[:200],
+                )
+                session.store_failed = True
+                return False
+            log.exception("agent_report_failed", agent=session.name, seq=members[0].seq)
+            failed = "the control plane failed to apply this report"
+            rejections.extend((m.seq, _lease_of(m), 13, failed) for m in members)
+        return True
 
     async def _handle(
         self,
         request: pb.ConnectRequest,
         session: AgentSession,
         rejections: list[tuple[int, str, int, str]],
+        finished: set[str],
     ) -> None:
+        """Apply a report that names no lease (credits, heartbeats, watch changes)."""
         kind = request.WhichOneof("message")
         if kind == "credit":
             credits = request.credit.credits
@@ -190,27 +251,10 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                     credits=balance,
                     held=held,
                 )
-        elif kind == "started":
-            when = (
-                request.started.time.ToDatetime(tzinfo=UTC)
-                if request.started.HasField("time")
-                else None
-            )
-            await self._agents.started(session, request.started.lease_id, when)
-        elif kind == "logs":
-            lines = [
-                LogRecord(
-                    time=line.time.ToDatetime(tzinfo=UTC)
-                    if line.HasField("time")
-                    else datetime.now(UTC),
-                    stream=_STREAMS.get(line.stream, "stdout"),
-                    text=_clean(line.text, MAX_LOG_LINE),
-                )
-                for line in request.logs.lines
-            ]
-            await self._agents.logs(session, request.logs.lease_id, lines, request.logs.dropped)
         elif kind == "heartbeat":
-            stale = await self._agents.heartbeat(session, list(request.heartbeat.lease_ids))
+            # Not the leases this batch has just finished: their results came with it.
+            beating = [lease for lease in request.heartbeat.lease_ids if lease not in finished]
+            stale = await self._agents.heartbeat(session, beating)
             for lease_id in stale:
                 rejections.append(
                     (
@@ -220,8 +264,6 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                         f"lease {lease_id} is no longer current; stop its task",
                     )
                 )
-        elif kind == "result":
-            await self._agents.result(session, request.result.lease_id, _outcome(request.result))
         elif kind == "change" and self._watches is not None:
             change = request.change
             await self._watches.change(
@@ -412,6 +454,70 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
         output=output,
         end_time=result.end_time.ToDatetime(tzinfo=UTC) if result.HasField("end_time") else None,
     )
+
+
+def _lease_groups(batch: list[pb.ConnectRequest]) -> dict[int, list[pb.ConnectRequest]]:
+    """The reports of each lease in ``batch`` (started, logs, result), by the index of
+    the last of them, where they are applied; a result ends its lease's group."""
+    open_groups: dict[str, list[pb.ConnectRequest]] = {}
+    last: dict[str, int] = {}
+    groups: dict[int, list[pb.ConnectRequest]] = {}
+    for index, request in enumerate(batch):
+        lease = _lease_of(request)
+        if not lease:
+            continue
+        members = open_groups.setdefault(lease, [])
+        members.append(request)
+        last[lease] = index
+        if request.WhichOneof("message") == "result":
+            groups[index] = open_groups.pop(lease)
+    for lease, members in open_groups.items():
+        groups[last[lease]] = members
+    return groups
+
+
+def _lease_reports(lease_id: str, members: list[pb.ConnectRequest]) -> LeaseReports:
+    started, started_time = False, None
+    logs: list[tuple[tuple[LogRecord, ...], int]] = []
+    outcome = None
+    for request in members:
+        kind = request.WhichOneof("message")
+        if kind == "started":
+            started = True
+            if request.started.HasField("time"):
+                started_time = request.started.time.ToDatetime(tzinfo=UTC)
+        elif kind == "logs":
+            lines = tuple(
+                LogRecord(
+                    time=line.time.ToDatetime(tzinfo=UTC)
+                    if line.HasField("time")
+                    else datetime.now(UTC),
+                    stream=_STREAMS.get(line.stream, "stdout"),
+                    text=_clean(line.text, MAX_LOG_LINE),
+                )
+                for line in request.logs.lines
+            )
+            logs.append((lines, request.logs.dropped))
+        elif kind == "result":
+            outcome = _outcome(request.result)
+    return LeaseReports(lease_id, started, started_time, tuple(logs), outcome)
+
+
+def _acknowledge(
+    session: AgentSession,
+    batch: list[pb.ConnectRequest],
+    applied: list[pb.ConnectRequest],
+    rejections: list[tuple[int, str, int, str]],
+) -> None:
+    """Acknowledge the batch through the last sequence number before the first report
+    not applied (acknowledgements are cumulative), with the rejections up to it."""
+    done = {id(request) for request in applied}
+    pending = [r.seq for r in batch if r.seq and id(r) not in done]
+    limit = min(pending) if pending else None
+    through = max((r.seq for r in applied if r.seq and (limit is None or r.seq < limit)), default=0)
+    if through:
+        shown = tuple(r for r in rejections if r[0] <= through)
+        session.send(Outgoing(kind="ack", through_seq=through, rejections=shown))
 
 
 def _lease_of(request: pb.ConnectRequest) -> str:

@@ -29,7 +29,7 @@ from control_plane.store import audit, log_lines
 from control_plane.store.db import Database
 from control_plane.store.models import AgentRow, AttemptRow, StepRunRow
 
-__all__ = ["AgentInfo", "Agents", "LogRecord"]
+__all__ = ["AgentInfo", "Agents", "LeaseReports", "LogRecord"]
 
 MAX_LOG_LINE = 16 * 1024
 _ATTEMPTS = cast(Table, AttemptRow.__table__)
@@ -41,6 +41,18 @@ class LogRecord:
     time: datetime
     stream: str  # "stdout" | "stderr" | "system"
     text: str
+
+
+@dataclass(frozen=True)
+class LeaseReports:
+    """What an agent reported together about one lease, in the order it sent them: the
+    attempt started, batches of its output (lines, lines dropped), its result."""
+
+    lease_id: str
+    started: bool = False
+    started_time: datetime | None = None
+    logs: tuple[tuple[tuple[LogRecord, ...], int], ...] = ()
+    outcome: AttemptOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -165,77 +177,94 @@ class Agents:
 
     # -- reports ------------------------------------------------------------------------
 
-    async def started(self, session: AgentSession, lease_id: str, time: datetime | None) -> None:
-        async with self._db.write() as db:
-            started = await self._transitions.attempt_started(
-                db, lease_id, time or self._clock(), agent=session.name
-            )
-        if started is not None:
-            run_id, step = started
-            await self._signals.run_changed(run_id, steps={run_id: [step]})
+    async def report(self, session: AgentSession, reports: LeaseReports) -> None:
+        """Apply the reports an agent sent together about one lease — started, log
+        batches, the result — in one transaction: all of them, or none (a lease that is
+        not current refuses them all). The result leases what it made ready in it."""
+        if reports.outcome is not None:
+            session.leases.discard(reports.lease_id)
 
-    async def logs(
-        self, session: AgentSession, lease_id: str, lines: Sequence[LogRecord], dropped: int
-    ) -> None:
+        async def apply(db: AsyncSession, effects: Effects) -> None:
+            lease_id, now = reports.lease_id, self._clock()
+            if reports.started:
+                started = await self._transitions.attempt_started(
+                    db, lease_id, reports.started_time or now, agent=session.name
+                )
+                if started is not None:
+                    effects.changed(*started)
+            for lines, dropped in reports.logs:
+                effects.changed(await self._write_logs(db, session, lease_id, lines, dropped, now))
+            if reports.outcome is not None:
+                lease = await self._transitions.current_attempt(db, lease_id, agent=session.name)
+                await self._transitions.finish_attempt(db, lease, reports.outcome, effects)
+
+        await self._uow.run(apply)
+
+    async def _write_logs(
+        self,
+        db: AsyncSession,
+        session: AgentSession,
+        lease_id: str,
+        lines: Sequence[LogRecord],
+        dropped: int,
+        now: datetime,
+    ) -> str:
         """Store a batch of a step's output: one read of the lease, one update renewing it,
-        one multi-row insert (Core statements: no ORM objects)."""
-        now = self._clock()
-        async with self._db.write() as db:
-            found = (
-                await db.execute(
-                    select(
-                        _ATTEMPTS.c.id,
-                        _ATTEMPTS.c.agent,
-                        _ATTEMPTS.c.status,
-                        _ATTEMPTS.c.run_id,
-                        _ATTEMPTS.c.number,
-                        _ATTEMPTS.c.lease_expire_time,
-                        _STEPS.c.name,
-                    )
-                    .join(_STEPS, _STEPS.c.id == _ATTEMPTS.c.step_run_id)
-                    .where(_ATTEMPTS.c.lease_id == lease_id)
+        one multi-row insert (Core statements: no ORM objects). Returns the run's id."""
+        found = (
+            await db.execute(
+                select(
+                    _ATTEMPTS.c.id,
+                    _ATTEMPTS.c.agent,
+                    _ATTEMPTS.c.status,
+                    _ATTEMPTS.c.run_id,
+                    _ATTEMPTS.c.number,
+                    _ATTEMPTS.c.lease_expire_time,
+                    _STEPS.c.name,
                 )
-            ).first()
-            if found is not None and found.agent != session.name:
-                raise not_yours(lease_id, session.name)
-            if found is None or found.status not in ACTIVE_ATTEMPT:
-                raise LeaseLost(
-                    f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
-                )
-            # Output proves the agent is alive: it renews the lease like a heartbeat, so a
-            # heartbeat queued behind a flood of lines does not let the lease expire.
-            if found.lease_expire_time < now + self._lease:
-                await db.execute(
-                    update(_ATTEMPTS)
-                    .where(_ATTEMPTS.c.id == found.id)
-                    .values(lease_expire_time=now + self._lease)
-                )
-            rows = [
+                .join(_STEPS, _STEPS.c.id == _ATTEMPTS.c.step_run_id)
+                .where(_ATTEMPTS.c.lease_id == lease_id)
+            )
+        ).first()
+        if found is not None and found.agent != session.name:
+            raise not_yours(lease_id, session.name)
+        if found is None or found.status not in ACTIVE_ATTEMPT:
+            raise LeaseLost(
+                f"lease {lease_id} is no longer current", metadata={"lease_id": lease_id}
+            )
+        # Output proves the agent is alive: it renews the lease like a heartbeat, so a
+        # heartbeat queued behind a flood of lines does not let the lease expire.
+        if found.lease_expire_time < now + self._lease:
+            await db.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.id == found.id)
+                .values(lease_expire_time=now + self._lease)
+            )
+        rows = [
+            {
+                "run_id": found.run_id,
+                "time": line.time,
+                "step": found.name,
+                "attempt": found.number,
+                "stream": line.stream,
+                "text": line.text[:MAX_LOG_LINE],
+            }
+            for line in lines
+        ]
+        if dropped:
+            rows.append(
                 {
                     "run_id": found.run_id,
-                    "time": line.time,
+                    "time": now,
                     "step": found.name,
                     "attempt": found.number,
-                    "stream": line.stream,
-                    "text": line.text[:MAX_LOG_LINE],
+                    "stream": "system",
+                    "text": f"{dropped} log lines were dropped by agent '{session.name}' "
+                    "(its buffer was full)",
                 }
-                for line in lines
-            ]
-            if dropped:
-                rows.append(
-                    {
-                        "run_id": found.run_id,
-                        "time": now,
-                        "step": found.name,
-                        "attempt": found.number,
-                        "stream": "system",
-                        "text": f"{dropped} log lines were dropped by agent '{session.name}' "
-                        "(its buffer was full)",
-                    }
-                )
-            await log_lines.insert_now(db, rows)
-            run_id = str(found.run_id)
-        await self._signals.run_changed(run_id, steps={run_id: ()})  # its log only
+            )
+        await log_lines.insert_now(db, rows)
+        return str(found.run_id)
 
     async def heartbeat(self, session: AgentSession, lease_ids: Sequence[str]) -> list[str]:
         now = self._clock()
@@ -247,16 +276,6 @@ class Agents:
         for lease_id in stale:
             session.leases.discard(lease_id)
         return stale
-
-    async def result(self, session: AgentSession, lease_id: str, outcome: AttemptOutcome) -> None:
-        """Record the attempt's end and lease what it made ready, in one transaction."""
-        session.leases.discard(lease_id)
-
-        async def finish(db: AsyncSession, effects: Effects) -> None:
-            lease = await self._transitions.current_attempt(db, lease_id, agent=session.name)
-            await self._transitions.finish_attempt(db, lease, outcome, effects)
-
-        await self._uow.run(finish)
 
     # -- operators ----------------------------------------------------------------------
 

@@ -182,3 +182,48 @@ def test_two_replicas_never_hand_out_one_attempt_twice(db_url: str, tmp_path: Pa
             assert len(step.attempts) == 1, (run.id, step.name, step.attempts)
             agents.add(step.attempts[0].agent)
     assert agents == {"agent-one", "agent-two"}
+
+
+async def test_reports_sent_together_are_applied_together(db_url: str) -> None:
+    """started, logs and result sent at once (the stream applies a lease's reports that
+    arrive together in one transaction) land as if sent one by one; sent again for the
+    finished lease, each of them is refused."""
+    with LocalControlPlane(db=db_url, lease_timeout=5.0) as plane:
+        client = plane.client()
+        client.apply_pipeline(load_spec_text(textwrap.dedent(ONE_STEP)).spec)
+        run_id = (await asyncio.to_thread(client.trigger_run, "one")).run.id
+        agent = HandAgent(plane.address, "batcher", plane.agent_token("batcher"))
+        await agent.connect(credits=1)
+        task = await agent.next("assignment")
+
+        def reports() -> list[dict[str, Any]]:
+            line = agent_pb2.TaskLogLine(text="hello", stream=run_pb2.LOG_STREAM_STDOUT)
+            return [
+                {"started": pb.TaskStarted(lease_id=task.lease_id)},
+                {"logs": pb.TaskLogs(lease_id=task.lease_id, lines=[line])},
+                {"result": succeeded(task.lease_id)},
+            ]
+
+        async def send_all() -> tuple[list[int], list[Any]]:
+            sent = [await agent.send(**report) for report in reports()]
+            rejections: list[Any] = []
+            ack = await agent.next("ack")
+            rejections += ack.rejections
+            while ack.through_seq < sent[-1]:
+                ack = await agent.next("ack")
+                rejections += ack.rejections
+            return sent, rejections
+
+        _, rejections = await send_all()
+        assert rejections == []
+        run = await asyncio.to_thread(client.get_run, run_id)
+        assert run.status == run_pb2.RUN_STATUS_SUCCEEDED
+        (attempt,) = run.steps[0].attempts
+        assert status_name(attempt.status) == "succeeded" and attempt.HasField("start_time")
+        lines = await asyncio.to_thread(lambda: list(client.get_run_logs(run_id, step="only")))
+        assert "hello" in [line.text for line in lines]
+
+        sent, rejections = await send_all()
+        assert sorted(r.seq for r in rejections) == sent
+        assert {r.code for r in rejections} == {grpc.StatusCode.FAILED_PRECONDITION.value[0]}
+        await agent.close()
