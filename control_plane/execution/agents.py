@@ -24,7 +24,7 @@ from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import AttemptOutcome, Transitions, not_yours
 from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
-from control_plane.statuses import ACTIVE_ATTEMPT
+from control_plane.statuses import ACTIVE_ATTEMPT, AttemptStatus, StepStatus
 from control_plane.store import audit, log_lines
 from control_plane.store.db import Database
 from control_plane.store.models import AgentRow, AttemptRow, StepRunRow
@@ -186,16 +186,25 @@ class Agents:
 
         async def apply(db: AsyncSession, effects: Effects) -> None:
             lease_id, now = reports.lease_id, self._clock()
+            lease = None
+            if reports.outcome is not None:
+                # The run's lock first, as every transition of the run takes it (run →
+                # step → attempt): the started and log writes below lock the attempt.
+                lease = await self._transitions.current_attempt(db, lease_id, agent=session.name)
             if reports.started:
+                start = reports.started_time or now
                 started = await self._transitions.attempt_started(
-                    db, lease_id, reports.started_time or now, agent=session.name
+                    db, lease_id, start, agent=session.name
                 )
                 if started is not None:
                     effects.changed(*started)
+                    if lease is not None:
+                        lease.attempt.status = AttemptStatus.RUNNING
+                        lease.step.status = StepStatus.RUNNING
+                        lease.step.start_time = lease.step.start_time or start
             for lines, dropped in reports.logs:
                 effects.changed(await self._write_logs(db, session, lease_id, lines, dropped, now))
-            if reports.outcome is not None:
-                lease = await self._transitions.current_attempt(db, lease_id, agent=session.name)
+            if lease is not None and reports.outcome is not None:
                 await self._transitions.finish_attempt(db, lease, reports.outcome, effects)
 
         await self._uow.run(apply)
