@@ -45,6 +45,9 @@ from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
+from control_plane.notifications.delivery import Delivery
+from control_plane.notifications.email import Smtp
+from control_plane.notifications.events import notify_finished, notify_started
 from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
@@ -121,6 +124,7 @@ class ControlPlane:
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
         secrets = _load_secrets(self.config.secrets_file)
+        smtp = _smtp(self.config, secrets)
         db = Database(self.config.db)
         self.db = db
         try:
@@ -143,7 +147,13 @@ class ControlPlane:
             self._signals = signals
             plans = PlanCache()
             self._tracing = Tracing("legato-control-plane")
-            transitions = Transitions(plans, clock, self._tracing, on_run_finished=[record_outcome])
+            transitions = Transitions(
+                plans,
+                clock,
+                self._tracing,
+                on_run_finished=[record_outcome, notify_finished],
+                on_run_started=[notify_started],
+            )
             signals.on_cancel(self.hub.cancel)
             # The dispatcher first: every unit of work leases what it made ready through it.
             dispatcher = Dispatcher(
@@ -267,6 +277,10 @@ class ControlPlane:
                 asyncio.create_task(reaper.run_forever(), name="legato-reaper"),
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
                 asyncio.create_task(assigner.run_forever(), name="legato-watches"),
+                asyncio.create_task(
+                    Delivery(db, secrets, clock=clock, smtp=smtp).run_forever(),
+                    name="legato-notifications",
+                ),
             ]
             if authenticator is not None:
                 self._tasks.append(
@@ -373,6 +387,32 @@ async def _check_agent_credentials(agents: Agents, tokens: Tokens) -> None:
             await agents.check_credentials(tokens.dead_agent_tokens)
         except Exception:
             log.exception("agent_credential_check_failed")
+
+
+def _smtp(config: ServerConfig, secrets: Secrets) -> Smtp | None:
+    """The SMTP settings of email notifications (None without --smtp-host)."""
+    if not config.smtp_host:
+        return None
+    password = ""
+    if config.smtp_password_secret:
+        found = secrets.get(config.smtp_password_secret)
+        if found is None:
+            raise FailedPrecondition(
+                f"--smtp-password-secret {config.smtp_password_secret!r}: the server has no "
+                "such secret; give it in --secrets or as LEGATO_SECRET_"
+                + config.smtp_password_secret.upper().replace("-", "_"),
+                reason="INVALID_SECRETS",
+            )
+        password = found
+    return Smtp(
+        host=config.smtp_host,
+        port=config.smtp_port,
+        tls=config.smtp_tls,
+        user=config.smtp_user,
+        password=password,
+        sender=config.smtp_from or f"legato@{socket.gethostname()}",
+        ca_file=config.smtp_ca,
+    )
 
 
 def _load_secrets(path: str) -> Secrets:

@@ -59,9 +59,20 @@ class ServerConfig:
     # Listen on a non-loopback address without TLS (TLS ends in front of the server).
     insecure: bool = False
     max_streams_per_caller: int = 32
+    # Email notifications: the SMTP relay ("" sends no email), how to reach it (starttls,
+    # tls or none), the login (its password is the server secret named here), the sender
+    # address, and a CA bundle to trust instead of the system's.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_tls: str = "starttls"
+    smtp_user: str = ""
+    smtp_password_secret: str = ""
+    smtp_from: str = ""
+    smtp_ca: str = ""
 
     def __post_init__(self) -> None:
         _check_transport(self)
+        _check_smtp(self)
 
     @classmethod
     def load(
@@ -91,6 +102,26 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_smtp(config: ServerConfig) -> None:
+    """SMTP settings that cannot work, or would send a password in clear."""
+    if not config.smtp_host:
+        return
+    if config.smtp_tls == "none" and config.smtp_user and not is_loopback(f"{config.smtp_host}:0"):
+        raise ConfigError(
+            f"--smtp-tls none with --smtp-user would send the password to {config.smtp_host} "
+            "in clear; use starttls or tls (or a relay on loopback)"
+        )
+    if bool(config.smtp_user) != bool(config.smtp_password_secret):
+        raise ConfigError(
+            "--smtp-user and --smtp-password-secret go together: the login and the name of "
+            "the server secret that holds its password"
+        )
+    if config.smtp_ca and not os.path.isfile(config.smtp_ca):
+        raise ConfigError(f"--smtp-ca {config.smtp_ca!r}: no such file")
+    if config.smtp_port > 65535:
+        raise ConfigError(f"--smtp-port {config.smtp_port} is not a port (1-65535)")
 
 
 def _check_transport(config: ServerConfig) -> None:
@@ -211,6 +242,13 @@ _PARSERS: dict[str, Any] = {
     "auth": _choice("token", "none"),
     "insecure": _bool,
     "max_streams_per_caller": _positive_int,
+    "smtp_host": lambda raw, where: raw.strip(),
+    "smtp_port": _positive_int,
+    "smtp_tls": _choice("starttls", "tls", "none"),
+    "smtp_user": lambda raw, where: raw.strip(),
+    "smtp_password_secret": lambda raw, where: raw.strip(),
+    "smtp_from": lambda raw, where: raw.strip(),
+    "smtp_ca": lambda raw, where: raw.strip(),
 }
 
 
@@ -290,6 +328,35 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-streams-per-caller",
         help="streaming calls (WatchRun, DownloadArtifact, ...) one caller may hold at once "
         "(LEGATO_SERVER_MAX_STREAMS_PER_CALLER, default 32)",
+    )
+    add(
+        "--smtp-host",
+        metavar="HOST",
+        help="SMTP relay of email notifications; none: email is not sent (LEGATO_SERVER_SMTP_HOST)",
+    )
+    add("--smtp-port", help="its port (LEGATO_SERVER_SMTP_PORT, default 587)")
+    add(
+        "--smtp-tls",
+        help="starttls (default), tls (implicit, usually port 465) or none "
+        "(LEGATO_SERVER_SMTP_TLS)",
+    )
+    add("--smtp-user", help="login at the relay (LEGATO_SERVER_SMTP_USER)")
+    add(
+        "--smtp-password-secret",
+        metavar="NAME",
+        help="the server secret that holds the login's password "
+        "(LEGATO_SERVER_SMTP_PASSWORD_SECRET)",
+    )
+    add(
+        "--smtp-from",
+        metavar="ADDRESS",
+        help="sender of notification emails (LEGATO_SERVER_SMTP_FROM, default legato@<host name>)",
+    )
+    add(
+        "--smtp-ca",
+        metavar="PEM",
+        help="CA bundle the relay's certificate is checked against, instead of the system's "
+        "(LEGATO_SERVER_SMTP_CA)",
     )
     add(
         "--no-migrate",

@@ -21,30 +21,14 @@ from sqlalchemy.engine import make_url
 
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
+from control_plane.store.models import Base
 
 if TYPE_CHECKING:
     from legato.v1 import spec_pb2
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-TABLES = [
-    "agent_tokens",
-    "api_tokens",
-    "watches",
-    "event_subscriptions",
-    "events",
-    "backfills",
-    "schedules",
-    "artifacts",
-    "log_lines",
-    "attempts",
-    "step_runs",
-    "runs",
-    "agents",
-    "audit_log",
-    "requests",
-    "pipeline_versions",
-    "pipelines",
-]
+# Every table of the store (TRUNCATE … CASCADE empties them in any order).
+TABLES = [table.name for table in Base.metadata.sorted_tables]
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import grpc
 
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
+from control_plane.api.convert import timestamp
 from control_plane.api.run_convert import (
     backfill_message,
     log_message,
@@ -25,10 +26,12 @@ from control_plane.execution.artifacts import ArtifactStore
 from control_plane.execution.previews import preview_rows_at
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
+from control_plane.notifications.listing import list_notifications
 from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
 from control_plane.statuses import RUN_TERMINAL
 from control_plane.store.db import Database
+from control_plane.store.notifications import Notification
 from control_plane.store.steps import StepState
 from legato.v1 import run_pb2, run_service_pb2_grpc
 from legato.v1 import run_service_pb2 as pb
@@ -128,6 +131,18 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
         lines, next_token = bounded_items(page, log_message)
         return pb.GetRunLogsResponse(lines=lines, next_page_token=next_token)
+
+    async def ListNotifications(
+        self, request: pb.ListNotificationsRequest, context: Context
+    ) -> pb.ListNotificationsResponse:
+        page = await list_notifications(
+            self._db,
+            run_id=request.run_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        items, next_token = bounded_items(page, notification_message)
+        return pb.ListNotificationsResponse(notifications=items, next_page_token=next_token)
 
     async def WatchRun(
         self, request: pb.WatchRunRequest, context: Context
@@ -293,3 +308,28 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
 
 def _step_key(step: StepState) -> tuple[str, int, str, str]:
     return (step.status, step.attempt, step.waiting_reason, step.agent)
+
+
+_NOTIFICATION_STATUSES = {
+    "pending": pb.NOTIFICATION_STATUS_PENDING,
+    "sending": pb.NOTIFICATION_STATUS_SENDING,
+    "delivered": pb.NOTIFICATION_STATUS_DELIVERED,
+    "failed": pb.NOTIFICATION_STATUS_FAILED,
+}
+
+
+def notification_message(row: Notification) -> pb.NotificationDelivery:
+    return pb.NotificationDelivery(
+        run_id=row.run_id,
+        pipeline=row.pipeline,
+        event=row.event,
+        channel=row.channel,
+        target=row.target,
+        status=_NOTIFICATION_STATUSES.get(row.status, pb.NOTIFICATION_STATUS_UNSPECIFIED),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        idempotency_key=row.idempotency_key,
+        create_time=timestamp(row.create_time),
+        next_attempt_time=timestamp(row.next_attempt_time) if row.status == "pending" else None,
+        deliver_time=timestamp(row.deliver_time),
+    )

@@ -52,6 +52,7 @@ __all__ = [
     "AttemptOutcome",
     "Lease",
     "RunFinished",
+    "RunStarted",
     "Transitions",
     "deadline_reason",
     "not_yours",
@@ -59,8 +60,10 @@ __all__ = [
 
 RunFinished = Callable[[AsyncSession, RunRow, Any, datetime], Awaitable[str | None]]
 """Called in the transaction that ends a run (with its pipeline row locked), by the domains
-that follow runs (scheduling counts failures toward ``pause_after_failures``); a returned
-text is written to the run's log."""
+that follow runs (scheduling counts failures toward ``pause_after_failures``,
+notifications write their outbox); a returned text is written to the run's log."""
+RunStarted = Callable[[AsyncSession, RunRow, Any, datetime], Awaitable[None]]
+"""Called in the transaction that starts a run (notifications write their outbox)."""
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
@@ -86,11 +89,13 @@ class Transitions:
         tracing: Tracing | None = None,
         *,
         on_run_finished: Sequence[RunFinished] = (),
+        on_run_started: Sequence[RunStarted] = (),
     ) -> None:
         self.plans = plans
         self.clock = clock
         self.tracing = tracing
         self._on_run_finished = tuple(on_run_finished)
+        self._on_run_started = tuple(on_run_started)
 
     # -- locking ----------------------------------------------------------------------
 
@@ -159,6 +164,8 @@ class Transitions:
             runlog.pipeline_started(run.pipeline, run.version, run.trigger_kind, logical),
             now,
         )
+        for hook in self._on_run_started:
+            await hook(session, run, plan.spec, now)
         if steps is None:
             steps = dict(await step_store.all_of(session, run.id))
         facts, context = self.facts(steps), self.context(run)

@@ -430,3 +430,34 @@ class WatchRow(Base):
     watermark: Mapped[str] = mapped_column(Text, default="")
     change_time: Mapped[datetime | None]
     create_time: Mapped[datetime]
+
+
+class NotificationRow(Base):
+    """A message to send to one channel about one event of a run: written in the
+    transaction of the change that causes it (the outbox), sent by the delivery loop."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_time"),
+        Index("ix_notifications_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    pipeline: Mapped[str] = mapped_column(String(63))
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    # Where it goes, as users read it ("webhook https://…", "slack #data"): no secret.
+    target: Mapped[str] = mapped_column(Text)
+    # The channel's settings from the spec (secrets by name) and the event's facts.
+    settings: Mapped[dict[str, Any]]
+    facts: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[datetime]
+    # While sending: until when this replica holds it (a crash lets another take it).
+    claim_expire_time: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    create_time: Mapped[datetime]
+    deliver_time: Mapped[datetime | None]

@@ -282,6 +282,11 @@ class FakeRuns(run_service_pb2_grpc.RunServiceServicer):
     ) -> run_service_pb2.GetBackfillResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
 
+    def ListNotifications(
+        self, request: run_service_pb2.ListNotificationsRequest, context: grpc.ServicerContext
+    ) -> run_service_pb2.ListNotificationsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
 
 class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
     def __init__(self) -> None:

@@ -100,3 +100,35 @@ def test_password_never_appears_in_url_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         ServerConfig.load(args(db="postgresql+psycopg2://u:hunter2@h/db"), env={})
     assert "hunter2" not in str(caught.value)
+
+
+def test_smtp_settings_come_from_flags_and_variables() -> None:
+    env = {"LEGATO_SERVER_SMTP_HOST": "mail.example.com", "LEGATO_SERVER_SMTP_TLS": "tls"}
+    config = ServerConfig.load(args(smtp_port="465"), env=env)
+    assert (config.smtp_host, config.smtp_port, config.smtp_tls) == ("mail.example.com", 465, "tls")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {
+                "smtp_host": "mail.example.com",
+                "smtp_tls": "none",
+                "smtp_user": "u",
+                "smtp_password_secret": "p",
+            },
+            "would send the password to mail.example.com in clear",
+        ),
+        (
+            {"smtp_host": "mail.example.com", "smtp_user": "u"},
+            "--smtp-user and --smtp-password-secret go together",
+        ),
+        ({"smtp_host": "mail.example.com", "smtp_tls": "ssl"}, "--smtp-tls 'ssl'"),
+        ({"smtp_host": "mail.example.com", "smtp_port": "70000"}, "is not a port"),
+    ],
+)
+def test_smtp_settings_that_cannot_work_are_refused(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig.load(args(**values), env={})
+    assert message in str(caught.value)

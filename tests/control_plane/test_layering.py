@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "control_plane"
 FORBIDDEN = {
-    "execution": {"scheduling", "triggers", "api", "app"},
+    "execution": {"scheduling", "triggers", "notifications", "api", "app"},
+    "notifications": {"execution", "scheduling", "api", "app"},
     "pipelines": {"execution", "scheduling", "triggers", "api", "app"},
     "validation": {"execution", "triggers", "api", "app", "store"},
     "store": {"execution", "scheduling", "triggers", "api", "app", "pipelines"},

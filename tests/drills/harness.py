@@ -73,13 +73,19 @@ class Drill:
     _tokens: dict[str, str] = field(default_factory=dict)
 
     def server(
-        self, db: str, name: str = "cp", *, lease: float = LEASE, start: bool = True
+        self,
+        db: str,
+        name: str = "cp",
+        *,
+        lease: float = LEASE,
+        start: bool = True,
+        extra: tuple[str, ...] = (),
     ) -> ServerProcess:
-        """A `legato server` on ``db`` (started unless ``start`` is false); the database's
-        admin token is made on first use."""
+        """A `legato server` on ``db`` (started unless ``start`` is false; ``extra``: more
+        of its flags); the database's admin token is made on first use."""
         if db not in self._tokens:
             self._tokens[db] = make_tokens(db, admin="drill-admin")["drill-admin"]
-        server = ServerProcess(db, self.workdir, name, self._tokens[db], lease)
+        server = ServerProcess(db, self.workdir, name, self._tokens[db], lease, extra)
         self.servers.append(server)
         return server.start() if start else server
 

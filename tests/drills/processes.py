@@ -121,9 +121,16 @@ class ServerProcess:
     on the same port and database; its JSON log (every life of it) is appended to ``log``."""
 
     def __init__(
-        self, db: str, workdir: Path, name: str, admin_token: str, lease: float = LEASE
+        self,
+        db: str,
+        workdir: Path,
+        name: str,
+        admin_token: str,
+        lease: float = LEASE,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.db = db
+        self.extra = extra
         self.name = name
         self.lease = lease
         self.port = free_port()
@@ -158,6 +165,7 @@ class ServerProcess:
                     "1s",
                     "--log-format",
                     "json",
+                    *self.extra,
                 ],
                 stdout=out,
                 stderr=out,

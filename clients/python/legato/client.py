@@ -389,6 +389,21 @@ class Client:
 
         return _paged(fetch)
 
+    def list_notifications(
+        self, *, run_id: str = "", page_size: int = 0
+    ) -> Iterator[runs.NotificationDelivery]:
+        """Notifications newest first (of one run, with ``run_id``) with their delivery
+        status, fetching pages as the iterator advances."""
+
+        def fetch(token: str) -> tuple[list[runs.NotificationDelivery], str]:
+            request = runs.ListNotificationsRequest(
+                run_id=run_id, page_size=page_size, page_token=token
+            )
+            response = self._call(self._runs.ListNotifications, request)
+            return list(response.notifications), response.next_page_token
+
+        return _paged(fetch)
+
     def cancel_run(
         self, run_id: str, *, reason: str = "", request_id: str | None = None
     ) -> run_pb2.Run:

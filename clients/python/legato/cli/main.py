@@ -22,6 +22,7 @@ from legato.cli import (
     certs,
     config_cmd,
     events,
+    notifications,
     pipelines,
     runs,
     schedules,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     pipelines.register(sub, common)
     runs.register(sub, common)
+    notifications.register(sub, common)
     agents.register(sub, common)
     events.register(sub, common)
     schedules.register(sub, common)

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from legato.v1 import run_pb2 as _run_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _NotificationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_STATUS_UNSPECIFIED: _NotificationStatus.ValueType  # 0
+    NOTIFICATION_STATUS_PENDING: _NotificationStatus.ValueType  # 1
+    """Waiting for its first send, or for its next attempt."""
+    NOTIFICATION_STATUS_SENDING: _NotificationStatus.ValueType  # 2
+    """Claimed by a replica that is sending it."""
+    NOTIFICATION_STATUS_DELIVERED: _NotificationStatus.ValueType  # 3
+    NOTIFICATION_STATUS_FAILED: _NotificationStatus.ValueType  # 4
+    """Not sent, and not tried again: last_error says why."""
+
+class NotificationStatus(_NotificationStatus, metaclass=_NotificationStatusEnumTypeWrapper):
+    """NotificationStatus is where a notification's delivery is."""
+
+NOTIFICATION_STATUS_UNSPECIFIED: NotificationStatus.ValueType  # 0
+NOTIFICATION_STATUS_PENDING: NotificationStatus.ValueType  # 1
+"""Waiting for its first send, or for its next attempt."""
+NOTIFICATION_STATUS_SENDING: NotificationStatus.ValueType  # 2
+"""Claimed by a replica that is sending it."""
+NOTIFICATION_STATUS_DELIVERED: NotificationStatus.ValueType  # 3
+NOTIFICATION_STATUS_FAILED: NotificationStatus.ValueType  # 4
+"""Not sent, and not tried again: last_error says why."""
+Global___NotificationStatus: _TypeAlias = NotificationStatus  # noqa: Y015
 
 @_typing.final
 class TriggerRunRequest(_message.Message):
@@ -589,3 +618,117 @@ class GetBackfillResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBackfillResponse: _TypeAlias = GetBackfillResponse  # noqa: Y015
+
+@_typing.final
+class ListNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """Only this run's notifications; empty means every run's."""
+    page_size: _builtins.int
+    """0 means 50; at most 1000."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsRequest: _TypeAlias = ListNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___NotificationDelivery]: ...
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___NotificationDelivery] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class NotificationDelivery(_message.Message):
+    """NotificationDelivery is one notification: an event of a run sent to one channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
+    DELIVER_TIME_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    pipeline: _builtins.str
+    event: _builtins.str
+    """started, succeeded, failed, timed_out or cancelled."""
+    channel: _builtins.str
+    """webhook, slack, email or pagerduty."""
+    target: _builtins.str
+    """Where it goes, as shown to users (never a secret)."""
+    status: Global___NotificationStatus.ValueType
+    attempts: _builtins.int
+    """Sends tried so far."""
+    last_error: _builtins.str
+    idempotency_key: _builtins.str
+    """Sent on every attempt (the Idempotency-Key header of a webhook)."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
+        """When it is tried next (pending)."""
+
+    @_builtins.property
+    def deliver_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        event: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        target: _builtins.str = ...,
+        status: Global___NotificationStatus.ValueType = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
+        deliver_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "deliver_time", b"deliver_time", "next_attempt_time", b"next_attempt_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "create_time", b"create_time", "deliver_time", b"deliver_time", "event", b"event", "idempotency_key", b"idempotency_key", "last_error", b"last_error", "next_attempt_time", b"next_attempt_time", "pipeline", b"pipeline", "run_id", b"run_id", "status", b"status", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationDelivery: _TypeAlias = NotificationDelivery  # noqa: Y015

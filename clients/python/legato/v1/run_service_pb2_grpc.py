@@ -90,6 +90,11 @@ class RunServiceStub:
                 request_serializer=legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.SerializeToString,
                 response_deserializer=legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/legato.v1.RunService/ListNotifications',
+                request_serializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -168,6 +173,14 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """The notifications written about runs' events and how their delivery went, newest
+        first (see docs/notifications.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +238,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetBackfill,
                     request_deserializer=legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.FromString,
                     response_serializer=legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +543,33 @@ class RunService:
             '/legato.v1.RunService/GetBackfill',
             legato_dot_v1_dot_run__service__pb2.GetBackfillRequest.SerializeToString,
             legato_dot_v1_dot_run__service__pb2.GetBackfillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.RunService/ListNotifications',
+            legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.SerializeToString,
+            legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class RunServiceStub:
     CancelBackfill: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelBackfillRequest, _run_service_pb2.CancelBackfillResponse]
     GetBackfill: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetBackfillRequest, _run_service_pb2.GetBackfillResponse]
     """A backfill and the progress of its runs."""
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListNotificationsRequest, _run_service_pb2.ListNotificationsResponse]
+    """The notifications written about runs' events and how their delivery went, newest
+    first (see docs/notifications.md).
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -73,6 +77,10 @@ class RunServiceAsyncStub(RunServiceStub):
     CancelBackfill: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelBackfillRequest, _run_service_pb2.CancelBackfillResponse]  # type: ignore[assignment]
     GetBackfill: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetBackfillRequest, _run_service_pb2.GetBackfillResponse]  # type: ignore[assignment]
     """A backfill and the progress of its runs."""
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListNotificationsRequest, _run_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """The notifications written about runs' events and how their delivery went, newest
+    first (see docs/notifications.md).
+    """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """RunService starts, observes and controls runs."""
@@ -159,5 +167,15 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.GetBackfillResponse, _abc.Awaitable[_run_service_pb2.GetBackfillResponse]]:
         """A backfill and the progress of its runs."""
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _run_service_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.ListNotificationsResponse, _abc.Awaitable[_run_service_pb2.ListNotificationsResponse]]:
+        """The notifications written about runs' events and how their delivery went, newest
+        first (see docs/notifications.md).
+        """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,168 @@
+"""Sending one notification to its channel.
+
+- **webhook**: ``POST`` of a JSON body ``{"event", "idempotency_key", "run": {...}}`` with
+  ``Content-Type: application/json``, ``Idempotency-Key`` (the same on every attempt),
+  ``Legato-Event``, ``Legato-Run`` and, when the channel names a ``secret``,
+  ``Legato-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` — the scheme
+  Legato's inbound webhooks and webhook exports use — plus the channel's ``headers``.
+- **email**: see ``notifications/email.py``.
+- **slack**: ``POST`` of ``{"text", "channel"}`` to the incoming-webhook URL held by the
+  secret the channel names; ``text`` is the channel's template (``{{ run.status }}``,
+  ``{{ run.error }}``, ``{{ event }}``, ...) or a default line naming the pipeline, the run,
+  what happened and the error.
+
+A 2xx answer delivers it. A refused or dropped connection, a timeout, a 5xx or a 429 is
+tried again later (``RetryableError``); any other answer, a missing secret or an unsupported
+channel is a failure that no retry can mend (``DeliveryError``). Messages never contain a
+secret or a Slack URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from control_plane.access.secrets import Secrets
+from control_plane.notifications.email import EmailError, Smtp, send_email
+from control_plane.notifications.events import SHOWN, TemplateFailedError, rendered
+from control_plane.store.notifications import Notification
+from control_plane.triggers.webhooks import SIGNATURE_HEADER, signature_header
+
+__all__ = ["DeliveryError", "RetryableError", "send"]
+
+TIMEOUT_SECONDS = 10.0
+_BODY_SHOWN = 200
+
+
+class DeliveryError(Exception):
+    """A send that failed for good; the message says why (no secret in it)."""
+
+
+class RetryableError(DeliveryError):
+    """A send that failed in a way a later attempt may not."""
+
+
+async def send(
+    notification: Notification,
+    secrets: Secrets,
+    http: aiohttp.ClientSession,
+    smtp: Smtp | None = None,
+) -> None:
+    """Deliver ``notification`` or raise ``RetryableError``/``DeliveryError``."""
+    if notification.channel == "webhook":
+        await _webhook(notification, secrets, http)
+    elif notification.channel == "slack":
+        await _slack(notification, secrets, http)
+    elif notification.channel == "email":
+        try:
+            await send_email(notification, smtp)
+        except EmailError as exc:
+            raise (RetryableError if exc.retry else DeliveryError)(str(exc)) from None
+    else:
+        raise DeliveryError(
+            f"the {notification.channel or 'unknown'} channel is not delivered by this "
+            "control plane yet (webhook, slack and email are); nothing was sent"
+        )
+
+
+def webhook_body(notification: Notification) -> bytes:
+    body = {
+        "event": notification.event,
+        "idempotency_key": notification.idempotency_key,
+        "run": notification.facts,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+async def _webhook(
+    notification: Notification, secrets: Secrets, http: aiohttp.ClientSession
+) -> None:
+    settings = notification.settings
+    body = webhook_body(notification)
+    headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
+    headers.update(
+        {
+            "Content-Type": "application/json",
+            "Idempotency-Key": notification.idempotency_key,
+            "Legato-Event": notification.event,
+            "Legato-Run": notification.run_id,
+        }
+    )
+    secret_name = str(settings.get("secret") or "")
+    if secret_name:
+        headers[SIGNATURE_HEADER] = signature_header(
+            _secret(secrets, secret_name), int(time.time()), body
+        )
+    await _post(
+        http, str(settings.get("url") or ""), body, headers, f"webhook {settings.get('url')}"
+    )
+
+
+async def _slack(notification: Notification, secrets: Secrets, http: aiohttp.ClientSession) -> None:
+    settings = notification.settings
+    name = str(settings.get("webhook") or "")
+    url = _secret(secrets, name)
+    message: dict[str, Any] = {"text": slack_text(notification)}
+    if settings.get("channel"):
+        message["channel"] = str(settings["channel"])
+    body = json.dumps(message).encode()
+    headers = {"Content-Type": "application/json"}
+    await _post(http, url, body, headers, f"Slack webhook '{name}'")
+
+
+def slack_text(notification: Notification) -> str:
+    """The channel's ``text`` template over ``run`` and ``event``, or the default line."""
+    facts = notification.facts
+    template = str(notification.settings.get("text") or "")
+    if template:
+        try:
+            return rendered(template, facts, notification.event, "slack text")
+        except TemplateFailedError as exc:
+            raise DeliveryError(str(exc)) from None
+    shown = SHOWN.get(notification.event, notification.event)
+    line = f"Pipeline {facts.get('pipeline')}: run {facts.get('id')} {shown}"
+    if facts.get("error"):
+        line += f": {facts['error']}"
+    return line + f" (`legato status {facts.get('id')}`)"
+
+
+def _secret(secrets: Secrets, name: str) -> str:
+    value = secrets.get(name)
+    if value is None:
+        raise DeliveryError(
+            f"the server has no secret {name!r}; give it with --secrets or "
+            f"LEGATO_SECRET_{name.upper().replace('-', '_')}"
+        )
+    return value
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], what: str
+) -> None:
+    try:
+        async with http.post(
+            url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
+        ) as answer:
+            if 200 <= answer.status < 300:
+                return
+            text = (await answer.text(errors="replace"))[:_BODY_SHOWN]
+            shown = f"{what} answered {answer.status}: {text}".rstrip(": ")
+            if answer.status >= 500 or answer.status == 429:
+                raise RetryableError(shown)
+            raise DeliveryError(shown)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc)
+        raise RetryableError(f"{what} failed: {_scrub(reason, url)}") from None
+    except ValueError as exc:  # an invalid URL
+        raise DeliveryError(f"{what}: {_scrub(str(exc), url)}") from None
+
+
+def _scrub(text: str, url: str) -> str:
+    return text.replace(url, "<url>") if url else text

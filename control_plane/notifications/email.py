@@ -1,0 +1,141 @@
+"""The email channel: a message with a plain-text and an HTML part, sent through the
+server's SMTP settings (``--smtp-host`` and friends: STARTTLS by default, implicit TLS or,
+to a relay on loopback only, none; login with a user and a password held as a secret).
+
+Its ``Message-ID`` is made from the notification's idempotency key, so a message sent
+again after a crash is recognisable as the same one. A refusal (a 5xx answer: recipient
+unknown, login refused) fails the notification; a 4xx answer, a refused connection or a
+timeout is tried again."""
+
+from __future__ import annotations
+
+import html
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+
+from control_plane.notifications.events import SHOWN, TemplateFailedError, rendered
+from control_plane.store.notifications import Notification
+
+__all__ = ["Smtp", "send_email"]
+
+TIMEOUT_SECONDS = 10.0
+
+
+class EmailError(Exception):
+    """A send that failed for good (``retry`` false) or may succeed later."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """Where and how the server sends mail."""
+
+    host: str
+    port: int
+    tls: str  # "starttls" | "tls" | "none"
+    user: str = ""
+    password: str = ""
+    sender: str = "legato@localhost"
+    ca_file: str = ""
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if self.tls == "none":
+            return None
+        return ssl.create_default_context(cafile=self.ca_file or None)
+
+
+def subject_of(notification: Notification) -> str:
+    facts = notification.facts
+    template = str(notification.settings.get("subject") or "")
+    if template:
+        try:
+            return rendered(template, facts, notification.event, "email subject")
+        except TemplateFailedError as exc:
+            raise EmailError(str(exc), retry=False) from None
+    shown = SHOWN.get(notification.event, notification.event)
+    return f"[Legato] {facts.get('pipeline')}: run {facts.get('id')} {shown}"
+
+
+def _lines(facts: dict[str, Any], event: str) -> list[tuple[str, str]]:
+    rows = [
+        ("Pipeline", f"{facts.get('pipeline')} (version {facts.get('version')})"),
+        ("Run", str(facts.get("id"))),
+        ("Event", SHOWN.get(event, event)),
+        ("Status", str(facts.get("status"))),
+        ("Trigger", str(facts.get("trigger"))),
+    ]
+    for key, label in (("start_time", "Started"), ("end_time", "Ended")):
+        if facts.get(key):
+            rows.append((label, str(facts[key])))
+    if facts.get("duration_seconds") is not None:
+        rows.append(("Duration", f"{float(facts['duration_seconds']):.1f} s"))
+    if facts.get("error"):
+        rows.append(("Error", str(facts["error"])))
+    return rows
+
+
+def message_of(notification: Notification, smtp: Smtp) -> EmailMessage:
+    to = [str(address) for address in notification.settings.get("to") or []]
+    facts = notification.facts
+    rows = _lines(facts, notification.event)
+    message = EmailMessage()
+    message["From"] = smtp.sender
+    message["To"] = ", ".join(to)
+    message["Subject"] = subject_of(notification)
+    domain = smtp.sender.rpartition("@")[2] or "legato"
+    message["Message-ID"] = f"<{notification.idempotency_key}@{domain}>"
+    width = max(len(label) for label, _ in rows)
+    plain = "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in rows)
+    plain += f"\n\nSee it with: legato status {facts.get('id')}\n"
+    message.set_content(plain)
+    cells = "".join(
+        f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+        for label, value in rows
+    )
+    message.add_alternative(
+        f"<html><body><p>{html.escape(subject_of(notification))}</p>"
+        f"<table>{cells}</table>"
+        f"<p>See it with: <code>legato status {html.escape(str(facts.get('id')))}</code></p>"
+        "</body></html>",
+        subtype="html",
+    )
+    return message
+
+
+async def send_email(notification: Notification, smtp: Smtp | None) -> None:
+    """Send the notification's message, or raise EmailError."""
+    if smtp is None:
+        raise EmailError(
+            "the server has no SMTP settings (--smtp-host); nothing was sent", retry=False
+        )
+    if not notification.settings.get("to"):
+        raise EmailError("the email channel names no recipient (to)", retry=False)
+    message = message_of(notification, smtp)
+    where = f"SMTP {smtp.host}:{smtp.port}"
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=smtp.host,
+            port=smtp.port,
+            username=smtp.user or None,
+            password=smtp.password or None,
+            use_tls=smtp.tls == "tls",
+            start_tls=smtp.tls == "starttls",
+            tls_context=smtp.tls_context(),
+            timeout=TIMEOUT_SECONDS,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        refused = ", ".join(sorted(r.recipient for r in exc.recipients))
+        raise EmailError(f"{where} refused the recipients {refused}", retry=False) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        retry = 400 <= exc.code < 500
+        raise EmailError(f"{where} answered {exc.code}: {exc.message}", retry=retry) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise EmailError(f"{where} failed: {exc}", retry=True) from None
