@@ -45,9 +45,14 @@ from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
+from control_plane.notifications.channels import Settings
 from control_plane.notifications.delivery import Delivery
 from control_plane.notifications.email import Smtp
-from control_plane.notifications.events import notify_finished, notify_started
+from control_plane.notifications.events import (
+    notify_finished,
+    notify_retrying,
+    notify_started,
+)
 from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
@@ -153,6 +158,7 @@ class ControlPlane:
                 self._tracing,
                 on_run_finished=[record_outcome, notify_finished],
                 on_run_started=[notify_started],
+                on_step_retrying=[notify_retrying],
             )
             signals.on_cancel(self.hub.cancel)
             # The dispatcher first: every unit of work leases what it made ready through it.
@@ -278,7 +284,11 @@ class ControlPlane:
                 asyncio.create_task(child_runs.run_forever(), name="legato-child-runs"),
                 asyncio.create_task(assigner.run_forever(), name="legato-watches"),
                 asyncio.create_task(
-                    Delivery(db, secrets, clock=clock, smtp=smtp).run_forever(),
+                    Delivery(
+                        db,
+                        Settings(secrets, smtp, self.config.pagerduty_url),
+                        clock=clock,
+                    ).run_forever(),
                     name="legato-notifications",
                 ),
             ]

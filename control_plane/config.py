@@ -69,6 +69,8 @@ class ServerConfig:
     smtp_password_secret: str = ""
     smtp_from: str = ""
     smtp_ca: str = ""
+    # The PagerDuty Events API v2 endpoint (a proxy, or a receiver in tests).
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
 
     def __post_init__(self) -> None:
         _check_transport(self)
@@ -223,6 +225,13 @@ def _bool(raw: str, where: str) -> bool:
     raise ConfigError(f"{where} is not true or false")
 
 
+def _http_url(raw: str, where: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{where} is not an http(s) URL")
+    return value
+
+
 _PARSERS: dict[str, Any] = {
     "listen": _listen,
     "db": _db,
@@ -249,6 +258,7 @@ _PARSERS: dict[str, Any] = {
     "smtp_password_secret": lambda raw, where: raw.strip(),
     "smtp_from": lambda raw, where: raw.strip(),
     "smtp_ca": lambda raw, where: raw.strip(),
+    "pagerduty_url": lambda raw, where: _http_url(raw, where),
 }
 
 
@@ -357,6 +367,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="CA bundle the relay's certificate is checked against, instead of the system's "
         "(LEGATO_SERVER_SMTP_CA)",
+    )
+    add(
+        "--pagerduty-url",
+        metavar="URL",
+        help="PagerDuty Events API v2 endpoint of pagerduty notifications "
+        "(LEGATO_SERVER_PAGERDUTY_URL, default https://events.pagerduty.com/v2/enqueue)",
     )
     add(
         "--no-migrate",

@@ -53,6 +53,7 @@ __all__ = [
     "Lease",
     "RunFinished",
     "RunStarted",
+    "StepRetrying",
     "Transitions",
     "deadline_reason",
     "not_yours",
@@ -64,6 +65,12 @@ that follow runs (scheduling counts failures toward ``pause_after_failures``,
 notifications write their outbox); a returned text is written to the run's log."""
 RunStarted = Callable[[AsyncSession, RunRow, Any, datetime], Awaitable[None]]
 """Called in the transaction that starts a run (notifications write their outbox)."""
+
+
+StepRetrying = Callable[[AsyncSession, RunRow, Any, dict[str, Any], datetime], Awaitable[None]]
+"""Called in the transaction that schedules a step's retry (notifications), with the step:
+``name``, ``attempt`` (the one that failed), ``attempts_total``, ``error``,
+``failure_kind`` and ``retry_time`` (ISO 8601)."""
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
@@ -90,12 +97,14 @@ class Transitions:
         *,
         on_run_finished: Sequence[RunFinished] = (),
         on_run_started: Sequence[RunStarted] = (),
+        on_step_retrying: Sequence[StepRetrying] = (),
     ) -> None:
         self.plans = plans
         self.clock = clock
         self.tracing = tracing
         self._on_run_finished = tuple(on_run_finished)
         self._on_run_started = tuple(on_run_started)
+        self._on_step_retrying = tuple(on_step_retrying)
 
     # -- locking ----------------------------------------------------------------------
 
@@ -379,6 +388,16 @@ class Transitions:
         if done.retry_at is not None:
             effects.wake_at.append(done.retry_at)
             effects.work = True
+            retrying = {
+                "name": step.name,
+                "attempt": attempt.number,
+                "attempts_total": 1 + policy.max_retries,
+                "error": outcome.error,
+                "failure_kind": str(done.step.get("failure_kind", "")),
+                "retry_time": done.retry_at.isoformat(),
+            }
+            for hook in self._on_step_retrying:
+                await hook(session, run, plan.spec, retrying, now)
             return
         await self.resolve(session, run, plan, [step.name], effects, steps={step.name: step})
 

@@ -5,7 +5,7 @@
   ``Legato-Event``, ``Legato-Run`` and, when the channel names a ``secret``,
   ``Legato-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` — the scheme
   Legato's inbound webhooks and webhook exports use — plus the channel's ``headers``.
-- **email**: see ``notifications/email.py``.
+- **email**: see ``notifications/email.py``; **pagerduty**: see ``notifications/pagerduty.py``.
 - **slack**: ``POST`` of ``{"text", "channel"}`` to the incoming-webhook URL held by the
   secret the channel names; ``text`` is the channel's template (``{{ run.status }}``,
   ``{{ run.error }}``, ``{{ event }}``, ...) or a default line naming the pipeline, the run,
@@ -21,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from control_plane.access.secrets import Secrets
 from control_plane.notifications.email import EmailError, Smtp, send_email
-from control_plane.notifications.events import SHOWN, TemplateFailedError, rendered
+from control_plane.notifications.events import TemplateFailedError, happened, rendered
+from control_plane.notifications.pagerduty import DEFAULT_EVENTS_URL, event_body
 from control_plane.store.notifications import Notification
 from control_plane.triggers.webhooks import SIGNATURE_HEADER, signature_header
 
-__all__ = ["DeliveryError", "RetryableError", "send"]
+__all__ = ["DeliveryError", "RetryableError", "Settings", "send"]
 
 TIMEOUT_SECONDS = 10.0
 _BODY_SHOWN = 200
@@ -45,27 +47,43 @@ class RetryableError(DeliveryError):
     """A send that failed in a way a later attempt may not."""
 
 
-async def send(
-    notification: Notification,
-    secrets: Secrets,
-    http: aiohttp.ClientSession,
-    smtp: Smtp | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Settings:
+    """What the channels need from the server: its secrets, its SMTP relay (None: email is
+    not sent) and the PagerDuty Events API endpoint."""
+
+    secrets: Secrets
+    smtp: Smtp | None = None
+    pagerduty_url: str = DEFAULT_EVENTS_URL
+
+
+async def send(notification: Notification, http: aiohttp.ClientSession, settings: Settings) -> None:
     """Deliver ``notification`` or raise ``RetryableError``/``DeliveryError``."""
     if notification.channel == "webhook":
-        await _webhook(notification, secrets, http)
+        await _webhook(notification, settings.secrets, http)
     elif notification.channel == "slack":
-        await _slack(notification, secrets, http)
+        await _slack(notification, settings.secrets, http)
     elif notification.channel == "email":
         try:
-            await send_email(notification, smtp)
+            await send_email(notification, settings.smtp)
         except EmailError as exc:
             raise (RetryableError if exc.retry else DeliveryError)(str(exc)) from None
+    elif notification.channel == "pagerduty":
+        await _pagerduty(notification, settings, http)
     else:
         raise DeliveryError(
-            f"the {notification.channel or 'unknown'} channel is not delivered by this "
-            "control plane yet (webhook, slack and email are); nothing was sent"
+            f"the {notification.channel or 'unknown'} channel is unknown; nothing was sent"
         )
+
+
+async def _pagerduty(
+    notification: Notification, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    name = str(notification.settings.get("routingKey") or "")
+    key = _secret(settings.secrets, name)
+    body = event_body(notification.event, notification.facts, notification.settings, key)
+    headers = {"Content-Type": "application/json"}
+    await _post(http, settings.pagerduty_url, body, headers, "PagerDuty Events API")
 
 
 def webhook_body(notification: Notification) -> bytes:
@@ -122,11 +140,7 @@ def slack_text(notification: Notification) -> str:
             return rendered(template, facts, notification.event, "slack text")
         except TemplateFailedError as exc:
             raise DeliveryError(str(exc)) from None
-    shown = SHOWN.get(notification.event, notification.event)
-    line = f"Pipeline {facts.get('pipeline')}: run {facts.get('id')} {shown}"
-    if facts.get("error"):
-        line += f": {facts['error']}"
-    return line + f" (`legato status {facts.get('id')}`)"
+    return happened(facts, notification.event) + f" (`legato status {facts.get('id')}`)"
 
 
 def _secret(secrets: Secrets, name: str) -> str:

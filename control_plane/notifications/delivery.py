@@ -18,9 +18,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import structlog
 
-from control_plane.access.secrets import Secrets
-from control_plane.notifications.channels import DeliveryError, RetryableError, send
-from control_plane.notifications.email import Smtp
+from control_plane.notifications.channels import DeliveryError, RetryableError, Settings, send
 from control_plane.store import notifications as outbox
 from control_plane.store.db import Database
 from control_plane.store.notifications import Notification
@@ -46,15 +44,13 @@ class Delivery:
     def __init__(
         self,
         db: Database,
-        secrets: Secrets,
+        settings: Settings,
         *,
         clock: Callable[[], datetime],
-        smtp: Smtp | None = None,
         poll_seconds: float = 0.5,
     ) -> None:
         self._db = db
-        self._secrets = secrets
-        self._smtp = smtp
+        self._settings = settings
         self._clock = clock
         self._poll = poll_seconds
 
@@ -90,7 +86,7 @@ class Delivery:
     async def _deliver(self, http: aiohttp.ClientSession, notification: Notification) -> None:
         error, again = "", False
         try:
-            await send(notification, self._secrets, http, self._smtp)
+            await send(notification, http, self._settings)
         except RetryableError as exc:
             error, again = str(exc), notification.attempts < MAX_ATTEMPTS
         except DeliveryError as exc:

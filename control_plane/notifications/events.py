@@ -1,9 +1,10 @@
 """Which of a pipeline's notifications an event of a run sends, and what they say.
 
 The events are a run's moments (``NotificationEvent`` in spec.proto): ``started``,
-``succeeded``, ``failed`` (after the last retry), ``timed_out`` and ``cancelled``. The
-hooks here are called by the transitions in the transaction that changes the run, so the
-outbox rows commit with the change or not at all."""
+``succeeded``, ``failed`` (after the last retry), ``timed_out``, ``cancelled``,
+``retrying`` (a step will run again) and ``schedule_paused``. The hooks here are called by
+the transitions in the transaction that changes the run, so the outbox rows commit with
+the change or not at all."""
 
 from __future__ import annotations
 
@@ -17,15 +18,17 @@ from sqlalchemy.orm import Session
 
 from control_plane.pipelines.templates import TemplateError, parse_template
 from control_plane.store import notifications as outbox
-from control_plane.store.models import RunRow
+from control_plane.store.models import RunRow, ScheduleRow
 from legato.v1 import spec_pb2
 
 __all__ = [
     "EVENTS",
     "SHOWN",
     "TemplateFailedError",
+    "happened",
     "matching",
     "notify_finished",
+    "notify_retrying",
     "notify_started",
     "outbox_rows",
     "rendered",
@@ -47,7 +50,28 @@ SHOWN: dict[str, str] = {
     "failed": "failed",
     "timed_out": "timed out",
     "cancelled": "was cancelled",
+    "retrying": "is retrying a step",
+    "schedule_paused": "paused its schedule",
 }
+
+
+def happened(facts: dict[str, Any], event: str) -> str:
+    """One line saying what happened: ``Pipeline P: run R failed: <error>``, with the
+    step that is retried, or why the schedule paused."""
+    line = f"Pipeline {facts.get('pipeline')}: run {facts.get('id')} {SHOWN.get(event, event)}"
+    step = facts.get("step")
+    schedule = facts.get("schedule")
+    if isinstance(step, dict):
+        line += (
+            f": attempt {step.get('attempt')} of {step.get('attempts_total')} of step "
+            f"'{step.get('name')}' failed ({step.get('error')}); it runs again at "
+            f"{step.get('retry_time')}"
+        )
+    elif isinstance(schedule, dict):
+        line += f": {schedule.get('reason')}"
+    elif facts.get("error"):
+        line += f": {facts['error']}"
+    return line
 
 
 class TemplateFailedError(ValueError):
@@ -116,24 +140,33 @@ def run_facts(run: RunRow, event: str, now: datetime) -> dict[str, Any]:
 
 
 def outbox_rows(
-    run: RunRow, spec: spec_pb2.PipelineSpec, event: str, now: datetime
+    run: RunRow,
+    spec: spec_pb2.PipelineSpec,
+    event: str,
+    now: datetime,
+    *,
+    occurrence: str = "",
+    details: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The outbox rows ``event`` of ``run`` writes: one per matching notification, keyed
-    by run, event and position (so the same event never sends twice)."""
+    by run, event (and ``occurrence``, for an event a run can have more than once: a
+    step's retry) and position, so the same event never sends twice. ``details`` join the
+    run's facts (the retrying step, the paused schedule)."""
     rows = []
+    occurred = f"{event}-{occurrence}" if occurrence else event
     for position, notification in matching(spec, event):
         kind, target = target_of(notification)
         settings = json_format.MessageToDict(getattr(notification, kind)) if kind else {}
         rows.append(
             {
-                "idempotency_key": f"{run.id}-{event}-{position}",
+                "idempotency_key": f"{run.id}-{occurred}-{position}"[:64],
                 "run_id": run.id,
                 "pipeline": run.pipeline,
                 "event": event,
                 "channel": kind,
                 "target": target,
                 "settings": settings,
-                "facts": run_facts(run, event, now),
+                "facts": {**run_facts(run, event, now), **(details or {})},
                 "status": outbox.PENDING,
                 "attempts": 0,
                 "next_attempt_time": now,
@@ -146,7 +179,16 @@ def outbox_rows(
     return rows
 
 
-def _write(session: AsyncSession, run: RunRow, spec: spec_pb2.PipelineSpec, event: str) -> None:
+def _write(
+    session: AsyncSession,
+    run: RunRow,
+    spec: spec_pb2.PipelineSpec,
+    event: str,
+    *,
+    at: datetime | None = None,
+    occurrence: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
     """The event's rows, made when the transaction commits from the run as it is then
     (the scheduler restamps a run it built ahead of its fire time, or drops it)."""
     if not any(True for _ in matching(spec, event)):
@@ -155,8 +197,10 @@ def _write(session: AsyncSession, run: RunRow, spec: spec_pb2.PipelineSpec, even
     def build(session: Session) -> list[dict[str, Any]]:
         if run not in session:
             return []  # taken out of the transaction: it was not written
-        moment = (run.end_time if event in _FINISHED else run.start_time) or run.create_time
-        return outbox_rows(run, spec, event, moment)
+        moment = at or (run.end_time if event in _FINISHED else run.start_time)
+        return outbox_rows(
+            run, spec, event, moment or run.create_time, occurrence=occurrence, details=details
+        )
 
     outbox.add_later(session, build)
 
@@ -171,7 +215,26 @@ async def notify_started(
 async def notify_finished(
     session: AsyncSession, run: RunRow, spec: spec_pb2.PipelineSpec, now: datetime
 ) -> str | None:
-    """The transitions' hook when a run ends (``RunFinished``)."""
+    """The transitions' hook when a run ends (``RunFinished``); after the schedule's hook,
+    it also tells when this run paused its schedule (``pause_after_failures``)."""
     if run.status in _FINISHED:
         _write(session, run, spec, str(run.status))
+    if run.trigger_kind == "schedule" and any(True for _ in matching(spec, "schedule_paused")):
+        schedule = await session.get(ScheduleRow, run.pipeline_id)
+        if schedule is not None and schedule.paused and schedule.pause_time == now:
+            details = {"schedule": {"paused": True, "reason": schedule.pause_reason}}
+            _write(session, run, spec, "schedule_paused", at=now, details=details)
     return None
+
+
+async def notify_retrying(
+    session: AsyncSession,
+    run: RunRow,
+    spec: spec_pb2.PipelineSpec,
+    step: dict[str, Any],
+    now: datetime,
+) -> None:
+    """The transitions' hook when a failed step will run again (``step``: its name, the
+    attempt that failed, its error, when it runs again)."""
+    occurrence = f"{step['name']}-{step['attempt']}"
+    _write(session, run, spec, "retrying", at=now, occurrence=occurrence, details={"step": step})

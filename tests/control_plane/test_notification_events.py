@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from control_plane.access.actors import Actor
 from control_plane.notifications.channels import slack_text
 from control_plane.notifications.delivery import MAX_BACKOFF, backoff
-from control_plane.notifications.events import notify_started, outbox_rows
+from control_plane.notifications.events import notify_finished, notify_started, outbox_rows
 from control_plane.pipelines.registry import Registry
 from control_plane.store import notifications as outbox
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
-from control_plane.store.models import RunRow
+from control_plane.store.models import RunRow, ScheduleRow
 from control_plane.store.notifications import Notification
 from control_plane.store.pipelines import find_pipeline
 from legato.spec import load_spec_text
@@ -154,3 +154,51 @@ steps:
   - {name: a, transform: {code: "result = 1"}}
 """
 ).spec
+
+
+async def test_a_run_that_paused_its_schedule_says_so(db_url: str) -> None:
+    """After the schedule's hook paused the schedule in the same transaction (same
+    moment), the notifications' hook writes ``schedule_paused`` with the reason."""
+    spec = load_spec_text(
+        """
+name: nightly
+schedule: {cron: "0 2 * * *", pause_after_failures: 1}
+notifications:
+  - on: [schedule_paused]
+    webhook: {url: "https://hooks.example.com/legato"}
+steps:
+  - {name: a, transform: {code: "result = 1"}}
+"""
+    ).spec
+    db = Database(db_url)
+    await upgrade(db)
+    try:
+        await Registry(db).apply(spec, "", Actor("alice"))
+        async with db.read() as session:
+            pipeline = await find_pipeline(session, "nightly")
+        assert pipeline is not None
+        failed = run("failed", "step 'a' failed: boom")
+        failed.pipeline_id = pipeline.id
+        failed.trigger, failed.waiting_reason = {}, ""
+        failed.trace_id = failed.span_id = ""
+        async with db.write() as session:
+            session.add(failed)
+            session.add(  # as the schedule's hook left it, a moment earlier
+                ScheduleRow(
+                    pipeline_id=pipeline.id,
+                    version=1,
+                    paused=True,
+                    pause_time=NOW,
+                    pause_reason="paused after 1 consecutive failed runs",
+                    consecutive_failures=1,
+                    update_time=NOW,
+                )
+            )
+            await session.flush()
+            await notify_finished(session, failed, spec, NOW)
+        async with db.read() as session:
+            (row,) = await outbox.listed(session)
+        assert (row.event, row.idempotency_key) == ("schedule_paused", "01run-schedule_paused-0")
+        assert row.facts["schedule"]["reason"] == "paused after 1 consecutive failed runs"
+    finally:
+        await db.dispose()

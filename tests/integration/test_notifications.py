@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import LEGATO
+from cluster import LEGATO, running_cluster
 
 from control_plane.store import notifications as outbox
 from control_plane.store.db import Database
 from control_plane.triggers.webhooks import SIGNATURE_HEADER, parse_signature, verify
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
+from legato.v1 import run_pb2
 from legato.v1 import run_service_pb2 as pb
 from tests.http_receiver import Receiver
 
@@ -191,3 +192,34 @@ def test_two_replicas_on_postgresql_send_each_notification_once(
         keys = [headers["Idempotency-Key"] for path, headers, _ in received if path == "/hook"]
         assert len(keys) == len(set(keys)) == 20
         assert len([path for path, _, _ in receiver.received if path == "/slack"]) == 20
+
+
+def test_a_retried_step_and_the_final_failure_are_told_apart(
+    db_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """``retrying`` for each retry of a step (with the step, its attempt and error), then
+    ``failed`` once the last retry failed."""
+    pipeline = textwrap.dedent(
+        f"""
+        name: flaky
+        retry: {{max_retries: 1}}
+        notifications:
+          - on: [retrying, failed]
+            webhook: {{url: "{receiver.url}/hook"}}
+        steps:
+          - name: load
+            transform: {{code: "raise RuntimeError('warehouse is down')"}}
+        """
+    )
+    with running_cluster(db_url, tmp_path) as cluster:
+        cluster.start_agent("a1")
+        cluster.apply(pipeline)
+        run = cluster.run("flaky")
+        assert run.status == run_pb2.RUN_STATUS_FAILED
+        bodies = [json.loads(body) for _, _, body in receiver.wait_for(2)]
+        assert [b["event"] for b in bodies] == ["retrying", "failed"]
+        step = bodies[0]["run"]["step"]
+        assert (step["name"], step["attempt"], step["attempts_total"]) == ("load", 1, 2)
+        assert "warehouse is down" in step["error"] and step["failure_kind"] == "error"
+        assert bodies[0]["idempotency_key"] == f"{run.id}-retrying-load-1-0"
+        assert bodies[1]["run"]["status"] == "failed"
