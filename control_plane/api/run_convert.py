@@ -12,12 +12,14 @@ from control_plane.execution.agents import AgentInfo
 from control_plane.execution.runs import RunView
 from control_plane.scheduling.backfills import BackfillView
 from control_plane.store.models import AttemptRow, LogLineRow, RunRow
+from control_plane.store.notifications import Notification
 from control_plane.store.steps import StepState
-from legato.v1 import agent_pb2, run_pb2, spec_pb2
+from legato.v1 import agent_pb2, run_pb2, run_service_pb2, spec_pb2
 
 __all__ = [
     "agent_message",
     "log_message",
+    "notification_message",
     "run_message",
     "run_status",
     "step_message",
@@ -233,4 +235,31 @@ def backfill_message(view: BackfillView) -> run_pb2.Backfill:
         runs_done=view.runs_done,
         runs_failed=view.runs_failed,
         create_time=timestamp(row.create_time),
+    )
+
+
+_NOTIFICATION_STATUSES = {
+    "pending": run_service_pb2.NOTIFICATION_STATUS_PENDING,
+    "sending": run_service_pb2.NOTIFICATION_STATUS_SENDING,
+    "delivered": run_service_pb2.NOTIFICATION_STATUS_DELIVERED,
+    "failed": run_service_pb2.NOTIFICATION_STATUS_FAILED,
+}
+
+
+def notification_message(row: Notification) -> run_service_pb2.NotificationDelivery:
+    return run_service_pb2.NotificationDelivery(
+        run_id=row.run_id,
+        pipeline=row.pipeline,
+        event=row.event,
+        channel=row.channel,
+        target=row.target,
+        status=_NOTIFICATION_STATUSES.get(
+            row.status, run_service_pb2.NOTIFICATION_STATUS_UNSPECIFIED
+        ),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        idempotency_key=row.idempotency_key,
+        create_time=timestamp(row.create_time),
+        next_attempt_time=timestamp(row.next_attempt_time) if row.status == "pending" else None,
+        deliver_time=timestamp(row.deliver_time),
     )

@@ -12,10 +12,10 @@ import grpc
 
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
-from control_plane.api.convert import timestamp
 from control_plane.api.run_convert import (
     backfill_message,
     log_message,
+    notification_message,
     run_message,
     step_message,
     struct,
@@ -31,7 +31,6 @@ from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
 from control_plane.statuses import RUN_TERMINAL
 from control_plane.store.db import Database
-from control_plane.store.notifications import Notification
 from control_plane.store.steps import StepState
 from legato.v1 import run_pb2, run_service_pb2_grpc
 from legato.v1 import run_service_pb2 as pb
@@ -308,28 +307,3 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
 
 def _step_key(step: StepState) -> tuple[str, int, str, str]:
     return (step.status, step.attempt, step.waiting_reason, step.agent)
-
-
-_NOTIFICATION_STATUSES = {
-    "pending": pb.NOTIFICATION_STATUS_PENDING,
-    "sending": pb.NOTIFICATION_STATUS_SENDING,
-    "delivered": pb.NOTIFICATION_STATUS_DELIVERED,
-    "failed": pb.NOTIFICATION_STATUS_FAILED,
-}
-
-
-def notification_message(row: Notification) -> pb.NotificationDelivery:
-    return pb.NotificationDelivery(
-        run_id=row.run_id,
-        pipeline=row.pipeline,
-        event=row.event,
-        channel=row.channel,
-        target=row.target,
-        status=_NOTIFICATION_STATUSES.get(row.status, pb.NOTIFICATION_STATUS_UNSPECIFIED),
-        attempts=row.attempts,
-        last_error=row.last_error,
-        idempotency_key=row.idempotency_key,
-        create_time=timestamp(row.create_time),
-        next_attempt_time=timestamp(row.next_attempt_time) if row.status == "pending" else None,
-        deliver_time=timestamp(row.deliver_time),
-    )

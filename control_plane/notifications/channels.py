@@ -27,24 +27,17 @@ from typing import Any
 import aiohttp
 
 from control_plane.access.secrets import Secrets
-from control_plane.notifications.email import EmailError, Smtp, send_email
-from control_plane.notifications.events import TemplateFailedError, happened, rendered
+from control_plane.notifications.email import Smtp, send_email
+from control_plane.notifications.errors import DeliveryError, RetryableError
+from control_plane.notifications.events import happened, rendered
 from control_plane.notifications.pagerduty import DEFAULT_EVENTS_URL, event_body
 from control_plane.store.notifications import Notification
 from control_plane.triggers.webhooks import SIGNATURE_HEADER, signature_header
 
-__all__ = ["DeliveryError", "RetryableError", "Settings", "send"]
+__all__ = ["Settings", "send"]
 
 TIMEOUT_SECONDS = 10.0
 _BODY_SHOWN = 200
-
-
-class DeliveryError(Exception):
-    """A send that failed for good; the message says why (no secret in it)."""
-
-
-class RetryableError(DeliveryError):
-    """A send that failed in a way a later attempt may not."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +57,7 @@ async def send(notification: Notification, http: aiohttp.ClientSession, settings
     elif notification.channel == "slack":
         await _slack(notification, settings.secrets, http)
     elif notification.channel == "email":
-        try:
-            await send_email(notification, settings.smtp)
-        except EmailError as exc:
-            raise (RetryableError if exc.retry else DeliveryError)(str(exc)) from None
+        await send_email(notification, settings.smtp)
     elif notification.channel == "pagerduty":
         await _pagerduty(notification, settings, http)
     else:
@@ -136,10 +126,7 @@ def slack_text(notification: Notification) -> str:
     facts = notification.facts
     template = str(notification.settings.get("text") or "")
     if template:
-        try:
-            return rendered(template, facts, notification.event, "slack text")
-        except TemplateFailedError as exc:
-            raise DeliveryError(str(exc)) from None
+        return rendered(template, facts, notification.event, "slack text")
     return happened(facts, notification.event) + f" (`legato status {facts.get('id')}`)"
 
 
@@ -171,6 +158,8 @@ async def _post(
             if answer.status >= 500 or answer.status == 429:
                 raise RetryableError(shown)
             raise DeliveryError(shown)
+    except aiohttp.InvalidURL:
+        raise DeliveryError(f"{what}: not a valid URL") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         reason = type(exc).__name__ if isinstance(exc, asyncio.TimeoutError) else str(exc)
         raise RetryableError(f"{what} failed: {_scrub(reason, url)}") from None

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 import aiohttp
 import structlog
 
-from control_plane.notifications.channels import DeliveryError, RetryableError, Settings, send
+from control_plane.notifications.channels import Settings, send
+from control_plane.notifications.errors import DeliveryError, RetryableError
 from control_plane.store import notifications as outbox
 from control_plane.store.db import Database
 from control_plane.store.notifications import Notification

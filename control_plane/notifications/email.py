@@ -17,20 +17,13 @@ from typing import Any
 
 import aiosmtplib
 
-from control_plane.notifications.events import SHOWN, TemplateFailedError, rendered
+from control_plane.notifications.errors import DeliveryError, RetryableError
+from control_plane.notifications.events import SHOWN, rendered
 from control_plane.store.notifications import Notification
 
 __all__ = ["Smtp", "send_email"]
 
 TIMEOUT_SECONDS = 10.0
-
-
-class EmailError(Exception):
-    """A send that failed for good (``retry`` false) or may succeed later."""
-
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
 
 
 @dataclass(frozen=True)
@@ -55,10 +48,7 @@ def subject_of(notification: Notification) -> str:
     facts = notification.facts
     template = str(notification.settings.get("subject") or "")
     if template:
-        try:
-            return rendered(template, facts, notification.event, "email subject")
-        except TemplateFailedError as exc:
-            raise EmailError(str(exc), retry=False) from None
+        return rendered(template, facts, notification.event, "email subject")
     shown = SHOWN.get(notification.event, notification.event)
     return f"[Legato] {facts.get('pipeline')}: run {facts.get('id')} {shown}"
 
@@ -110,13 +100,12 @@ def message_of(notification: Notification, smtp: Smtp) -> EmailMessage:
 
 
 async def send_email(notification: Notification, smtp: Smtp | None) -> None:
-    """Send the notification's message, or raise EmailError."""
+    """Send the notification's message, or raise DeliveryError (RetryableError when a
+    later attempt may succeed)."""
     if smtp is None:
-        raise EmailError(
-            "the server has no SMTP settings (--smtp-host); nothing was sent", retry=False
-        )
+        raise DeliveryError("the server has no SMTP settings (--smtp-host); nothing was sent")
     if not notification.settings.get("to"):
-        raise EmailError("the email channel names no recipient (to)", retry=False)
+        raise DeliveryError("the email channel names no recipient (to)")
     message = message_of(notification, smtp)
     where = f"SMTP {smtp.host}:{smtp.port}"
     try:
@@ -133,9 +122,9 @@ async def send_email(notification: Notification, smtp: Smtp | None) -> None:
         )
     except aiosmtplib.SMTPRecipientsRefused as exc:
         refused = ", ".join(sorted(r.recipient for r in exc.recipients))
-        raise EmailError(f"{where} refused the recipients {refused}", retry=False) from None
+        raise DeliveryError(f"{where} refused the recipients {refused}") from None
     except aiosmtplib.SMTPResponseException as exc:
-        retry = 400 <= exc.code < 500
-        raise EmailError(f"{where} answered {exc.code}: {exc.message}", retry=retry) from None
+        error = RetryableError if 400 <= exc.code < 500 else DeliveryError
+        raise error(f"{where} answered {exc.code}: {exc.message}") from None
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise EmailError(f"{where} failed: {exc}", retry=True) from None
+        raise RetryableError(f"{where} failed: {exc}") from None

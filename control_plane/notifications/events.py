@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from control_plane.notifications.errors import DeliveryError
 from control_plane.pipelines.templates import TemplateError, parse_template
 from control_plane.store import notifications as outbox
 from control_plane.store.models import RunRow, ScheduleRow
@@ -24,7 +25,6 @@ from legato.v1 import spec_pb2
 __all__ = [
     "EVENTS",
     "SHOWN",
-    "TemplateFailedError",
     "happened",
     "matching",
     "notify_finished",
@@ -74,18 +74,14 @@ def happened(facts: dict[str, Any], event: str) -> str:
     return line
 
 
-class TemplateFailedError(ValueError):
-    """A channel's template that cannot be rendered (the message says which and why)."""
-
-
 def rendered(template: str, facts: dict[str, Any], event: str, what: str) -> str:
     """A channel's template (``{{ run.pipeline }}``, ``{{ event }}``) over the run's facts;
-    TemplateFailedError naming ``what`` when it cannot be rendered."""
+    DeliveryError naming ``what`` when it cannot be rendered (no retry mends it)."""
     try:
         parsed = parse_template(template, allowed_roots=("run", "event"))
         return parsed.render({"run": facts, "event": event})
     except TemplateError as exc:
-        raise TemplateFailedError(f"{what}: {exc}") from None
+        raise DeliveryError(f"{what}: {exc}") from None
 
 
 # The run statuses that end a run with an event of the same name.

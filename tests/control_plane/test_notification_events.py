@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
+import pytest
+
 from control_plane.access.actors import Actor
-from control_plane.notifications.channels import slack_text
+from control_plane.access.secrets import Secrets
+from control_plane.notifications.channels import Settings, send, slack_text
 from control_plane.notifications.delivery import MAX_BACKOFF, backoff
+from control_plane.notifications.errors import DeliveryError, RetryableError
 from control_plane.notifications.events import notify_finished, notify_started, outbox_rows
 from control_plane.pipelines.registry import Registry
 from control_plane.store import notifications as outbox
@@ -49,6 +54,13 @@ def run(status: str, error: str = "") -> RunRow:
         end_time=NOW,
         error=error,
     )
+
+
+def storable(row: RunRow, pipeline_id: int) -> RunRow:
+    """``row`` with the columns an insert needs."""
+    row.pipeline_id, row.trigger, row.waiting_reason = pipeline_id, {}, ""
+    row.trace_id = row.span_id = ""
+    return row
 
 
 def test_an_event_writes_one_row_per_matching_notification() -> None:
@@ -122,15 +134,10 @@ async def test_the_outbox_rows_are_made_at_the_commit_from_the_run_as_it_is_then
         async with db.read() as session:
             pipeline = await find_pipeline(session, "nightly")
         assert pipeline is not None
-        kept, dropped = run("running"), run("running")
+        kept, dropped = storable(run("running"), pipeline.id), storable(run("running"), pipeline.id)
         dropped.id = "02run"
         later = NOW + timedelta(seconds=3)
         async with db.write() as session:
-            for row in (kept, dropped):
-                row.pipeline_id = pipeline.id
-                row.trigger = {}
-                row.waiting_reason = ""
-                row.trace_id = row.span_id = ""
             await notify_started(session, kept, STARTED_SPEC, NOW)
             await notify_started(session, dropped, STARTED_SPEC, NOW)
             session.add(kept)
@@ -177,10 +184,7 @@ steps:
         async with db.read() as session:
             pipeline = await find_pipeline(session, "nightly")
         assert pipeline is not None
-        failed = run("failed", "step 'a' failed: boom")
-        failed.pipeline_id = pipeline.id
-        failed.trigger, failed.waiting_reason = {}, ""
-        failed.trace_id = failed.span_id = ""
+        failed = storable(run("failed", "step 'a' failed: boom"), pipeline.id)
         async with db.write() as session:
             session.add(failed)
             session.add(  # as the schedule's hook left it, a moment earlier
@@ -202,3 +206,14 @@ steps:
         assert row.facts["schedule"]["reason"] == "paused after 1 consecutive failed runs"
     finally:
         await db.dispose()
+
+
+async def test_a_url_no_request_can_reach_fails_at_once_and_is_not_retried() -> None:
+    hook = notification("failed")
+    hook.channel = "webhook"
+    hook.settings = {"url": "http://[not-a-host/hook"}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(DeliveryError) as caught:
+            await send(hook, http, Settings(Secrets({})))
+    assert not isinstance(caught.value, RetryableError)
+    assert str(caught.value) == "webhook http://[not-a-host/hook: not a valid URL"

@@ -1,0 +1,14 @@
+"""How a send fails: for good (``DeliveryError``), or in a way a later attempt may not
+(``RetryableError``). Messages say why and never contain a secret or a Slack URL."""
+
+from __future__ import annotations
+
+__all__ = ["DeliveryError", "RetryableError"]
+
+
+class DeliveryError(Exception):
+    """A send that failed for good; the message says why (no secret in it)."""
+
+
+class RetryableError(DeliveryError):
+    """A send that failed in a way a later attempt may not."""
