@@ -216,6 +216,16 @@ class _NotificationEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Not
     """A step failed and will be retried."""
     NOTIFICATION_EVENT_SCHEDULE_PAUSED: _NotificationEvent.ValueType  # 7
     """The schedule paused itself after consecutive failures."""
+    NOTIFICATION_EVENT_RECOVERED: _NotificationEvent.ValueType  # 8
+    """The run succeeded and the pipeline's previous finished run had failed or timed out."""
+    NOTIFICATION_EVENT_LATE: _NotificationEvent.ValueType  # 9
+    """A scheduled run has not started `schedule.late_after` after its fire time, or a run
+    is still going after `limits.expected_duration`.
+    """
+    NOTIFICATION_EVENT_VOLUME_ANOMALY: _NotificationEvent.ValueType  # 10
+    """A step's records broke its `expect.records` guardrail with action warn (or fail)."""
+    NOTIFICATION_EVENT_SLOW: _NotificationEvent.ValueType  # 11
+    """A step or the run took longer than its `expect.duration` guardrail allows."""
 
 class NotificationEvent(_NotificationEvent, metaclass=_NotificationEventEnumTypeWrapper):
     """NotificationEvent is a moment of a run that can send a notification."""
@@ -231,6 +241,16 @@ NOTIFICATION_EVENT_RETRYING: NotificationEvent.ValueType  # 6
 """A step failed and will be retried."""
 NOTIFICATION_EVENT_SCHEDULE_PAUSED: NotificationEvent.ValueType  # 7
 """The schedule paused itself after consecutive failures."""
+NOTIFICATION_EVENT_RECOVERED: NotificationEvent.ValueType  # 8
+"""The run succeeded and the pipeline's previous finished run had failed or timed out."""
+NOTIFICATION_EVENT_LATE: NotificationEvent.ValueType  # 9
+"""A scheduled run has not started `schedule.late_after` after its fire time, or a run
+is still going after `limits.expected_duration`.
+"""
+NOTIFICATION_EVENT_VOLUME_ANOMALY: NotificationEvent.ValueType  # 10
+"""A step's records broke its `expect.records` guardrail with action warn (or fail)."""
+NOTIFICATION_EVENT_SLOW: NotificationEvent.ValueType  # 11
+"""A step or the run took longer than its `expect.duration` guardrail allows."""
 Global___NotificationEvent: _TypeAlias = NotificationEvent  # noqa: Y015
 
 class _TriggerRule:
@@ -300,6 +320,30 @@ either is killed and replaced), but memory is not isolated between attempts: sta
 step leaves in the worker (globals, imported modules, caches) is seen by the next.
 """
 Global___Isolation: _TypeAlias = Isolation  # noqa: Y015
+
+class _ExpectationAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExpectationActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExpectationAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPECTATION_ACTION_UNSPECIFIED: _ExpectationAction.ValueType  # 0
+    """Same as WARN."""
+    EXPECTATION_ACTION_WARN: _ExpectationAction.ValueType  # 1
+    """The step succeeds; the run log says why, and the guardrail's event fires."""
+    EXPECTATION_ACTION_FAIL: _ExpectationAction.ValueType  # 2
+    """The step fails with the guardrail's message (and its retry policy applies)."""
+
+class ExpectationAction(_ExpectationAction, metaclass=_ExpectationActionEnumTypeWrapper):
+    """ExpectationAction says what a broken guardrail does."""
+
+EXPECTATION_ACTION_UNSPECIFIED: ExpectationAction.ValueType  # 0
+"""Same as WARN."""
+EXPECTATION_ACTION_WARN: ExpectationAction.ValueType  # 1
+"""The step succeeds; the run log says why, and the guardrail's event fires."""
+EXPECTATION_ACTION_FAIL: ExpectationAction.ValueType  # 2
+"""The step fails with the guardrail's message (and its retry policy applies)."""
+Global___ExpectationAction: _TypeAlias = ExpectationAction  # noqa: Y015
 
 class _ExportMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -387,9 +431,15 @@ class PipelineSpec(_message.Message):
     RETRY_FIELD_NUMBER: _builtins.int
     NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     STEPS_FIELD_NUMBER: _builtins.int
+    DEFAULT_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    EXPECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique pipeline name: lower case letters, digits, '-' and '_'."""
     description: _builtins.str
+    default_notifications: _builtins.bool
+    """Whether the server's default notifications (`legato server --notifications FILE`)
+    also apply to this pipeline. Default true; false opts the pipeline out of them.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -414,6 +464,10 @@ class PipelineSpec(_message.Message):
     def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___Notification]: ...
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]: ...
+    @_builtins.property
+    def expect(self) -> Global___RunExpectations:
+        """Guardrails on the whole run."""
+
     def __init__(
         self,
         *,
@@ -427,12 +481,16 @@ class PipelineSpec(_message.Message):
         retry: Global___RetryPolicy | None = ...,
         notifications: _abc.Iterable[Global___Notification] | None = ...,
         steps: _abc.Iterable[Global___Step] | None = ...,
+        default_notifications: _builtins.bool | None = ...,
+        expect: Global___RunExpectations | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits", "retry", b"retry", "schedule", b"schedule"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_default_notifications", b"_default_notifications", "default_notifications", b"default_notifications", "expect", b"expect", "limits", b"limits", "retry", b"retry", "schedule", b"schedule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "labels", b"labels", "limits", b"limits", "name", b"name", "notifications", b"notifications", "params", b"params", "retry", b"retry", "schedule", b"schedule", "steps", b"steps", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default_notifications", b"_default_notifications", "default_notifications", b"default_notifications", "description", b"description", "expect", b"expect", "labels", b"labels", "limits", b"limits", "name", b"name", "notifications", b"notifications", "params", b"params", "retry", b"retry", "schedule", b"schedule", "steps", b"steps", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__default_notifications: _TypeAlias = _typing.Literal["default_notifications"]  # noqa: Y015
+    _WhichOneofArgType__default_notifications: _TypeAlias = _typing.Literal["_default_notifications", b"_default_notifications"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__default_notifications) -> _WhichOneofReturnType__default_notifications | None: ...
 
 Global___PipelineSpec: _TypeAlias = PipelineSpec  # noqa: Y015
 
@@ -487,6 +545,7 @@ class Schedule(_message.Message):
     OVERLAP_FIELD_NUMBER: _builtins.int
     PAUSE_AFTER_FAILURES_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
+    LATE_AFTER_FIELD_NUMBER: _builtins.int
     cron: _builtins.str
     """Five fields (minute hour day-of-month month day-of-week), names (MON, JAN),
     ranges, lists and steps, or a macro (@hourly, @daily, @weekly, @monthly, @yearly).
@@ -503,6 +562,12 @@ class Schedule(_message.Message):
     def params(self) -> _struct_pb2.Struct:
         """Parameters of every scheduled run."""
 
+    @_builtins.property
+    def late_after(self) -> _duration_pb2.Duration:
+        """A scheduled run that has not started this long after its fire time is late: the
+        `late` notification event fires once for it. Unset: never late.
+        """
+
     def __init__(
         self,
         *,
@@ -513,10 +578,11 @@ class Schedule(_message.Message):
         overlap: Global___OverlapPolicy.ValueType = ...,
         pause_after_failures: _builtins.int = ...,
         params: _struct_pb2.Struct | None = ...,
+        late_after: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["dst", b"dst", "params", b"params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dst", b"dst", "late_after", b"late_after", "params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catchup", b"catchup", "cron", b"cron", "dst", b"dst", "overlap", b"overlap", "params", b"params", "pause_after_failures", b"pause_after_failures", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catchup", b"catchup", "cron", b"cron", "dst", b"dst", "late_after", b"late_after", "overlap", b"overlap", "params", b"params", "pause_after_failures", b"pause_after_failures", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -682,6 +748,7 @@ class Limits(_message.Message):
     MAX_CONCURRENT_RUNS_FIELD_NUMBER: _builtins.int
     STEP_TIMEOUT_FIELD_NUMBER: _builtins.int
     STEP_MEMORY_FIELD_NUMBER: _builtins.int
+    EXPECTED_DURATION_FIELD_NUMBER: _builtins.int
     max_concurrent_runs: _builtins.int
     """At most this many runs of the pipeline are active at once; 0 means no limit."""
     step_memory: _builtins.str
@@ -694,6 +761,12 @@ class Limits(_message.Message):
     def step_timeout(self) -> _duration_pb2.Duration:
         """Default `timeout` of steps that set none."""
 
+    @_builtins.property
+    def expected_duration(self) -> _duration_pb2.Duration:
+        """A run still going after this long is late: the `late` notification event fires once
+        for it, and the run goes on (max_duration is what stops it). Unset: never late.
+        """
+
     def __init__(
         self,
         *,
@@ -701,10 +774,11 @@ class Limits(_message.Message):
         max_concurrent_runs: _builtins.int = ...,
         step_timeout: _duration_pb2.Duration | None = ...,
         step_memory: _builtins.str = ...,
+        expected_duration: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_duration", b"max_duration", "step_timeout", b"step_timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expected_duration", b"expected_duration", "max_duration", b"max_duration", "step_timeout", b"step_timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrent_runs", b"max_concurrent_runs", "max_duration", b"max_duration", "step_memory", b"step_memory", "step_timeout", b"step_timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_duration", b"expected_duration", "max_concurrent_runs", b"max_concurrent_runs", "max_duration", b"max_duration", "step_memory", b"step_memory", "step_timeout", b"step_timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -765,6 +839,7 @@ class Notification(_message.Message):
     SLACK_FIELD_NUMBER: _builtins.int
     PAGERDUTY_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
+    THROTTLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def on(self) -> _containers.RepeatedScalarFieldContainer[Global___NotificationEvent.ValueType]: ...
     @_builtins.property
@@ -775,6 +850,14 @@ class Notification(_message.Message):
     def pagerduty(self) -> Global___PagerDutyChannel: ...
     @_builtins.property
     def webhook(self) -> Global___WebhookChannel: ...
+    @_builtins.property
+    def throttle(self) -> _duration_pb2.Duration:
+        """A repeat of the same event within this window of the last one this notification
+        sent for the pipeline is not sent (it is recorded as suppressed, and the next message
+        sent says how many were). A different event is always sent. Default 10m; 0s sends
+        every one.
+        """
+
     def __init__(
         self,
         *,
@@ -783,10 +866,11 @@ class Notification(_message.Message):
         slack: Global___SlackChannel | None = ...,
         pagerduty: Global___PagerDutyChannel | None = ...,
         webhook: Global___WebhookChannel | None = ...,
+        throttle: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "email", b"email", "pagerduty", b"pagerduty", "slack", b"slack", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "email", b"email", "pagerduty", b"pagerduty", "slack", b"slack", "throttle", b"throttle", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "email", b"email", "on", b"on", "pagerduty", b"pagerduty", "slack", b"slack", "webhook", b"webhook"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "email", b"email", "on", b"on", "pagerduty", b"pagerduty", "slack", b"slack", "throttle", b"throttle", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_channel: _TypeAlias = _typing.Literal["email", "slack", "pagerduty", "webhook"]  # noqa: Y015
     _WhichOneofArgType_channel: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
@@ -965,6 +1049,7 @@ class Step(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     MEMORY_FIELD_NUMBER: _builtins.int
     ISOLATION_FIELD_NUMBER: _builtins.int
+    EXPECT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique within the pipeline: letters, digits, '-' and '_'."""
     description: _builtins.str
@@ -1003,6 +1088,10 @@ class Step(_message.Message):
     def timeout(self) -> _duration_pb2.Duration:
         """Maximum duration of one attempt."""
 
+    @_builtins.property
+    def expect(self) -> Global___StepExpectations:
+        """Guardrails on the step's records and duration."""
+
     def __init__(
         self,
         *,
@@ -1021,16 +1110,142 @@ class Step(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         memory: _builtins.str = ...,
         isolation: Global___Isolation.ValueType = ...,
+        expect: Global___StepExpectations | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["export", b"export", "function", b"function", "kind", b"kind", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expect", b"expect", "export", b"export", "function", b"function", "kind", b"kind", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "export", b"export", "function", b"function", "isolation", b"isolation", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "expect", b"expect", "export", b"export", "function", b"function", "isolation", b"isolation", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["query", "transform", "function", "export", "trigger"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Step: _TypeAlias = Step  # noqa: Y015
+
+@_typing.final
+class StepExpectations(_message.Message):
+    """StepExpectations are guardrails on what a step produces and how long it takes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> Global___RecordsExpectation: ...
+    @_builtins.property
+    def duration(self) -> Global___DurationExpectation: ...
+    def __init__(
+        self,
+        *,
+        records: Global___RecordsExpectation | None = ...,
+        duration: Global___DurationExpectation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "records", b"records"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepExpectations: _TypeAlias = StepExpectations  # noqa: Y015
+
+@_typing.final
+class RunExpectations(_message.Message):
+    """RunExpectations are guardrails on the whole run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DURATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def duration(self) -> Global___DurationExpectation: ...
+    def __init__(
+        self,
+        *,
+        duration: Global___DurationExpectation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunExpectations: _TypeAlias = RunExpectations  # noqa: Y015
+
+@_typing.final
+class RecordsExpectation(_message.Message):
+    """RecordsExpectation bounds the records a step outputs (its records out); broken, it
+    fires `volume_anomaly`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    MAX_CHANGE_FIELD_NUMBER: _builtins.int
+    BASELINE_RUNS_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    min: _builtins.int
+    """Fewest records expected."""
+    max: _builtins.int
+    """Most records expected."""
+    max_change: _builtins.float
+    """Largest change against the baseline, as a fraction: 0.5 accepts from half to one and
+    a half times the median of the step's records in its last `baseline_runs` successful
+    runs. 0: no baseline check.
+    """
+    baseline_runs: _builtins.int
+    """How many of the last successful runs the baseline is the median of. Default 7."""
+    action: Global___ExpectationAction.ValueType
+    def __init__(
+        self,
+        *,
+        min: _builtins.int | None = ...,
+        max: _builtins.int | None = ...,
+        max_change: _builtins.float = ...,
+        baseline_runs: _builtins.int = ...,
+        action: Global___ExpectationAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "max", b"max", "min", b"min"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max", b"_max", "_min", b"_min", "action", b"action", "baseline_runs", b"baseline_runs", "max", b"max", "max_change", b"max_change", "min", b"min"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max: _TypeAlias = _typing.Literal["max"]  # noqa: Y015
+    _WhichOneofArgType__max: _TypeAlias = _typing.Literal["_max", b"_max"]  # noqa: Y015
+    _WhichOneofReturnType__min: _TypeAlias = _typing.Literal["min"]  # noqa: Y015
+    _WhichOneofArgType__min: _TypeAlias = _typing.Literal["_min", b"_min"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max) -> _WhichOneofReturnType__max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min) -> _WhichOneofReturnType__min | None: ...
+
+Global___RecordsExpectation: _TypeAlias = RecordsExpectation  # noqa: Y015
+
+@_typing.final
+class DurationExpectation(_message.Message):
+    """DurationExpectation flags a step or run that takes more than `max_ratio` times its
+    median duration over its last `baseline_runs` successful runs; it fires `slow`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_RATIO_FIELD_NUMBER: _builtins.int
+    BASELINE_RUNS_FIELD_NUMBER: _builtins.int
+    max_ratio: _builtins.float
+    """For example 3: three times the median is slow. Must be > 1."""
+    baseline_runs: _builtins.int
+    """How many of the last successful runs the median is over. Default 10."""
+    def __init__(
+        self,
+        *,
+        max_ratio: _builtins.float = ...,
+        baseline_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_runs", b"baseline_runs", "max_ratio", b"max_ratio"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DurationExpectation: _TypeAlias = DurationExpectation  # noqa: Y015
 
 @_typing.final
 class QueryStep(_message.Message):
