@@ -30,6 +30,7 @@ from control_plane.api.audit_service import AuditServicer
 from control_plane.api.errors import ErrorInterceptor
 from control_plane.api.event_service import EventServicer
 from control_plane.api.http_hooks import HookListener
+from control_plane.api.http_metrics import MetricsEndpoint
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
 from control_plane.config import ServerConfig
@@ -45,14 +46,15 @@ from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
+from control_plane.metrics.instruments import ServerMetrics
+from control_plane.metrics.scraped import Scrape
 from control_plane.notifications.channels import Settings
+from control_plane.notifications.defaults import load_defaults
 from control_plane.notifications.delivery import Delivery
 from control_plane.notifications.email import Smtp
-from control_plane.notifications.events import (
-    notify_finished,
-    notify_retrying,
-    notify_started,
-)
+from control_plane.notifications.events import RunEvents
+from control_plane.notifications.late import LateRuns
+from control_plane.notifications.testing import NotificationTests
 from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.backfills import Backfills
 from control_plane.scheduling.control import ScheduleControl
@@ -125,6 +127,8 @@ class ControlPlane:
     """Log ``no_admin_token`` at start when no admin token exists (``legato up`` makes its
     own right after)."""
     _authenticator: Authenticator | None = None
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    """Its Prometheus metrics (``GET /metrics`` on the HTTP listener)."""
 
     async def start(self) -> int:
         """Open the database (upgrading its schema), start serving; returns the bound port."""
@@ -151,14 +155,18 @@ class ControlPlane:
             await signals.start()
             self._signals = signals
             plans = PlanCache()
+            run_events = RunEvents(load_defaults(self.config.notifications_file))
             self._tracing = Tracing("legato-control-plane")
+            metrics = self.metrics
             transitions = Transitions(
                 plans,
                 clock,
                 self._tracing,
-                on_run_finished=[record_outcome, notify_finished],
-                on_run_started=[notify_started],
-                on_step_retrying=[notify_retrying],
+                on_run_finished=[record_outcome, run_events.finished],
+                on_run_started=[run_events.started],
+                on_step_retrying=[run_events.retrying],
+                on_run_event=[run_events.happened],
+                observer=metrics,
             )
             signals.on_cancel(self.hub.cancel)
             # The dispatcher first: every unit of work leases what it made ready through it.
@@ -170,11 +178,18 @@ class ControlPlane:
                 lease_seconds=lease,
                 clock=clock,
                 tracing=self._tracing,
+                observer=metrics,
             )
             unit_of_work = UnitOfWork(db, dispatcher, signals, clock=clock)
             runs = Runs(db, plans, transitions, unit_of_work, clock=clock)
             reaper = Reaper(
-                db, transitions, signals, unit_of_work, clock=clock, lease_seconds=lease
+                db,
+                transitions,
+                signals,
+                unit_of_work,
+                clock=clock,
+                lease_seconds=lease,
+                observer=metrics,
             )
             agents = Agents(
                 db,
@@ -196,7 +211,9 @@ class ControlPlane:
             registry.watch(WatchSync(assigner.wake))
             self._watches = assigner
             watches = Watches(runs, clock=clock, on_agents_changed=assigner.wake)
-            self.scheduler = Scheduler(db, runs, plans, signals, clock=clock)
+            self.scheduler = Scheduler(
+                db, runs, plans, signals, clock=clock, on_fired=metrics.schedule_fired
+            )
             backfills = Backfills(db, runs, plans, transitions, clock=clock)
             schedules = ScheduleControl(db, clock=clock, on_change=signals.schedules_changed)
             artifacts = ArtifactStore(
@@ -226,7 +243,14 @@ class ControlPlane:
                 ],
             )
             pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
-                PipelineServicer(registry, schedules), server
+                PipelineServicer(
+                    registry,
+                    schedules,
+                    NotificationTests(
+                        db, Settings(secrets, smtp, self.config.pagerduty_url), clock=clock
+                    ),
+                ),
+                server,
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
                 RunServicer(runs, signals, db, artifacts, backfills), server
@@ -270,7 +294,12 @@ class ControlPlane:
             if self.config.http_listen != "off":
                 webhooks = Webhooks(db, runs, plans, secrets, clock=clock)
                 self._hooks = HookListener(
-                    webhooks, self.config.http_listen, ssl_context=http_context(self.config)
+                    webhooks,
+                    self.config.http_listen,
+                    ssl_context=http_context(self.config),
+                    metrics=MetricsEndpoint(
+                        Scrape(metrics, db, self.hub, clock=clock), authenticator
+                    ),
                 )
                 self.http_port = await self._hooks.start()
                 log.info("http_listening", listen=self.config.http_listen, port=self.http_port)
@@ -288,8 +317,12 @@ class ControlPlane:
                         db,
                         Settings(secrets, smtp, self.config.pagerduty_url),
                         clock=clock,
+                        on_outcome=metrics.notification_sent,
                     ).run_forever(),
                     name="legato-notifications",
+                ),
+                asyncio.create_task(
+                    LateRuns(db, run_events, clock=clock).run_forever(), name="legato-late-runs"
                 ),
             ]
             if authenticator is not None:

@@ -71,6 +71,11 @@ class ServerConfig:
     smtp_ca: str = ""
     # The PagerDuty Events API v2 endpoint (a proxy, or a receiver in tests).
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # YAML file of default notifications (`notifications:`) every pipeline gets unless it
+    # sets `default_notifications: false`.
+    notifications_file: str = field(
+        default="", metadata={"flag": "--notifications", "env": "NOTIFICATIONS"}
+    )
 
     def __post_init__(self) -> None:
         _check_transport(self)
@@ -259,6 +264,7 @@ _PARSERS: dict[str, Any] = {
     "smtp_from": lambda raw, where: raw.strip(),
     "smtp_ca": lambda raw, where: raw.strip(),
     "pagerduty_url": lambda raw, where: _http_url(raw, where),
+    "notifications_file": lambda raw, where: raw.strip(),
 }
 
 
@@ -373,6 +379,14 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="PagerDuty Events API v2 endpoint of pagerduty notifications "
         "(LEGATO_SERVER_PAGERDUTY_URL, default https://events.pagerduty.com/v2/enqueue)",
+    )
+    add(
+        "--notifications",
+        dest="notifications_file",
+        metavar="FILE",
+        help="YAML file of default notifications (a `notifications:` list, as in a pipeline "
+        "spec) that every pipeline gets unless it sets default_notifications: false "
+        "(LEGATO_SERVER_NOTIFICATIONS)",
     )
     add(
         "--no-migrate",

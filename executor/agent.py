@@ -43,6 +43,7 @@ from executor.connections import load_connections
 from executor.files import OUTPUT_NAME, TooManyFilesError, media_type, step_files
 from executor.logship import LogBatcher
 from executor.masking import Masker
+from executor.metrics import AgentMetrics, AgentState
 from executor.reachability import refuses_connections
 from executor.reports import ReportBuffer
 from executor.runner import Outcome, Runner
@@ -132,6 +133,16 @@ class Agent:
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {config.token}"),) if config.token else ()
         )
+        self._registrations = 0
+        self.metrics = AgentMetrics(
+            AgentState(
+                slots=lambda: config.slots,
+                running=lambda: len(self._tasks),
+                buffered=lambda: len(self._reports),
+                connected=self.connected.is_set,
+            )
+        )
+        """Its Prometheus metrics, served by ``executor.app`` on ``--metrics-listen``."""
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -259,6 +270,9 @@ class Agent:
         self._artifact_max = registered.artifact_max_bytes or None
         self._last_contact = time.monotonic()
         self._server_stopped = False
+        self._registrations += 1
+        if self._registrations > 1:
+            self.metrics.reconnected()
         for lease_id in registered.stale_lease_ids:
             self._runner.cancel(lease_id, "the control plane no longer holds this lease")
         outbox: asyncio.Queue[pb.ConnectRequest] = asyncio.Queue()
@@ -435,8 +449,14 @@ class Agent:
                     )
             result = result_message(lease_id, outcome, artifact_id, files)
             self._trace(assignment, outcome)
+            self.metrics.step_ended(
+                outcome.status
+                if outcome.status in ("succeeded", "cancelled")
+                else outcome.failure_kind or "error"
+            )
         except Exception as exc:
             log.exception("task_failed_in_agent", lease=lease_id)
+            self.metrics.step_ended("error")
             result = pb.TaskResult(
                 lease_id=lease_id,
                 outcome=agent_pb2.TASK_OUTCOME_FAILED,

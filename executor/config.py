@@ -42,6 +42,8 @@ class AgentConfig:
     ca: str = ""
     cert: str = ""
     key: str = ""
+    metrics_listen: str = ""
+    """HOST:PORT of the Prometheus page (``executor/metrics.py``); empty: off."""
 
     @property
     def uses_tls(self) -> bool:
@@ -139,6 +141,9 @@ class AgentConfig:
                 if not Path(raw).expanduser().is_file():
                     raise ConfigError(f"{where}: no such file")
                 values[name] = raw.strip()
+        metrics, where = pick("metrics_listen")
+        if metrics is not None:
+            values["metrics_listen"] = _metrics_listen(metrics, where)
         if bool(values.get("cert")) != bool(values.get("key")):
             raise ConfigError(
                 "a client certificate needs its key: give both --cert and --key (or neither)"
@@ -192,8 +197,28 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent NAME` also proves its name (LEGATO_AGENT_CERT or LEGATO_CERT)",
     )
     add("--key", help="the client certificate's key (LEGATO_AGENT_KEY or LEGATO_KEY)")
+    add(
+        "--metrics-listen",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics on this address (a bare port: on 127.0.0.1; port 0 "
+        "picks a free one); off by default (LEGATO_AGENT_METRICS_LISTEN)",
+    )
     add("--log-format", help="auto, json or console (LEGATO_AGENT_LOG_FORMAT)")
     add("--log-level", help="debug, info, warning or error (LEGATO_AGENT_LOG_LEVEL)")
+
+
+def _metrics_listen(raw: str, where: str) -> str:
+    """``[HOST:]PORT`` as HOST:PORT (127.0.0.1 without a host); empty or off: off."""
+    value = raw.strip()
+    if value.lower() in ("", "off"):
+        return ""
+    host, _, port = value.rpartition(":")
+    host = host.strip()
+    if not port.isdigit() or int(port) > 65535 or (not host and ":" in value):
+        raise ConfigError(
+            f"{where} is not [HOST:]PORT or off; e.g. 9464 (on 127.0.0.1) or 0.0.0.0:9464"
+        )
+    return f"{host or '127.0.0.1'}:{int(port)}"
 
 
 def parse_agent_args(argv: Sequence[str], prog: str) -> AgentConfig:

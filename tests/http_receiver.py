@@ -21,6 +21,8 @@ class Receiver:
     answers: list[int] = field(default_factory=list)
     hold_first: bool = False
     """Never answer the first request (a sender killed mid-send)."""
+    texts: dict[int, str] = field(default_factory=dict)
+    """The body answered with a status (default ``busy`` for a 5xx, else ``ok``)."""
     received: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
     url: str = ""
 
@@ -40,7 +42,8 @@ class Receiver:
             if self.hold_first and len(self.received) == 1:
                 await self._release.wait()  # not answered while the test runs
             status = self.answers.pop(0) if self.answers else 200
-            return web.Response(status=status, text="busy" if status >= 500 else "ok")
+            text = self.texts.get(status, "busy" if status >= 500 else "ok")
+            return web.Response(status=status, text=text)
 
         async def start() -> None:
             app = web.Application()

@@ -475,6 +475,7 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "RestorePipeline": ("pipelines", "name"),
     "PauseSchedule": ("pipelines", "pipeline"),
     "ResumeSchedule": ("pipelines", "pipeline"),
+    "TestNotifications": ("pipelines", "pipeline|spec.name"),
     "TriggerRun": ("pipelines", "pipeline"),
     "CreateBackfill": ("pipelines", "pipeline"),
     "CancelRun": ("runs", "id"),
@@ -495,7 +496,8 @@ def _resource_of(method: str, request: Any) -> tuple[str, str | None]:
     name = _short(method)
     service = method.strip("/").split("/")[0].rsplit(".", 1)[-1]
     collection, path = _RESOURCES.get(name, (service.removesuffix("Service").lower(), "name"))
-    value = _field(request, path)
+    # "a|b": the first of the fields that is set (a request with a oneof).
+    value = next((found for part in path.split("|") if (found := _field(request, part))), "")
     resource = f"{collection}/{value[:200]}" if value else collection
     pipeline = value if collection == "pipelines" else ""
     return resource, pipeline or None

@@ -6,13 +6,20 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
+from control_plane.notifications.testing import Trial
 from control_plane.pipelines.registry import PipelineInfo, VersionInfo
 from control_plane.pipelines.versioning import SpecDiff
 from control_plane.scheduling.fire_times import FireTime
 from control_plane.store.models import ScheduleRow
-from legato.v1 import pipeline_pb2
+from legato.v1 import pipeline_pb2, pipeline_service_pb2
 
-__all__ = ["pipeline_diff", "pipeline_message", "timestamp", "version_message"]
+__all__ = [
+    "notification_test_result",
+    "pipeline_diff",
+    "pipeline_message",
+    "timestamp",
+    "version_message",
+]
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -93,4 +100,14 @@ def fire_time_message(fire: FireTime) -> pipeline_pb2.FireTime:
         note += f", {fire.local:%H:%M %Z}"
     return pipeline_pb2.FireTime(
         time=timestamp(fire.instant), local_time=fire.local.isoformat(), dst_note=note
+    )
+
+
+def notification_test_result(trial: Trial) -> pipeline_service_pb2.NotificationTestResult:
+    return pipeline_service_pb2.NotificationTestResult(
+        position=trial.position,
+        channel=trial.channel,
+        target=trial.target,
+        ok=trial.ok,
+        detail=trial.detail,
     )

@@ -1,6 +1,7 @@
 """The control plane's HTTP listener (aiohttp): ``POST /hooks/<pipeline>`` for webhook
-triggers. Checking and starting the run is ``triggers.webhooks``; this module reads the
-request (at most MAX_BODY bytes) and turns the outcome into a status and a JSON body:
+triggers, and ``GET /metrics`` for Prometheus (``api/http_metrics.py``). Checking and
+starting the run is ``triggers.webhooks``; this module reads the request (at most MAX_BODY
+bytes) and turns the outcome into a status and a JSON body:
 
     202 {"run_id": ...}                      the run started
     400 {"error", "reason"}                  the body is not a JSON object, bad params
@@ -20,6 +21,7 @@ import uuid
 import structlog
 from aiohttp import web
 
+from control_plane.api.http_metrics import MetricsEndpoint
 from control_plane.errors import (
     Conflict,
     FailedPrecondition,
@@ -52,12 +54,19 @@ _STATUS: list[tuple[type[LegatoError], int]] = [
 
 
 class HookListener:
-    """Serves the hooks on ``listen`` (HOST:PORT; port 0 picks a free one)."""
+    """Serves the hooks, and ``metrics`` when given, on ``listen`` (HOST:PORT; port 0
+    picks a free one)."""
 
     def __init__(
-        self, webhooks: Webhooks, listen: str, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        webhooks: Webhooks,
+        listen: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
         self._webhooks = webhooks
+        self._metrics = metrics
         self._listen = listen
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
@@ -66,6 +75,8 @@ class HookListener:
         """Start listening; returns the bound port."""
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/hooks/{pipeline}", self._post)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._metrics.get)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = self._listen.rpartition(":")

@@ -10,6 +10,8 @@ import grpc
 from control_plane.api import convert
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
+from control_plane.errors import InvalidArgument
+from control_plane.notifications.testing import NotificationTests
 from control_plane.pipelines.registry import Registry
 from control_plane.scheduling.control import ScheduleControl
 from legato.v1 import pipeline_service_pb2 as pb
@@ -21,9 +23,12 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
-    def __init__(self, registry: Registry, schedules: ScheduleControl) -> None:
+    def __init__(
+        self, registry: Registry, schedules: ScheduleControl, tests: NotificationTests
+    ) -> None:
         self._registry = registry
         self._schedules = schedules
+        self._tests = tests
 
     async def ValidatePipeline(
         self, request: pb.ValidatePipelineRequest, context: Context
@@ -147,3 +152,26 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
         await self._schedules.resume(request.pipeline, actor)
         info = await self._registry.get(request.pipeline)
         return pb.ResumeScheduleResponse(pipeline=convert.pipeline_message(info))
+
+    async def TestNotifications(
+        self, request: pb.TestNotificationsRequest, context: Context
+    ) -> pb.TestNotificationsResponse:
+        source = request.WhichOneof("source")
+        if source == "spec":
+            spec, version = self._registry.validate(request.spec).spec, 0
+        elif source == "pipeline":
+            info = await self._registry.get(request.pipeline)
+            spec, version = info.spec, info.latest_version
+        else:
+            raise InvalidArgument(
+                "name a pipeline (pipeline) or send a spec (spec) whose notifications to test"
+            )
+        trials = await self._tests.send(
+            spec,
+            version=version,
+            positions=list(request.positions),
+            actor=actor_from(context, request.request_id),
+        )
+        return pb.TestNotificationsResponse(
+            pipeline=spec.name, results=[convert.notification_test_result(t) for t in trials]
+        )

@@ -243,6 +243,7 @@ _NOTIFICATION_STATUSES = {
     "sending": run_service_pb2.NOTIFICATION_STATUS_SENDING,
     "delivered": run_service_pb2.NOTIFICATION_STATUS_DELIVERED,
     "failed": run_service_pb2.NOTIFICATION_STATUS_FAILED,
+    "suppressed": run_service_pb2.NOTIFICATION_STATUS_SUPPRESSED,
 }
 
 

@@ -37,6 +37,7 @@ from control_plane.execution.bindings import (
     step_facts,
 )
 from control_plane.execution.effects import Effects
+from control_plane.execution.observer import observe
 from control_plane.execution.plans import Plan
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
@@ -180,6 +181,7 @@ class ChildRuns:
             end_time=None if spec.wait else now,
         )
         if not spec.wait:
+            observe(effects, self._transitions.observer.step_finished, "succeeded")
             await self._transitions.resolve(session, run, plan, [step_name], effects, steps=steps)
         return 1
 
@@ -214,6 +216,7 @@ class ChildRuns:
         await step_store.write(
             session, step, output=output, status="succeeded", end_time=now, error=""
         )
+        observe(effects, self._transitions.observer.step_finished, "succeeded")
         position = plan.dag.position(step_name)
         text = runlog.child_run_finished(position, step_name, child.id, child.pipeline)
         self._transitions.log(session, run.id, text, now, step=step_name, attempt=1)
@@ -253,6 +256,7 @@ class ChildRuns:
             error=error,
             end_time=now,
         )
+        observe(effects, self._transitions.observer.step_finished, "failed")
         position = plan.dag.position(step.name)
         text = runlog.step_failed(position, step.name, 0, 0, error, None)
         self._transitions.log(session, run.id, text, now, step=step.name, attempt=1)

@@ -26,6 +26,7 @@ from control_plane.execution.bindings import (
 )
 from control_plane.execution.hub import AgentHub, AgentSession, Assignment, InputRef, Outgoing
 from control_plane.execution.ids import new_lease_id
+from control_plane.execution.observer import NO_OBSERVER, ExecutionObserver
 from control_plane.execution.plans import PlanCache
 from control_plane.execution.signals import Signals
 from control_plane.statuses import TRIGGER_KIND, StepStatus
@@ -55,8 +56,10 @@ class Dispatcher:
         clock: Callable[[], datetime],
         poll_seconds: float = 1.0,
         tracing: Tracing | None = None,
+        observer: ExecutionObserver = NO_OBSERVER,
     ) -> None:
         self._tracing = tracing
+        self._observer = observer
         self._db = db
         self._hub = hub
         self._plans = plans
@@ -182,6 +185,10 @@ class Dispatcher:
         for agent, assignment in claimed:
             agent.leases.add(assignment.lease_id)
             agent.send(Outgoing(kind="assignment", assignment=assignment))
+            if assignment.ready_time is not None:
+                lease_time = assignment.lease_expire_time - self._lease
+                waited = (lease_time - assignment.ready_time).total_seconds()
+                self._observer.step_leased(max(0.0, waited))
             if self._tracing is not None and assignment.traceparent:
                 _, trace_id, span_id, _ = assignment.traceparent.split("-")
                 self._tracing.span(
@@ -245,13 +252,15 @@ class Dispatcher:
         resolve = needs_resolution(spec_step)
         inputs: list[InputRef] = []
         resolved: dict[str, Any] = {}
+        upstream: list[Step] = []
         if parents or resolve:
             by_name: dict[str, Step] = dict(known or {})
             # Expressions may read any upstream step, not only the direct ones.
             wanted = set(plan.dag.order) if resolve else set(parents)
             if not wanted <= by_name.keys():
                 by_name.update(await step_store.named(session, run.id, wanted - by_name.keys()))
-            inputs = [_input(by_name[name]) for name in parents if name in by_name]
+            upstream = [by_name[name] for name in parents if name in by_name]
+            inputs = [_input(row) for row in upstream]
             if resolve:
                 resolved = resolved_values(spec_step, step_facts(by_name), run_context(run))
         timeout = plan.timeout(step.name)
@@ -280,6 +289,7 @@ class Dispatcher:
                 "logical_time": run.logical_time.isoformat() if run.logical_time else None,
             },
             resolved=resolved,
+            ready_time=_ready_time(step, run, upstream),
         )
 
     @staticmethod
@@ -327,6 +337,18 @@ def _input(row: Step) -> InputRef:
         rows=int(rows) if rows is not None else None,
         artifact_id=str(output.get("artifact_id") or ""),
     )
+
+
+def _ready_time(step: Step, run: RunRow, parents: list[Step]) -> datetime | None:
+    """Since when ``step`` could run, from the rows in hand (no statement): its retry
+    delay's end, or when the last of its finished parents ended (not before its run
+    started)."""
+    if step.status == StepStatus.PENDING:
+        return step.not_before
+    times = [row.end_time for row in parents if row.end_time is not None]
+    if run.start_time is not None:
+        times.append(run.start_time)
+    return max(times, default=None)
 
 
 def _pick(sessions: list[AgentSession], selector: dict[str, Any]) -> AgentSession | None:

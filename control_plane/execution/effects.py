@@ -1,5 +1,6 @@
 """What a transaction asks for once it has committed: wake the dispatcher, tell watchers
-that runs changed, cancel leases on agents, wake again when a retry delay ends."""
+that runs changed, cancel leases on agents, wake again when a retry delay ends, count what
+changed (metrics)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class Effects:
     siblings: dict[str, dict[str, Step]] = field(default_factory=dict)
     # Trace spans to record once the transaction has committed.
     spans: list[Callable[[], None]] = field(default_factory=list)
+    # Metrics to record once it has committed (``observer.py``: in memory, no statement).
+    observed: list[Callable[[], None]] = field(default_factory=list)
 
     def changed(self, run_id: str, *steps: str) -> None:
         """The run changed: its row, and the named steps' rows (with their attempts)."""
@@ -41,7 +44,7 @@ class Effects:
 
     async def apply(self, signals: Signals, now: datetime) -> None:
         """Call after the commit."""
-        for record in self.spans:
+        for record in [*self.spans, *self.observed]:
             record()
         for agent, lease_id, reason in self.cancels:
             await signals.cancel_lease(agent, lease_id, reason)

@@ -57,6 +57,8 @@ class Assignment:
     traceparent: str
     run_context: dict[str, Any]
     resolved: dict[str, Any] = field(default_factory=dict)
+    ready_time: datetime | None = None
+    """Since when the step could run (made ready, or its retry delay ended)."""
 
 
 @dataclass(frozen=True)

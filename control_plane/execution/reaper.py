@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.errors import LeaseLost
 from control_plane.execution.effects import Effects
 from control_plane.execution.leases import expired_leases
+from control_plane.execution.observer import NO_OBSERVER, ExecutionObserver
 from control_plane.execution.signals import Signals
 from control_plane.execution.transitions import AttemptOutcome, Transitions, deadline_reason
 from control_plane.execution.unit_of_work import UnitOfWork
@@ -55,8 +56,10 @@ class Reaper:
         lease_seconds: float,
         startup_grace: float | None = None,
         interval: float = 1.0,
+        observer: ExecutionObserver = NO_OBSERVER,
     ) -> None:
         self._db = db
+        self._observer = observer
         self._transitions = transitions
         self._signals = signals
         self._uow = unit_of_work
@@ -100,6 +103,7 @@ class Reaper:
             leases = await expired_leases(session, self._clock())
         count = await self._lose(leases, error=None, only_expired=True)
         if count:
+            self._observer.leases_expired(count)
             log.info("leases_expired", count=count)
         return count
 

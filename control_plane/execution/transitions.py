@@ -14,7 +14,7 @@ the same transaction as the change they describe."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,19 @@ from control_plane.errors import LeaseLost, NotFound, PermissionDenied
 from control_plane.execution import runlog
 from control_plane.execution.bindings import run_context, step_facts
 from control_plane.execution.effects import Effects
+from control_plane.execution.guardrails import (
+    DEFAULT_DURATION_BASELINE,
+    DEFAULT_RECORDS_BASELINE,
+    Verdict,
+    duration_verdict,
+    records_verdict,
+)
+from control_plane.execution.observer import (
+    NO_OBSERVER,
+    ExecutionObserver,
+    observe,
+    observe_attempt,
+)
 from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.resolver import Decision, MissingFactsError, run_outcome
 from control_plane.execution.retries import effective_policy
@@ -40,7 +53,7 @@ from control_plane.statuses import (
     StepStatus,
 )
 from control_plane.store import attempts as attempt_store
-from control_plane.store import log_lines
+from control_plane.store import history, log_lines
 from control_plane.store import steps as step_store
 from control_plane.store.attempts import AttemptState
 from control_plane.store.models import PipelineRow, RunRow
@@ -51,6 +64,7 @@ from observability.tracing import Tracing
 __all__ = [
     "AttemptOutcome",
     "Lease",
+    "RunEvent",
     "RunFinished",
     "RunStarted",
     "StepRetrying",
@@ -71,6 +85,13 @@ StepRetrying = Callable[[AsyncSession, RunRow, Any, dict[str, Any], datetime], A
 """Called in the transaction that schedules a step's retry (notifications), with the step:
 ``name``, ``attempt`` (the one that failed), ``attempts_total``, ``error``,
 ``failure_kind`` and ``retry_time`` (ISO 8601)."""
+
+RunEvent = Callable[
+    [AsyncSession, RunRow, Any, str, str, dict[str, Any], datetime], Awaitable[None]
+]
+"""Called when a guardrail breaks (notifications): the event (``volume_anomaly``,
+``slow``), its occurrence in the run (``<step>-<attempt>``, ``run``) and its details
+(``guardrail``: the message and the figures)."""
 
 # A step that fails this close to its run's deadline was stopped by it.
 DEADLINE_SLACK_SECONDS = 1.0
@@ -98,13 +119,17 @@ class Transitions:
         on_run_finished: Sequence[RunFinished] = (),
         on_run_started: Sequence[RunStarted] = (),
         on_step_retrying: Sequence[StepRetrying] = (),
+        on_run_event: Sequence[RunEvent] = (),
+        observer: ExecutionObserver = NO_OBSERVER,
     ) -> None:
         self.plans = plans
+        self.observer = observer
         self.clock = clock
         self.tracing = tracing
         self._on_run_finished = tuple(on_run_finished)
         self._on_run_started = tuple(on_run_started)
         self._on_step_retrying = tuple(on_step_retrying)
+        self._on_run_event = tuple(on_run_event)
 
     # -- locking ----------------------------------------------------------------------
 
@@ -205,6 +230,7 @@ class Transitions:
         duration = (now - (run.start_time or run.create_time)).total_seconds()
         self.log(session, run.id, runlog.pipeline_finished(status, error or None, duration), now)
         effects.changed(run.id)
+        observe(effects, self.observer.run_finished, status)
         if (run.trigger or {}).get("parent_run_id"):
             effects.trigger_steps = True  # a trigger step may be waiting for this run
         if self.tracing is not None:
@@ -228,6 +254,17 @@ class Transitions:
                 )
             )
         await self.promote_queued(session, run.pipeline_id, plan, effects)
+        if status == RunStatus.SUCCEEDED and plan.spec.expect.HasField("duration"):
+            expect = plan.spec.expect.duration
+            past = await history.run_durations(
+                session,
+                run.pipeline_id,
+                before=run.id,
+                limit=expect.baseline_runs or DEFAULT_DURATION_BASELINE,
+            )
+            verdict = duration_verdict("the run", expect, duration, past)
+            if verdict is not None:
+                await self._guardrail_broke(session, run, plan, "slow", "run", verdict, now)
         for hook in self._on_run_finished:
             text = await hook(session, run, plan.spec, now)
             if text:
@@ -317,6 +354,7 @@ class Transitions:
             if step.child_run_id:  # a trigger step waiting for its child run
                 waited_for.append(step.child_run_id)
             effects.changed(run.id, step.name)
+            observe(effects, self.observer.step_finished, status)
             text = runlog.step_cancelled(plan.dag.position(step.name), step.name, reason)
             self.log(session, run.id, text, now, step=step.name, attempt=step.attempt)
         await self.finish_run(session, run, plan, status, reason, effects)
@@ -367,6 +405,9 @@ class Transitions:
             # by what is left of limits.max_duration. The run times out, not the step.
             await self.stop_run(session, run, "timed_out", deadline_reason(plan), effects)
             return
+        broken: list[tuple[str, Verdict]] = []
+        if outcome.status == "succeeded" and plan.steps[step.name].HasField("expect"):
+            outcome, broken = await self._guard_step(session, run, plan, step, outcome, now)
         facts = AttemptFacts(
             step=step.name,
             kind=step.kind,
@@ -382,9 +423,17 @@ class Transitions:
             session, attempt, expired_before=expired_before, **done.attempt
         ):
             raise lease_lost(attempt.lease_id, None)  # fenced while the run lock was awaited
+        observe_attempt(effects, self.observer, step.kind, attempt, outcome, now)
+        if done.retry_at is None:
+            observe(effects, self.observer.step_finished, done.step["status"])
         await step_store.write(session, step, **done.step)
         for text in done.logs:
             self.log(session, run.id, text, now, step=step.name, attempt=attempt.number)
+        for event, verdict in broken:
+            occurrence = f"{step.name}-{attempt.number}"
+            await self._guardrail_broke(
+                session, run, plan, event, occurrence, verdict, now, attempt=attempt.number
+            )
         if done.retry_at is not None:
             effects.wake_at.append(done.retry_at)
             effects.work = True
@@ -437,6 +486,85 @@ class Transitions:
 
     # -- helpers ----------------------------------------------------------------------
 
+    async def _guard_step(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        step: Step,
+        outcome: AttemptOutcome,
+        now: datetime,
+    ) -> tuple[AttemptOutcome, list[tuple[str, Verdict]]]:
+        """A succeeded attempt against its step's guardrails: the outcome (failed with the
+        message when a ``fail`` records guardrail broke) and the guardrails that broke
+        (their events). Reads the step's history only when a guardrail compares with
+        it."""
+        expect = plan.steps[step.name].expect
+        wanted = 0
+        if expect.HasField("records") and expect.records.max_change:
+            wanted = expect.records.baseline_runs or DEFAULT_RECORDS_BASELINE
+        if expect.HasField("duration"):
+            wanted = max(wanted, expect.duration.baseline_runs or DEFAULT_DURATION_BASELINE)
+        past = (
+            await history.step_history(
+                session, run.pipeline_id, step.name, before=run.id, limit=wanted
+            )
+            if wanted
+            else []
+        )
+        broken: list[tuple[str, Verdict]] = []
+        if expect.HasField("records"):
+            count = outcome.records_out if outcome.records_out is not None else outcome.records_in
+            records = [p.records for p in past if p.records is not None]
+            verdict = records_verdict(step.name, expect.records, count, records)
+            if verdict is not None:
+                broken.append(("volume_anomaly", verdict))
+                if verdict.fail:
+                    failed = replace(
+                        outcome,
+                        status="failed",
+                        failure_kind="error",
+                        error=verdict.message,
+                        output={},
+                    )
+                    return failed, broken
+        if expect.HasField("duration") and step.start_time is not None:
+            seconds = ((outcome.end_time or now) - step.start_time).total_seconds()
+            durations = [p.seconds for p in past if p.seconds is not None]
+            verdict = duration_verdict(
+                f"step '{step.name}'", expect.duration, seconds, durations, step=step.name
+            )
+            if verdict is not None:
+                broken.append(("slow", verdict))
+        return outcome, broken
+
+    async def _guardrail_broke(
+        self,
+        session: AsyncSession,
+        run: RunRow,
+        plan: Plan,
+        event: str,
+        occurrence: str,
+        verdict: Verdict,
+        now: datetime,
+        *,
+        attempt: int = 0,
+    ) -> None:
+        """Say in the run log why a guardrail broke and fire its event."""
+        step = str(verdict.details.get("step", "")) if occurrence != "run" else ""
+        action = "failed the step" if verdict.fail else "warning"
+        self.log(
+            session,
+            run.id,
+            f"Guardrail ({action}): {verdict.message}",
+            now,
+            step=step,
+            attempt=attempt,
+        )
+        details = {"guardrail": {"message": verdict.message, **verdict.details}}
+        for hook in self._on_run_event:
+            await hook(session, run, plan.spec, event, occurrence, details, now)
+
     @staticmethod
     def _past_deadline(run: RunRow, moment: datetime) -> bool:
         slack = timedelta(seconds=DEADLINE_SLACK_SECONDS)
@@ -484,6 +612,7 @@ class Transitions:
                 effects.siblings[run.id] = steps
                 continue
             await step_store.write(session, row, **change.values)
+            observe(effects, self.observer.step_finished, change.values["status"])
             if change.log is not None:
                 self.log(session, run.id, change.log, now, step=row.name)
 

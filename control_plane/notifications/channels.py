@@ -11,10 +11,11 @@
   ``{{ run.error }}``, ``{{ event }}``, ...) or a default line naming the pipeline, the run,
   what happened and the error.
 
-A 2xx answer delivers it. A refused or dropped connection, a timeout, a 5xx or a 429 is
-tried again later (``RetryableError``); any other answer, a missing secret or an unsupported
-channel is a failure that no retry can mend (``DeliveryError``). Messages never contain a
-secret or a Slack URL."""
+A 2xx answer delivers it (``send`` returns the answer, ``200 OK``). A refused or dropped
+connection, a timeout, a 5xx or a 429 is tried again later (``RetryableError``); any other
+answer, a missing secret or an unsupported channel is a failure that no retry can mend
+(``DeliveryError``, whose ``answer`` is the receiver's, ``404 no_service``). Messages never
+contain a secret or a Slack URL."""
 
 from __future__ import annotations
 
@@ -50,30 +51,39 @@ class Settings:
     pagerduty_url: str = DEFAULT_EVENTS_URL
 
 
-async def send(notification: Notification, http: aiohttp.ClientSession, settings: Settings) -> None:
-    """Deliver ``notification`` or raise ``RetryableError``/``DeliveryError``."""
+async def send(
+    notification: Notification,
+    http: aiohttp.ClientSession,
+    settings: Settings,
+    *,
+    dedup_key: str = "",
+) -> str:
+    """Deliver ``notification`` and return the receiver's answer (``200 OK``), or raise
+    ``RetryableError``/``DeliveryError``. ``dedup_key`` replaces the pipeline's own
+    PagerDuty ``dedup_key`` (a test's incident is not the pipeline's)."""
     if notification.channel == "webhook":
-        await _webhook(notification, settings.secrets, http)
-    elif notification.channel == "slack":
-        await _slack(notification, settings.secrets, http)
-    elif notification.channel == "email":
-        await send_email(notification, settings.smtp)
-    elif notification.channel == "pagerduty":
-        await _pagerduty(notification, settings, http)
-    else:
-        raise DeliveryError(
-            f"the {notification.channel or 'unknown'} channel is unknown; nothing was sent"
-        )
+        return await _webhook(notification, settings.secrets, http)
+    if notification.channel == "slack":
+        return await _slack(notification, settings.secrets, http)
+    if notification.channel == "email":
+        return await send_email(notification, settings.smtp)
+    if notification.channel == "pagerduty":
+        return await _pagerduty(notification, settings, http, dedup_key)
+    raise DeliveryError(
+        f"the {notification.channel or 'unknown'} channel is unknown; nothing was sent"
+    )
 
 
 async def _pagerduty(
-    notification: Notification, settings: Settings, http: aiohttp.ClientSession
-) -> None:
+    notification: Notification, settings: Settings, http: aiohttp.ClientSession, dedup_key: str
+) -> str:
     name = str(notification.settings.get("routingKey") or "")
     key = _secret(settings.secrets, name)
-    body = event_body(notification.event, notification.facts, notification.settings, key)
+    body = event_body(
+        notification.event, notification.facts, notification.settings, key, dedup_key=dedup_key
+    )
     headers = {"Content-Type": "application/json"}
-    await _post(http, settings.pagerduty_url, body, headers, "PagerDuty Events API")
+    return await _post(http, settings.pagerduty_url, body, headers, "PagerDuty Events API")
 
 
 def webhook_body(notification: Notification) -> bytes:
@@ -87,7 +97,7 @@ def webhook_body(notification: Notification) -> bytes:
 
 async def _webhook(
     notification: Notification, secrets: Secrets, http: aiohttp.ClientSession
-) -> None:
+) -> str:
     settings = notification.settings
     body = webhook_body(notification)
     headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
@@ -104,12 +114,12 @@ async def _webhook(
         headers[SIGNATURE_HEADER] = signature_header(
             _secret(secrets, secret_name), int(time.time()), body
         )
-    await _post(
+    return await _post(
         http, str(settings.get("url") or ""), body, headers, f"webhook {settings.get('url')}"
     )
 
 
-async def _slack(notification: Notification, secrets: Secrets, http: aiohttp.ClientSession) -> None:
+async def _slack(notification: Notification, secrets: Secrets, http: aiohttp.ClientSession) -> str:
     settings = notification.settings
     name = str(settings.get("webhook") or "")
     url = _secret(secrets, name)
@@ -118,7 +128,7 @@ async def _slack(notification: Notification, secrets: Secrets, http: aiohttp.Cli
         message["channel"] = str(settings["channel"])
     body = json.dumps(message).encode()
     headers = {"Content-Type": "application/json"}
-    await _post(http, url, body, headers, f"Slack webhook '{name}'")
+    return await _post(http, url, body, headers, f"Slack webhook '{name}'")
 
 
 def slack_text(notification: Notification) -> str:
@@ -142,7 +152,8 @@ def _secret(secrets: Secrets, name: str) -> str:
 
 async def _post(
     http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], what: str
-) -> None:
+) -> str:
+    """POST ``body``; the answer (``200 OK``) when it is a 2xx."""
     try:
         async with http.post(
             url,
@@ -152,12 +163,13 @@ async def _post(
             timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
         ) as answer:
             if 200 <= answer.status < 300:
-                return
+                return f"{answer.status} {answer.reason or ''}".rstrip()
             text = (await answer.text(errors="replace"))[:_BODY_SHOWN]
             shown = f"{what} answered {answer.status}: {text}".rstrip(": ")
+            said = f"{answer.status} {' '.join(text.split()) or answer.reason or ''}".rstrip()
             if answer.status >= 500 or answer.status == 429:
-                raise RetryableError(shown)
-            raise DeliveryError(shown)
+                raise RetryableError(shown, answer=said)
+            raise DeliveryError(shown, answer=said)
     except aiohttp.InvalidURL:
         raise DeliveryError(f"{what}: not a valid URL") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:

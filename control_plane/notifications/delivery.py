@@ -49,8 +49,12 @@ class Delivery:
         *,
         clock: Callable[[], datetime],
         poll_seconds: float = 0.5,
+        on_outcome: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_outcome``: told (channel, delivered | retried | failed) of every send
+        once recorded (the metrics' counter; in memory)."""
         self._db = db
+        self._on_outcome = on_outcome
         self._settings = settings
         self._clock = clock
         self._poll = poll_seconds
@@ -101,6 +105,9 @@ class Delivery:
                 await outbox.retry(session, notification, error, at)
             else:
                 await outbox.failed(session, notification, error)
+        if self._on_outcome is not None:
+            outcome = "retried" if again else "failed" if error else "delivered"
+            self._on_outcome(notification.channel, outcome)
         if error:
             (log.warning if again else log.error)(
                 "notification_retry" if again else "notification_failed",

@@ -99,9 +99,9 @@ def message_of(notification: Notification, smtp: Smtp) -> EmailMessage:
     return message
 
 
-async def send_email(notification: Notification, smtp: Smtp | None) -> None:
-    """Send the notification's message, or raise DeliveryError (RetryableError when a
-    later attempt may succeed)."""
+async def send_email(notification: Notification, smtp: Smtp | None) -> str:
+    """Send the notification's message and return what the relay answered, or raise
+    DeliveryError (RetryableError when a later attempt may succeed)."""
     if smtp is None:
         raise DeliveryError("the server has no SMTP settings (--smtp-host); nothing was sent")
     if not notification.settings.get("to"):
@@ -109,7 +109,7 @@ async def send_email(notification: Notification, smtp: Smtp | None) -> None:
     message = message_of(notification, smtp)
     where = f"SMTP {smtp.host}:{smtp.port}"
     try:
-        await aiosmtplib.send(
+        _, answer = await aiosmtplib.send(
             message,
             hostname=smtp.host,
             port=smtp.port,
@@ -125,6 +125,9 @@ async def send_email(notification: Notification, smtp: Smtp | None) -> None:
         raise DeliveryError(f"{where} refused the recipients {refused}") from None
     except aiosmtplib.SMTPResponseException as exc:
         error = RetryableError if 400 <= exc.code < 500 else DeliveryError
-        raise error(f"{where} answered {exc.code}: {exc.message}") from None
+        raise error(
+            f"{where} answered {exc.code}: {exc.message}", answer=f"{exc.code} {exc.message}"
+        ) from None
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise RetryableError(f"{where} failed: {exc}") from None
+    return f"{where} accepted it: {answer}".rstrip(": ")

@@ -7,7 +7,12 @@ __all__ = ["DeliveryError", "RetryableError"]
 
 
 class DeliveryError(Exception):
-    """A send that failed for good; the message says why (no secret in it)."""
+    """A send that failed for good; the message says why (no secret in it), and
+    ``answer`` is the receiver's own answer, when it gave one (``404 no_service``)."""
+
+    def __init__(self, message: str, *, answer: str = "") -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class RetryableError(DeliveryError):

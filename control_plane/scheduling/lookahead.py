@@ -154,8 +154,12 @@ class Lookahead:
         clock: Callable[[], datetime],
         grace: timedelta,
         fire_anew: FireAnew,
+        fired: Callable[[Effects, datetime], None] | None = None,
     ) -> None:
+        """``fired``: called with a prepared run's effects and its fire time (the fire-lag
+        metric; recorded only if the run is kept and committed)."""
         self._db = db
+        self._fired = fired
         self._runs = runs
         self._plans = plans
         self._clock = clock
@@ -291,6 +295,8 @@ class Lookahead:
                 )
             except LegatoError:
                 continue  # the params no longer fit: the fire at the instant reports it
+            if self._fired is not None:
+                self._fired(item_effects, fire.fire.instant)
             prepared.append(
                 _Prepared(
                     plan.pipeline_id, plan.version, fire.next_at, fire.capacity, run, item_effects

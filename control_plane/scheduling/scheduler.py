@@ -88,8 +88,12 @@ class Scheduler:
         clock: Callable[[], datetime],
         grace: timedelta = timedelta(minutes=1),
         lead: float = LEAD,
+        on_fired: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_fired``: told each fire's lag, in seconds from its fire time to the
+        commit of its run (the metrics' histogram; in memory)."""
         self._db = db
+        self._on_fired = on_fired
         self._runs = runs
         self._plans = plans
         self._signals = signals
@@ -97,7 +101,7 @@ class Scheduler:
         self._grace = grace
         self._min_lead = self._lead = lead
         self._lookahead = Lookahead(
-            db, runs, plans, clock=clock, grace=grace, fire_anew=self._fire_all
+            db, runs, plans, clock=clock, grace=grace, fire_anew=self._fire_all, fired=self._fired
         )
         self._batch: Batch | None = None
         self._next: datetime | None = None  # the earliest next fire time, as last read
@@ -311,6 +315,7 @@ class Scheduler:
                 # Raises (InvalidArgument) before it writes anything.
                 run_id = await self._create(session, effects, plan, fire, active, cancels)
                 created.append(run_id)
+                self._fired(effects, fire.instant)
             except LegatoError as exc:
                 # The schedule's params no longer fit (they were valid when applied): the
                 # fire time is spent, the reason is in the log and the audit log.
@@ -367,6 +372,12 @@ class Scheduler:
         )
         active.append(run.id)
         return run.id
+
+    def _fired(self, effects: Effects, instant: datetime) -> None:
+        """Tell ``on_fired`` the lag of the fire at ``instant`` once its run is committed."""
+        if self._on_fired is not None:
+            hook, clock = self._on_fired, self._clock
+            effects.observed.append(lambda: hook((clock() - instant).total_seconds()))
 
     def _record_missed(
         self, session: AsyncSession, pipeline: PipelineRow, decision: DueTimes, now: datetime

@@ -440,6 +440,7 @@ class NotificationRow(Base):
     __table_args__ = (
         Index("ix_notifications_due", "status", "next_attempt_time"),
         Index("ix_notifications_run_id", "run_id"),
+        Index("ix_notifications_throttle", "throttle_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -453,7 +454,8 @@ class NotificationRow(Base):
     # The channel's settings from the spec (secrets by name) and the event's facts.
     settings: Mapped[dict[str, Any]]
     facts: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16))  # pending | sending | delivered | failed
+    # pending | sending | delivered | failed | suppressed (throttled: never sent)
+    status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_time: Mapped[datetime]
     # While sending: until when this replica holds it (a crash lets another take it).
@@ -461,3 +463,6 @@ class NotificationRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     create_time: Mapped[datetime]
     deliver_time: Mapped[datetime | None]
+    # The pipeline's channel it goes to (a digest of pipeline, channel and target): the
+    # throttle compares a notification with the last one sent on the same key.
+    throttle_key: Mapped[str] = mapped_column(String(40), default="", server_default="")

@@ -5,7 +5,11 @@ with the transaction's other rows when it commits) and then belongs to the deliv
 ``claim`` takes due ones for a while (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
 replicas never take the same one; a claim that runs out — the replica died mid-send —
 makes it due again), and ``delivered``/``retry``/``failed`` record how a send ended, each
-fenced on the claim it was sent under."""
+fenced on the claim it was sent under.
+
+``throttle`` runs when the rows are built at the commit: a row that repeats the last event
+sent on its ``throttle_key`` (a pipeline's channel) within its window is written
+``suppressed`` and never sent; the next one sent says how many were."""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from control_plane.store import pending
 from control_plane.store.models import NotificationRow
@@ -24,6 +29,7 @@ __all__ = [
     "FAILED",
     "PENDING",
     "SENDING",
+    "SUPPRESSED",
     "Notification",
     "add_later",
     "any_due",
@@ -32,11 +38,13 @@ __all__ = [
     "failed",
     "listed",
     "retry",
+    "throttle",
 ]
 
 TABLE = cast(Table, NotificationRow.__table__)
 _C = TABLE.c
 PENDING, SENDING, DELIVERED, FAILED = "pending", "sending", "delivered", "failed"
+SUPPRESSED = "suppressed"
 
 
 @dataclass(slots=True)
@@ -59,6 +67,7 @@ class Notification:
     last_error: str
     create_time: datetime
     deliver_time: datetime | None
+    throttle_key: str = ""
 
 
 _FIELDS = tuple(Notification.__dataclass_fields__)
@@ -69,6 +78,66 @@ def add_later(session: AsyncSession, build: pending.Builder) -> None:
     """Write the notifications ``build`` returns (their columns but ``id``) when the
     transaction commits; it is called then (see ``store/pending``)."""
     pending.add_later(session, TABLE, build)
+
+
+def throttle(session: Session, rows: list[dict[str, Any]], windows: list[timedelta]) -> None:
+    """Decide, as they are built at the commit, which of ``rows`` are sent: a row whose
+    ``throttle_key`` last sent (or is sending) the same event less than its window (the
+    matching item of ``windows``) before the row's ``create_time`` is marked
+    ``suppressed``; a row that is sent gets ``facts["suppressed"]`` — how many were
+    suppressed on its key since the last one sent, of what event, since when — when any
+    were. Rows of this transaction written before count as written."""
+    earlier = [row for row in pending.rows_of(session, TABLE) if row.get("throttle_key")]
+    for row, window in zip(rows, windows, strict=True):
+        key = row.get("throttle_key")
+        if not key:
+            continue
+        last, skipped, since = _last_sent(session, key, earlier)
+        if (
+            last is not None
+            and window > timedelta(0)
+            and last["event"] == row["event"]
+            and row["create_time"] - last["create_time"] < window
+        ):
+            row["status"] = SUPPRESSED
+        elif skipped:
+            row["facts"]["suppressed"] = {
+                "count": skipped,
+                "event": last["event"] if last else row["event"],
+                "since": since.isoformat() if since else None,
+            }
+        earlier.append(row)
+
+
+def _last_sent(
+    session: Session, key: str, earlier: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, int, datetime | None]:
+    """The last row of ``key`` that was not suppressed (``event``, ``create_time``), how
+    many were suppressed after it, and the first of those's time."""
+    skipped = 0
+    since: datetime | None = None
+    for row in reversed([row for row in earlier if row["throttle_key"] == key]):
+        if row["status"] != SUPPRESSED:
+            return row, skipped, since
+        skipped += 1
+        since = row["create_time"]
+    found = session.execute(
+        select(_C.id, _C.event, _C.create_time)
+        .where(_C.throttle_key == key, _C.status != SUPPRESSED)
+        .order_by(_C.id.desc())
+        .limit(1)
+    ).first()
+    after = _C.id > found.id if found is not None else true()
+    count, first = session.execute(
+        select(func.count(), func.min(_C.create_time)).where(
+            _C.throttle_key == key, _C.status == SUPPRESSED, after
+        )
+    ).one()
+    skipped += count or 0
+    since = first or since
+    if found is None:
+        return None, skipped, since
+    return {"event": found.event, "create_time": found.create_time}, skipped, since
 
 
 def _due(now: datetime) -> Any:

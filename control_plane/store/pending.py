@@ -42,7 +42,7 @@ def add_later(session: AsyncSession, table: Table, build: Builder) -> None:
     later.append((table, build))
 
 
-def rows_of(session: AsyncSession, table: Table) -> list[dict[str, Any]]:
+def rows_of(session: AsyncSession | Session, table: Table) -> list[dict[str, Any]]:
     """The rows waiting for the commit in ``table``: the list itself, so that a caller
     that builds rows ahead of time may restamp them or drop some."""
     return _pending(session.info).setdefault(table, [])

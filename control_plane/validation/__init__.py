@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from legato.v1 import spec_pb2
 
 from .dag import CycleError, ancestors, descendants, topological_order
+from .expectations import check_duration_expectation
 from .fields import check_label_keys, check_pipeline_name
 from .limits import check_limits, check_retry
 from .notifications import check_notifications
@@ -54,4 +55,6 @@ def _violations(spec: spec_pb2.PipelineSpec) -> Iterator[Violation]:
     if spec.HasField("retry"):
         yield from check_retry("retry", spec.retry)
     yield from check_notifications(spec)
+    if spec.expect.HasField("duration"):
+        yield from check_duration_expectation("expect.duration", spec.expect.duration)
     yield from check_steps(spec)

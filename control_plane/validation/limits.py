@@ -48,6 +48,17 @@ def check_limits(path: str, limits: spec_pb2.Limits) -> Iterator[Violation]:
             join(path, "step_timeout"), limits.step_timeout, maximum=MAX_STEP_TIMEOUT
         )
     yield from check_memory(join(path, "step_memory"), limits.step_memory)
+    if limits.HasField("expected_duration"):
+        expected = join(path, "expected_duration")
+        yield from check_duration(expected, limits.expected_duration, maximum=MAX_DURATION)
+        if limits.HasField("max_duration") and seconds(limits.expected_duration) >= seconds(
+            limits.max_duration
+        ):
+            yield Violation(
+                expected,
+                "expected_duration must be less than max_duration (which stops the run); "
+                "late fires at expected_duration, the run times out at max_duration",
+            )
 
 
 def check_retry(path: str, retry: spec_pb2.RetryPolicy) -> Iterator[Violation]:

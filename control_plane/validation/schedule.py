@@ -10,13 +10,14 @@ from functools import cache
 from control_plane.scheduling.cron import CronError, parse_cron
 from legato.v1 import spec_pb2
 
-from .fields import check_enum
+from .fields import DAY, check_duration, check_enum
 from .params import check_param_values, has_value
 from .violations import Violation
 
 __all__ = ["MAX_PAUSE_AFTER_FAILURES", "check_schedule", "check_timezone"]
 
 MAX_PAUSE_AFTER_FAILURES = 1000
+MAX_LATE_AFTER = 7 * DAY
 
 
 def check_schedule(spec: spec_pb2.PipelineSpec) -> Iterator[Violation]:
@@ -37,6 +38,10 @@ def check_schedule(spec: spec_pb2.PipelineSpec) -> Iterator[Violation]:
             "schedule.pause_after_failures",
             f"{schedule.pause_after_failures} is more than the maximum of "
             f"{MAX_PAUSE_AFTER_FAILURES}; use 0 to never pause",
+        )
+    if schedule.HasField("late_after"):
+        yield from check_duration(
+            "schedule.late_after", schedule.late_after, maximum=MAX_LATE_AFTER
         )
     yield from check_param_values("schedule.params", schedule.params, spec)
     yield from _check_required_params(spec)

@@ -285,7 +285,34 @@ class FakeRuns(run_service_pb2_grpc.RunServiceServicer):
     def ListNotifications(
         self, request: run_service_pb2.ListNotificationsRequest, context: grpc.ServicerContext
     ) -> run_service_pb2.ListNotificationsResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+        if request.run_id != "r1":
+            return run_service_pb2.ListNotificationsResponse()
+        hook = "webhook https://hooks.example.com/legato"
+        return run_service_pb2.ListNotificationsResponse(
+            notifications=[
+                run_service_pb2.NotificationDelivery(
+                    run_id="r1",
+                    event="failed",
+                    target=hook,
+                    status=run_service_pb2.NOTIFICATION_STATUS_FAILED,
+                    attempts=8,
+                    last_error=f"{hook} answered 503: down",
+                ),
+                run_service_pb2.NotificationDelivery(
+                    run_id="r1",
+                    event="failed",
+                    target="slack webhook 'slack-data'",
+                    status=run_service_pb2.NOTIFICATION_STATUS_DELIVERED,
+                    attempts=1,
+                ),
+                run_service_pb2.NotificationDelivery(
+                    run_id="r1",
+                    event="started",
+                    target=hook,
+                    status=run_service_pb2.NOTIFICATION_STATUS_SUPPRESSED,
+                ),
+            ]
+        )
 
 
 class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
@@ -630,7 +657,13 @@ def test_status_prints_the_run_and_its_steps_in_server_order(
 ) -> None:
     assert plane.legato("status", "r1") == 0
 
-    header, table = capsys.readouterr().out.split("\n\n")
+    header, table, notifications = capsys.readouterr().out.split("\n\n")
+    assert notifications.splitlines() == [
+        "notifications: 1 delivered, 1 suppressed, 1 failed",
+        "  ✗ failed to webhook https://hooks.example.com/legato: failed after 8 attempts: "
+        "webhook https://hooks.example.com/legato answered 503: down",
+        "  (legato notifications r1 lists them all)",
+    ]
     assert header.splitlines() == [
         "run:      r1",
         "pipeline: etl v3",

@@ -323,7 +323,7 @@ def test_enum_problem_lists_valid_values() -> None:
             "notifications[0].on[1]",
             4,
             "3 is not one of started, succeeded, failed, timed_out, cancelled, retrying, "
-            "schedule_paused",
+            "schedule_paused, recovered, late, volume_anomaly, slow",
         ),
     ]
 

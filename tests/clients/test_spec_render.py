@@ -70,6 +70,7 @@ def rich_spec() -> spec_pb2.PipelineSpec:
             overlap=spec_pb2.OVERLAP_POLICY_CANCEL_PREVIOUS,
             pause_after_failures=5,
             params=_struct(days=3, full=False),
+            late_after=_duration(600),
         ),
         triggers=[
             spec_pb2.Trigger(
@@ -97,8 +98,13 @@ def rich_spec() -> spec_pb2.PipelineSpec:
             max_concurrent_runs=2,
             step_timeout=_duration(0.25),
             step_memory="4Gi",
+            expected_duration=_duration(3600),
         ),
         retry=retry,
+        default_notifications=False,
+        expect=spec_pb2.RunExpectations(
+            duration=spec_pb2.DurationExpectation(max_ratio=2.5, baseline_runs=20)
+        ),
         notifications=[
             spec_pb2.Notification(
                 on=[spec_pb2.NOTIFICATION_EVENT_FAILED, spec_pb2.NOTIFICATION_EVENT_TIMED_OUT],
@@ -111,6 +117,12 @@ def rich_spec() -> spec_pb2.PipelineSpec:
             spec_pb2.Notification(
                 on=[spec_pb2.NOTIFICATION_EVENT_RETRYING],
                 pagerduty=spec_pb2.PagerDutyChannel(routing_key="pd-key", severity="critical"),
+                throttle=_duration(0),
+            ),
+            spec_pb2.Notification(
+                on=[spec_pb2.NOTIFICATION_EVENT_LATE, spec_pb2.NOTIFICATION_EVENT_SLOW],
+                slack=spec_pb2.SlackChannel(webhook="slack-url"),
+                throttle=_duration(3600),
             ),
             spec_pb2.Notification(
                 on=[spec_pb2.NOTIFICATION_EVENT_STARTED, spec_pb2.NOTIFICATION_EVENT_CANCELLED],
@@ -131,6 +143,16 @@ def rich_spec() -> spec_pb2.PipelineSpec:
                 agent_selector={"zone": "eu", "gpu": "false"},
                 timeout=_duration(600),
                 memory="512Mi",
+                expect=spec_pb2.StepExpectations(
+                    records=spec_pb2.RecordsExpectation(
+                        min=1,
+                        max=1_000_000,
+                        max_change=0.5,
+                        baseline_runs=14,
+                        action=spec_pb2.EXPECTATION_ACTION_FAIL,
+                    ),
+                    duration=spec_pb2.DurationExpectation(max_ratio=3),
+                ),
             ),
             spec_pb2.Step(
                 name="clean",

@@ -13,7 +13,7 @@ from control_plane.access.secrets import Secrets
 from control_plane.notifications.channels import Settings, send, slack_text
 from control_plane.notifications.delivery import MAX_BACKOFF, backoff
 from control_plane.notifications.errors import DeliveryError, RetryableError
-from control_plane.notifications.events import notify_finished, notify_started, outbox_rows
+from control_plane.notifications.events import RunEvents, outbox_rows
 from control_plane.pipelines.registry import Registry
 from control_plane.store import notifications as outbox
 from control_plane.store.db import Database
@@ -138,8 +138,8 @@ async def test_the_outbox_rows_are_made_at_the_commit_from_the_run_as_it_is_then
         dropped.id = "02run"
         later = NOW + timedelta(seconds=3)
         async with db.write() as session:
-            await notify_started(session, kept, STARTED_SPEC, NOW)
-            await notify_started(session, dropped, STARTED_SPEC, NOW)
+            await RunEvents().started(session, kept, STARTED_SPEC, NOW)
+            await RunEvents().started(session, dropped, STARTED_SPEC, NOW)
             session.add(kept)
             kept.start_time = later  # the scheduler restamps it at the instant
         async with db.read() as session:
@@ -199,7 +199,7 @@ steps:
                 )
             )
             await session.flush()
-            await notify_finished(session, failed, spec, NOW)
+            await RunEvents().finished(session, failed, spec, NOW)
         async with db.read() as session:
             (row,) = await outbox.listed(session)
         assert (row.event, row.idempotency_key) == ("schedule_paused", "01run-schedule_paused-0")

@@ -101,6 +101,16 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
         c.revoke_agent_token(state["agent_token"], request_id=r)
         return Expected("agents/a1", refused=f"agent-tokens/{state['agent_token']}")
 
+    def test_notifications(c: Client, r: str) -> Expected:
+        # A receiver that is not there: the test fails, the call succeeds (and is recorded).
+        spec = scheduled("etl")
+        spec.notifications.add(
+            on=[spec_pb2.NOTIFICATION_EVENT_FAILED]
+        ).webhook.url = "http://127.0.0.1:9/hook"
+        (result,) = c.test_notifications(spec=spec, request_id=r).results
+        assert not result.ok
+        return etl
+
     def simple(call: Callable[[Client, str], object], expected: Expected) -> Call:
         def run(c: Client, r: str) -> Expected:
             call(c, r)
@@ -113,6 +123,7 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
         "PipelineService/RollbackPipeline": simple(
             lambda c, r: c.rollback_pipeline("etl", 1, request_id=r), etl
         ),
+        "PipelineService/TestNotifications": test_notifications,
         "PipelineService/PauseSchedule": simple(
             lambda c, r: c.pause_schedule("etl", reason="maintenance", request_id=r), etl
         ),

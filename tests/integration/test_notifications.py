@@ -38,16 +38,20 @@ def receiver() -> Iterator[Receiver]:
 
 
 def spec(url: str) -> str:
+    """Every event sent (``throttle: 0s``): these tests count deliveries."""
     return textwrap.dedent(
         f"""
         name: nightly
         notifications:
           - on: [started, cancelled]
             webhook: {{url: "{url}/hook", secret: hook-key, headers: {{X-Team: data}}}}
+            throttle: 0s
           - on: [cancelled]
             slack: {{webhook: slack-url, channel: "#data"}}
+            throttle: 0s
           - on: [cancelled]
             slack: {{webhook: slack-url, text: "{{{{ run.pipeline }}}} {{{{ event }}}}"}}
+            throttle: 0s
         steps:
           - name: extract
             transform: {{code: "result = 1"}}

@@ -296,6 +296,33 @@ class Client:
         )
         return self._call(self._pipelines.ResumeSchedule, request).pipeline
 
+    # -- notifications ------------------------------------------------------------------
+
+    def test_notifications(
+        self,
+        *,
+        pipeline: str = "",
+        spec: spec_pb2.PipelineSpec | None = None,
+        positions: Sequence[int] = (),
+        request_id: str | None = None,
+    ) -> pipelines.TestNotificationsResponse:
+        """Send a test message now through each notification of an applied ``pipeline``
+        (its latest version) or of a ``spec`` not applied yet (validated first: RpcError
+        INVALID_ARGUMENT with field violations), or only those at ``positions`` (indexes in
+        its ``notifications``). Each result says whether the receiver took it and what it
+        answered; nothing is stored and no run is made. Give exactly one of ``pipeline``
+        and ``spec``."""
+        if bool(pipeline) == (spec is not None):
+            raise ValueError("give exactly one of pipeline and spec")
+        request = pipelines.TestNotificationsRequest(
+            positions=list(positions), request_id=request_id or _request_id()
+        )
+        if spec is not None:
+            request.spec.CopyFrom(spec)
+        else:
+            request.pipeline = pipeline
+        return self._call(self._pipelines.TestNotifications, request)
+
     # -- backfills ----------------------------------------------------------------------
 
     def create_backfill(

@@ -19,6 +19,7 @@ import yaml
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 
+from legato.cli.notifications import run_notifications
 from legato.cli.output import emit_message, local_time, render_table
 from legato.cli.specfiles import CommandError
 from legato.client import Client
@@ -258,6 +259,10 @@ def status(client: Client, args: argparse.Namespace) -> int:
         print("outputs (legato output RUN STEP shows the rows):")
         for name, text in outputs:
             print(f"  {name}: {text}")
+    told = run_notifications(client, found.id)
+    if told:
+        print()
+        print("\n".join(told))
     return 0
 
 

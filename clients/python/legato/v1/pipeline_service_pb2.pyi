@@ -644,3 +644,105 @@ class ResumeScheduleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResumeScheduleResponse: _TypeAlias = ResumeScheduleResponse  # noqa: Y015
+
+@_typing.final
+class TestNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    SPEC_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    pipeline: _builtins.str
+    """An applied pipeline: its latest version's notifications."""
+    request_id: _builtins.str
+    """Recorded with the call in the activity log (the test itself is not stored)."""
+    @_builtins.property
+    def spec(self) -> _spec_pb2.PipelineSpec:
+        """A spec that need not be applied; it is validated first, as ValidatePipeline does."""
+
+    @_builtins.property
+    def positions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only these notifications, by their index in the spec's notifications (0 is the
+        first); empty means all of them.
+        """
+
+    def __init__(
+        self,
+        *,
+        pipeline: _builtins.str = ...,
+        spec: _spec_pb2.PipelineSpec | None = ...,
+        positions: _abc.Iterable[_builtins.int] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "source", b"source", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "positions", b"positions", "request_id", b"request_id", "source", b"source", "spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["pipeline", "spec"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___TestNotificationsRequest: _TypeAlias = TestNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class TestNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    pipeline: _builtins.str
+    """The pipeline whose notifications were tested."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___NotificationTestResult]:
+        """One per notification tried, in the order of their positions."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: _builtins.str = ...,
+        results: _abc.Iterable[Global___NotificationTestResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestNotificationsResponse: _TypeAlias = TestNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class NotificationTestResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """The notification's index in the spec's notifications."""
+    channel: _builtins.str
+    """webhook, slack, email or pagerduty."""
+    target: _builtins.str
+    """Where it was sent, as shown to users (never a secret)."""
+    ok: _builtins.bool
+    """Whether the receiver took the test message."""
+    detail: _builtins.str
+    """The receiver's answer (e.g. "200 OK"), or why the send failed."""
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        channel: _builtins.str = ...,
+        target: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "detail", b"detail", "ok", b"ok", "position", b"position", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationTestResult: _TypeAlias = NotificationTestResult  # noqa: Y015

@@ -100,6 +100,11 @@ class PipelineServiceStub:
                 request_serializer=legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleRequest.SerializeToString,
                 response_deserializer=legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleResponse.FromString,
                 _registered_method=True)
+        self.TestNotifications = channel.unary_unary(
+                '/legato.v1.PipelineService/TestNotifications',
+                request_serializer=legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class PipelineServiceServicer:
@@ -191,6 +196,15 @@ class PipelineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestNotifications(self, request, context):
+        """Sends a test message through each of a pipeline's notifications (or some of them)
+        at once, not through the outbox, and answers what each receiver said. No run is
+        made and no notification is stored; the call is recorded in the activity log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PipelineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +272,11 @@ def add_PipelineServiceServicer_to_server(servicer, server):
                     servicer.ResumeSchedule,
                     request_deserializer=legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleRequest.FromString,
                     response_serializer=legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'TestNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestNotifications,
+                    request_deserializer=legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -612,6 +631,33 @@ class PipelineService:
             '/legato.v1.PipelineService/ResumeSchedule',
             legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleRequest.SerializeToString,
             legato_dot_v1_dot_pipeline__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.PipelineService/TestNotifications',
+            legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsRequest.SerializeToString,
+            legato_dot_v1_dot_pipeline__service__pb2.TestNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,11 @@ class PipelineServiceStub:
     """Lists the next fire times of the pipeline's schedule."""
     PauseSchedule: _grpc.UnaryUnaryMultiCallable[_pipeline_service_pb2.PauseScheduleRequest, _pipeline_service_pb2.PauseScheduleResponse]
     ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_pipeline_service_pb2.ResumeScheduleRequest, _pipeline_service_pb2.ResumeScheduleResponse]
+    TestNotifications: _grpc.UnaryUnaryMultiCallable[_pipeline_service_pb2.TestNotificationsRequest, _pipeline_service_pb2.TestNotificationsResponse]
+    """Sends a test message through each of a pipeline's notifications (or some of them)
+    at once, not through the outbox, and answers what each receiver said. No run is
+    made and no notification is stored; the call is recorded in the activity log.
+    """
 
 @_typing.type_check_only
 class PipelineServiceAsyncStub(PipelineServiceStub):
@@ -83,6 +88,11 @@ class PipelineServiceAsyncStub(PipelineServiceStub):
     """Lists the next fire times of the pipeline's schedule."""
     PauseSchedule: _aio.UnaryUnaryMultiCallable[_pipeline_service_pb2.PauseScheduleRequest, _pipeline_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
     ResumeSchedule: _aio.UnaryUnaryMultiCallable[_pipeline_service_pb2.ResumeScheduleRequest, _pipeline_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
+    TestNotifications: _aio.UnaryUnaryMultiCallable[_pipeline_service_pb2.TestNotificationsRequest, _pipeline_service_pb2.TestNotificationsResponse]  # type: ignore[assignment]
+    """Sends a test message through each of a pipeline's notifications (or some of them)
+    at once, not through the outbox, and answers what each receiver said. No run is
+    made and no notification is stored; the call is recorded in the activity log.
+    """
 
 class PipelineServiceServicer(metaclass=_abc_1.ABCMeta):
     """PipelineService keeps pipelines and their versions."""
@@ -186,5 +196,16 @@ class PipelineServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _pipeline_service_pb2.ResumeScheduleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pipeline_service_pb2.ResumeScheduleResponse, _abc.Awaitable[_pipeline_service_pb2.ResumeScheduleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def TestNotifications(
+        self,
+        request: _pipeline_service_pb2.TestNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipeline_service_pb2.TestNotificationsResponse, _abc.Awaitable[_pipeline_service_pb2.TestNotificationsResponse]]:
+        """Sends a test message through each of a pipeline's notifications (or some of them)
+        at once, not through the outbox, and answers what each receiver said. No run is
+        made and no notification is stored; the call is recorded in the activity log.
+        """
 
 def add_PipelineServiceServicer_to_server(servicer: PipelineServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

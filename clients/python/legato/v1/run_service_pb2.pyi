@@ -36,6 +36,10 @@ class _NotificationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_No
     NOTIFICATION_STATUS_DELIVERED: _NotificationStatus.ValueType  # 3
     NOTIFICATION_STATUS_FAILED: _NotificationStatus.ValueType  # 4
     """Not sent, and not tried again: last_error says why."""
+    NOTIFICATION_STATUS_SUPPRESSED: _NotificationStatus.ValueType  # 5
+    """Not sent: a repeat of the event its channel last sent, within the notification's
+    throttle window. The next one sent on the channel counts it.
+    """
 
 class NotificationStatus(_NotificationStatus, metaclass=_NotificationStatusEnumTypeWrapper):
     """NotificationStatus is where a notification's delivery is."""
@@ -48,6 +52,10 @@ NOTIFICATION_STATUS_SENDING: NotificationStatus.ValueType  # 2
 NOTIFICATION_STATUS_DELIVERED: NotificationStatus.ValueType  # 3
 NOTIFICATION_STATUS_FAILED: NotificationStatus.ValueType  # 4
 """Not sent, and not tried again: last_error says why."""
+NOTIFICATION_STATUS_SUPPRESSED: NotificationStatus.ValueType  # 5
+"""Not sent: a repeat of the event its channel last sent, within the notification's
+throttle window. The next one sent on the channel counts it.
+"""
 Global___NotificationStatus: _TypeAlias = NotificationStatus  # noqa: Y015
 
 @_typing.final
@@ -690,7 +698,9 @@ class NotificationDelivery(_message.Message):
     run_id: _builtins.str
     pipeline: _builtins.str
     event: _builtins.str
-    """started, succeeded, failed, timed_out or cancelled."""
+    """started, succeeded, failed, timed_out, cancelled, retrying, schedule_paused,
+    recovered, late, volume_anomaly or slow.
+    """
     channel: _builtins.str
     """webhook, slack, email or pagerduty."""
     target: _builtins.str
