@@ -59,7 +59,16 @@ class Database:
                 self.url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
             )
             self._write_engine = self.engine
-        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # A read sees one snapshot: on PostgreSQL each statement of a READ COMMITTED
+        # transaction sees the commits made before it, so a run read as its steps, then
+        # its attempts, could show a step still leased beside its failed attempt. Reads
+        # only read (they are rolled back), so REPEATABLE READ never fails one.
+        reads = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
+        self._read_sessions = async_sessionmaker(reads, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
