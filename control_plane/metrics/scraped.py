@@ -92,39 +92,37 @@ class _Gauges(Collector):
         yield from _agent_gauges(self._hub)
 
 
+def _by_status(name: str, text: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, text, labels=["status"])
+    for status, count in counts.items():
+        gauge.add_metric([status], count)
+    return gauge
+
+
 def _store_gauges(found: StoreCounts) -> Iterator[Metric]:
-    runs = GaugeMetricFamily(
+    yield _by_status(
         "legato_runs",
         "Runs not finished yet, by status (queued or running), on every replica",
-        labels=["status"],
+        found.runs,
     )
-    for status, count in found.runs.items():
-        runs.add_metric([status], count)
-    yield runs
-    steps = GaugeMetricFamily(
+    yield _by_status(
         "legato_steps",
         "Steps of unfinished runs that have not ended, by status (pending, ready, leased, "
         "running), on every replica",
-        labels=["status"],
+        found.steps,
     )
-    for status, count in found.steps.items():
-        steps.add_metric([status], count)
-    yield steps
     yield GaugeMetricFamily(
         "legato_steps_waiting_for_agent",
         "Steps an agent could take now and none has: ready, or pending with their retry "
         "delay over (trigger steps, which the control plane runs, are not counted)",
         value=found.waiting_for_agent,
     )
-    notifications = GaugeMetricFamily(
+    yield _by_status(
         "legato_notifications",
         "Notifications not sent yet, by status: pending (due, or waiting for a retry) or "
         "sending (claimed by a replica)",
-        labels=["status"],
+        found.notifications,
     )
-    for status, count in found.notifications.items():
-        notifications.add_metric([status], count)
-    yield notifications
 
 
 def _agent_gauges(hub: AgentHub) -> Iterator[Metric]:
