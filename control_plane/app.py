@@ -23,14 +23,17 @@ from control_plane.access.rules import Rules
 from control_plane.access.secrets import Secrets, SecretsError, load_secrets
 from control_plane.access.tls import grpc_credentials, http_context
 from control_plane.access.tokens import Tokens
+from control_plane.access.web_sessions import SignInLink, WebSessions
 from control_plane.api.access import AccessInterceptor
 from control_plane.api.access_service import AccessServicer
 from control_plane.api.agent_service import AgentServicer
 from control_plane.api.audit_service import AuditServicer
+from control_plane.api.connect_adapter import ConnectAdapter, ServiceTable
 from control_plane.api.errors import ErrorInterceptor
 from control_plane.api.event_service import EventServicer
 from control_plane.api.http_hooks import HookListener
 from control_plane.api.http_metrics import MetricsEndpoint
+from control_plane.api.http_web import WebUi
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
 from control_plane.config import ServerConfig
@@ -122,6 +125,8 @@ class ControlPlane:
     scheduler_loop: bool = True
     """False: schedules fire only when ``scheduler.tick`` is called (tests)."""
     tokens: Tokens | None = None
+    web_sessions: WebSessions | None = None
+    """Web UI sessions (set by ``start``): ``legato up`` prints a sign-in link from here."""
     """API and agent tokens (set by ``start``): ``legato up`` and tests mint theirs here."""
     warn_without_admin: bool = True
     """Log ``no_admin_token`` at start when no admin token exists (``legato up`` makes its
@@ -142,8 +147,12 @@ class ControlPlane:
             clock = self.clock
             tokens = Tokens(db, clock=clock)
             self.tokens = tokens
+            web_sessions = WebSessions(db, clock=clock)
+            self.web_sessions = web_sessions
             authenticator = (
-                None if self.config.auth == "none" else Authenticator(tokens, clock=clock)
+                None
+                if self.config.auth == "none"
+                else Authenticator(tokens, clock=clock, sessions=web_sessions)
             )
             self._authenticator = authenticator
             audit_log = AuditLog(db, clock=clock)
@@ -226,8 +235,9 @@ class ControlPlane:
             access = AccessInterceptor(
                 Rules(), authenticator, audit_log, max_streams=self.config.max_streams_per_caller
             )
+            interceptors = [ErrorInterceptor(), access]
             server = grpc.aio.server(
-                interceptors=[ErrorInterceptor(), access],
+                interceptors=interceptors,
                 options=[
                     ("grpc.max_receive_message_length", limit),
                     ("grpc.max_send_message_length", limit),
@@ -242,6 +252,8 @@ class ControlPlane:
                     ("grpc.max_concurrent_streams", 256),
                 ],
             )
+            services = ServiceTable(server)  # the Connect adapter calls the same servicers
+            registering = services.as_server()
             pipeline_service_pb2_grpc.add_PipelineServiceServicer_to_server(
                 PipelineServicer(
                     registry,
@@ -250,19 +262,19 @@ class ControlPlane:
                         db, Settings(secrets, smtp, self.config.pagerduty_url), clock=clock
                     ),
                 ),
-                server,
+                registering,
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
-                RunServicer(runs, signals, db, artifacts, backfills), server
+                RunServicer(runs, signals, db, artifacts, backfills), registering
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
-                EventServicer(Events(db, runs, plans, clock=clock)), server
+                EventServicer(Events(db, runs, plans, clock=clock)), registering
             )
             access_service_pb2_grpc.add_AccessServiceServicer_to_server(
-                AccessServicer(tokens, authenticator, agents), server
+                AccessServicer(tokens, authenticator, agents, web_sessions), registering
             )
             audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
-                AuditServicer(audit_log), server
+                AuditServicer(audit_log), registering
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
                 AgentServicer(
@@ -272,7 +284,7 @@ class ControlPlane:
                     heartbeat_seconds=max(0.5, lease / 4),
                     watches=watches,
                 ),
-                server,
+                registering,
             )
             self._health = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -300,8 +312,17 @@ class ControlPlane:
                     metrics=MetricsEndpoint(
                         Scrape(metrics, db, self.hub, clock=clock), authenticator
                     ),
+                    web_ui=WebUi(
+                        ConnectAdapter(services.handlers, interceptors, services=SERVICE_NAMES),
+                        web_sessions,
+                        authenticator,
+                        secure=bool(self.config.tls_cert),
+                    ),
                 )
                 self.http_port = await self._hooks.start()
+                web_sessions.base_url = self.config.ui_url or _listener_url(
+                    self.config.http_listen, self.http_port, tls=bool(self.config.tls_cert)
+                )
                 log.info("http_listening", listen=self.config.http_listen, port=self.http_port)
             await server.start()
             self.server = server
@@ -365,6 +386,15 @@ class ControlPlane:
             auth=self.config.auth,
         )
         return self.port
+
+    async def sign_in_link(self, token: str, next_path: str = "/") -> SignInLink:
+        """A one-time web UI sign-in link for the API token ``token`` (``legato up``)."""
+        if self._authenticator is None or self.web_sessions is None:
+            raise FailedPrecondition(
+                "authentication is off: the web UI needs no sign-in", reason="AUTH_OFF"
+            )
+        principal = await self._authenticator.api(token)
+        return await self.web_sessions.create_code(principal, next_path, principal.actor())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, give in-flight ones ``grace`` seconds, close the database."""
@@ -482,3 +512,13 @@ async def run(config: ServerConfig) -> None:
         log.info("shutting_down", grace_seconds=config.shutdown_grace)
     finally:
         await plane.stop()
+
+
+def _listener_url(listen: str, port: int, *, tls: bool) -> str:
+    """The address browsers on this machine reach the HTTP listener at."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port}"

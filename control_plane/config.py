@@ -46,8 +46,10 @@ class ServerConfig:
     lease_timeout: float = 20.0
     artifacts: str = "db"
     artifact_max_mb: int = 256
-    # Webhooks: "off" serves none.
+    # Webhooks, /metrics and the web UI: "off" serves none.
     http_listen: str = DEFAULT_HTTP_LISTEN
+    # The web UI's address as browsers reach it (sign-in links); "" = the HTTP listener's.
+    ui_url: str = ""
     secrets_file: str = field(default="", metadata={"flag": "--secrets", "env": "SECRETS"})
     # Transport: TLS with this certificate and key; with client_ca, clients must present a
     # certificate it signed (mTLS).
@@ -249,6 +251,7 @@ _PARSERS: dict[str, Any] = {
     "artifacts": lambda raw, where: raw.strip() or "db",
     "artifact_max_mb": _positive_int,
     "http_listen": _http_listen,
+    "ui_url": lambda raw, where: _http_url(raw, where).rstrip("/") if raw.strip() else "",
     "secrets_file": lambda raw, where: raw.strip(),
     "tls_cert": lambda raw, where: raw.strip(),
     "tls_key": lambda raw, where: raw.strip(),
@@ -305,9 +308,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--http-listen",
-        help="HTTP address HOST:PORT of webhook triggers (POST /hooks/<pipeline>), or off; "
-        "loopback unless TLS or --insecure "
+        help="HTTP address HOST:PORT of the web UI (/), webhook triggers (POST "
+        "/hooks/<pipeline>) and /metrics, or off; loopback unless TLS or --insecure "
         f"(LEGATO_SERVER_HTTP_LISTEN, default {DEFAULT_HTTP_LISTEN})",
+    )
+    add(
+        "--ui-url",
+        help="the web UI's address as browsers reach it, for sign-in links, e.g. "
+        "https://legato.example.com behind a proxy (LEGATO_SERVER_UI_URL; default the "
+        "HTTP listener's own address)",
     )
     add(
         "--secrets",

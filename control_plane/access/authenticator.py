@@ -26,8 +26,9 @@ from control_plane.access import token_secrets
 from control_plane.access.principals import Principal
 from control_plane.access.roles import parse_role
 from control_plane.access.tokens import Tokens
+from control_plane.access.web_sessions import WebSessions
 from control_plane.errors import PermissionDenied, Unauthenticated
-from control_plane.store.models import AgentTokenRow, ApiTokenRow
+from control_plane.store.models import AgentTokenRow, ApiTokenRow, WebSessionRow
 
 __all__ = ["NO_CREDENTIAL", "Authenticator"]
 
@@ -39,15 +40,34 @@ NO_CREDENTIAL = (
     "an admin creates tokens with `legato tokens create`"
 )
 _CACHE_LIMIT = 10_000
+SESSION_CREDENTIAL = "web session "
+"""How a web session's principal names its credential (then the session's id)."""
 USE_FLUSH_SECONDS = 60.0
 
-Kind = Literal["api", "agent"]
+Kind = Literal["api", "agent", "session"]
+_NOT_API = {
+    "agent": (
+        "an agent enrolment token (lga_...) only lets an agent connect; call the API "
+        "with an API token (`legato tokens create`)",
+        "AGENT_TOKEN_NOT_ALLOWED",
+    ),
+    "session": (
+        "a web UI session (lgs_...) is the browser's, sent as its cookie; call the API with "
+        "an API token (`legato tokens create`)",
+        "SESSION_NOT_A_TOKEN",
+    ),
+    "code": (
+        "a sign-in code (lgc_...) opens a web UI session once; call the API with an API "
+        "token (`legato tokens create`)",
+        "SESSION_NOT_A_TOKEN",
+    ),
+}
 
 
 @dataclass
 class _Cached:
     checked: float
-    row: ApiTokenRow | AgentTokenRow | None
+    row: ApiTokenRow | AgentTokenRow | WebSessionRow | None
 
 
 class Authenticator:
@@ -56,10 +76,12 @@ class Authenticator:
         tokens: Tokens,
         *,
         clock: Callable[[], datetime],
+        sessions: WebSessions | None = None,
         ttl: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tokens = tokens
+        self._sessions = sessions
         self._clock = clock
         self._ttl = ttl
         self._monotonic = monotonic
@@ -75,12 +97,9 @@ class Authenticator:
                 "the credential sent is not a Legato token (API tokens start with lgt_); "
                 + NO_CREDENTIAL.split(": ", 1)[1]
             )
-        if parsed.kind == "agent":
-            raise PermissionDenied(
-                "an agent enrolment token (lga_...) only lets an agent connect; call the API "
-                "with an API token (`legato tokens create`)",
-                reason="AGENT_TOKEN_NOT_ALLOWED",
-            )
+        if parsed.kind != "api":
+            message, reason = _NOT_API[parsed.kind]
+            raise PermissionDenied(message, reason=reason)
         row = await self._row("api", parsed.id)
         if not isinstance(row, ApiTokenRow) or not token_secrets.matches(parsed, row.secret_hash):
             raise Unauthenticated(
@@ -98,6 +117,69 @@ class Authenticator:
             credential=f"token {row.id}",
             claimed_user=claimed_user,
         )
+
+    # -- web UI sessions ----------------------------------------------------------------
+
+    async def web_session(self, presented: str, *, claimed_user: str = "") -> Principal:
+        """The API token a web UI session (its cookie's value) acts as."""
+        parsed = token_secrets.parse(presented)
+        row = None
+        if parsed is not None and parsed.kind == "session" and self._sessions is not None:
+            row = await self._row("session", parsed.id)
+        if (
+            parsed is None
+            or not isinstance(row, WebSessionRow)
+            or row.secret_hash is None
+            or not token_secrets.matches(parsed, row.secret_hash)
+        ):
+            raise Unauthenticated(
+                "the web session is not valid (the server no longer knows it); sign in again",
+                reason="SESSION_INVALID",
+            )
+        if row.revoke_time is not None:
+            raise Unauthenticated(
+                "you signed out of this web session; sign in again", reason="SESSION_ENDED"
+            )
+        if row.expire_time is not None and row.expire_time <= self._clock():
+            raise Unauthenticated(
+                f"the web session expired at {row.expire_time:%Y-%m-%d %H:%M:%S} UTC; sign in "
+                "again",
+                reason="SESSION_EXPIRED",
+            )
+        token = await self._row("api", row.token_id)
+        if not isinstance(token, ApiTokenRow):
+            raise Unauthenticated(
+                "the token this web session was opened with no longer exists; sign in again",
+                reason="SESSION_INVALID",
+            )
+        self._check_alive("token", token.name, token.revoke_time, token.expire_time)
+        self._used["api"][token.id] = self._clock()
+        expiry = [t for t in (row.expire_time, token.expire_time) if t is not None]
+        return Principal(
+            kind="token",
+            name=token.name,
+            role=parse_role(token.role),
+            token_id=token.id,
+            expire_time=min(expiry) if expiry else None,
+            credential=f"{SESSION_CREDENTIAL}{row.id}",
+            claimed_user=claimed_user,
+        )
+
+    async def token_for_session(self, token_id: str) -> tuple[str, datetime | None]:
+        """The name and expiry of the live API token ``token_id`` (a sign-in link's),
+        fresh from the store."""
+        token = await self._row("api", token_id, fresh=True)
+        if not isinstance(token, ApiTokenRow):
+            raise Unauthenticated(
+                "the token this sign-in link was made for no longer exists",
+                reason="INVALID_TOKEN",
+            )
+        self._check_alive("token", token.name, token.revoke_time, token.expire_time)
+        return token.name, token.expire_time
+
+    def forget_session(self, session_id: str) -> None:
+        """Drop a session from the cache (it was just signed out here)."""
+        self._cache.pop(("session", session_id), None)
 
     # -- agents -------------------------------------------------------------------------
 
@@ -158,11 +240,19 @@ class Authenticator:
         """Whether ``principal``'s token is still live (cached like a call's check)."""
         if not principal.token_id:
             return True
+        now = self._clock()
+        if principal.expire_time is not None and principal.expire_time <= now:
+            return False
+        session_id = principal.credential.removeprefix(SESSION_CREDENTIAL)
+        if session_id != principal.credential:
+            session = await self._row("session", session_id)
+            if session is None or session.revoke_time is not None:
+                return False
         kind: Kind = "agent" if principal.kind == "agent" else "api"
         row = await self._row(kind, principal.token_id)
         if row is None or row.revoke_time is not None:
             return False
-        return row.expire_time is None or row.expire_time > self._clock()
+        return row.expire_time is None or row.expire_time > now
 
     def forget(self, token_id: str) -> None:
         """Drop a token from the cache (it was just revoked here)."""
@@ -188,14 +278,16 @@ class Authenticator:
 
     async def _row(
         self, kind: Kind, token_id: str, *, fresh: bool = False
-    ) -> ApiTokenRow | AgentTokenRow | None:
+    ) -> ApiTokenRow | AgentTokenRow | WebSessionRow | None:
         now = self._monotonic()
         cached = self._cache.get((kind, token_id))
         if cached is not None and now - cached.checked < self._ttl and not fresh:
             return cached.row
-        row: ApiTokenRow | AgentTokenRow | None
+        row: ApiTokenRow | AgentTokenRow | WebSessionRow | None
         if kind == "api":
             row = await self._tokens.api_token(token_id)
+        elif kind == "session":
+            row = await self._sessions.row(token_id) if self._sessions is not None else None
         else:
             row = await self._tokens.agent_token(token_id)
         if len(self._cache) >= _CACHE_LIMIT:

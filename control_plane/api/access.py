@@ -1,7 +1,9 @@
 """The access interceptor: every call is authenticated and checked against the rule its
 method declares (``control_plane.access.rules``) before a servicer sees it.
 
-- **Who.** ``authorization: Bearer lgt_...`` is an API token (with a role);
+- **Who.** ``authorization: Bearer lgt_...`` is an API token (with a role), and so is a
+  web UI session (``legato-web-session``, which the Connect adapter takes from the
+  browser's cookie: ``access/web_sessions.py``);
   ``Bearer lga_...``, or a verified client certificate naming
   ``spiffe://legato/agent/NAME``, is an agent. No credential → UNAUTHENTICATED; a
   credential without the role the method needs, or an agent calling what agents may not
@@ -43,7 +45,7 @@ from control_plane.access.authenticator import NO_CREDENTIAL, Authenticator
 from control_plane.access.principals import Principal
 from control_plane.access.roles import WHAT, allows
 from control_plane.access.rules import Rule, Rules
-from control_plane.api.context import claimed_user, reset_caller, set_caller
+from control_plane.api.context import claimed_user, reset_caller, set_caller, web_session_of
 from control_plane.api.errors import status_code
 from control_plane.api.request_checks import check_request
 from control_plane.errors import (
@@ -249,6 +251,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         if rule.public:
             return Principal(kind="anonymous", name="anonymous", credential="none")
         bearer = _bearer(context)
+        if not bearer and (session := web_session_of(context)):
+            return await self._authenticator.web_session(session, claimed_user=claimed)
         certificate = _certificate_agent(context)
         if bearer.startswith("lga_") or (not bearer and certificate and rule.agent):
             return await self._authenticator.agent(

@@ -9,6 +9,7 @@ import grpc
 
 from control_plane.access.authenticator import Authenticator
 from control_plane.access.tokens import Tokens
+from control_plane.access.web_sessions import WebSessions
 from control_plane.api.access_convert import (
     actor_kind_message,
     agent_token_message,
@@ -29,10 +30,17 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
-    def __init__(self, tokens: Tokens, authenticator: Authenticator | None, agents: Agents) -> None:
+    def __init__(
+        self,
+        tokens: Tokens,
+        authenticator: Authenticator | None,
+        agents: Agents,
+        web_sessions: WebSessions,
+    ) -> None:
         self._tokens = tokens
         self._authenticator = authenticator
         self._agents = agents
+        self._web_sessions = web_sessions
 
     async def GetCaller(
         self, request: pb.GetCallerRequest, context: Context
@@ -45,6 +53,14 @@ class AccessServicer(access_service_pb2_grpc.AccessServiceServicer):
             token_id=who.token_id,
             expire_time=timestamp(who.expire_time),
         )
+
+    async def CreateSignInLink(
+        self, request: pb.CreateSignInLinkRequest, context: Context
+    ) -> pb.CreateSignInLinkResponse:
+        link = await self._web_sessions.create_code(
+            caller(), request.next_path, actor_from(context, request.request_id)
+        )
+        return pb.CreateSignInLinkResponse(url=link.url, expire_time=timestamp(link.expire_time))
 
     async def CreateToken(
         self, request: pb.CreateTokenRequest, context: Context

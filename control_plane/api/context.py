@@ -17,16 +17,21 @@ from control_plane.errors import Unauthenticated
 
 __all__ = [
     "USER_METADATA_KEY",
+    "WEB_SESSION_METADATA_KEY",
     "actor_from",
     "caller",
     "claimed_user",
     "reset_caller",
     "set_caller",
+    "web_session_of",
 ]
 
 # Sent by the SDK and CLI (the OS user): kept in the activity log beside the
 # authenticated identity as the user the client says it acts for; never trusted.
 USER_METADATA_KEY = "legato-user"
+# A web UI session's secret: the Connect adapter (api/connect_adapter.py) puts the
+# browser's session cookie here, after checking the request is the UI's own.
+WEB_SESSION_METADATA_KEY = "legato-web-session"
 
 _CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "legato_caller", default=None
@@ -58,4 +63,11 @@ def claimed_user(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == USER_METADATA_KEY and isinstance(value, str):
             return value.strip()[:200]
+    return ""
+
+
+def web_session_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == WEB_SESSION_METADATA_KEY and isinstance(value, str):
+            return value.strip()
     return ""

@@ -1,5 +1,6 @@
 """The control plane's HTTP listener (aiohttp): ``POST /hooks/<pipeline>`` for webhook
-triggers, and ``GET /metrics`` for Prometheus (``api/http_metrics.py``). Checking and
+triggers, ``GET /metrics`` for Prometheus (``api/http_metrics.py``), and the web UI with
+its Connect API (``api/http_web.py``). Checking and
 starting the run is ``triggers.webhooks``; this module reads the request (at most MAX_BODY
 bytes) and turns the outcome into a status and a JSON body:
 
@@ -22,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from control_plane.api.http_metrics import MetricsEndpoint
+from control_plane.api.http_web import WebUi
 from control_plane.errors import (
     Conflict,
     FailedPrecondition,
@@ -42,6 +44,8 @@ __all__ = ["MAX_BODY", "HookListener"]
 log = structlog.get_logger("legato.http")
 
 MAX_BODY = 1024 * 1024
+MAX_REQUEST = 4 * MAX_BODY
+"""Any request's body (a Connect call carries a spec of up to 1 MiB encoded, more as JSON)."""
 
 _STATUS: list[tuple[type[LegatoError], int]] = [
     (SignatureError, 401),
@@ -54,8 +58,8 @@ _STATUS: list[tuple[type[LegatoError], int]] = [
 
 
 class HookListener:
-    """Serves the hooks, and ``metrics`` when given, on ``listen`` (HOST:PORT; port 0
-    picks a free one)."""
+    """Serves the hooks, and ``metrics`` and ``web`` when given, on ``listen`` (HOST:PORT;
+    port 0 picks a free one)."""
 
     def __init__(
         self,
@@ -64,20 +68,28 @@ class HookListener:
         *,
         ssl_context: ssl.SSLContext | None = None,
         metrics: MetricsEndpoint | None = None,
+        web_ui: WebUi | None = None,
     ) -> None:
         self._webhooks = webhooks
         self._metrics = metrics
+        self._web = web_ui
         self._listen = listen
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
         """Start listening; returns the bound port."""
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_REQUEST)
         app.router.add_post("/hooks/{pipeline}", self._post)
         if self._metrics is not None:
             app.router.add_get("/metrics", self._metrics.get)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        if self._web is not None:
+            self._web.add_routes(app)
+        # A call whose client went away is cancelled: a closed browser tab ends its
+        # WatchRun stream (and frees its slot) at once.
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await runner.setup()
         host, _, port = self._listen.rpartition(":")
         site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=self._ssl)
@@ -104,6 +116,8 @@ class HookListener:
         pipeline = request.match_info["pipeline"]
         try:
             body = await request.read()
+            if len(body) > MAX_BODY:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
         except web.HTTPRequestEntityTooLarge:
             return _refuse(
                 pipeline,

@@ -13,7 +13,9 @@ from control_plane.api.context import actor_from
 from control_plane.errors import InvalidArgument
 from control_plane.notifications.testing import NotificationTests
 from control_plane.pipelines.registry import Registry
+from control_plane.pipelines.source_check import check_source
 from control_plane.scheduling.control import ScheduleControl
+from legato.spec.render import dump_spec_yaml
 from legato.v1 import pipeline_service_pb2 as pb
 from legato.v1 import pipeline_service_pb2_grpc
 
@@ -33,6 +35,16 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
     async def ValidatePipeline(
         self, request: pb.ValidatePipelineRequest, context: Context
     ) -> pb.ValidatePipelineResponse:
+        if request.source:
+            checked = check_source(request.source, self._registry.validate, request.filename)
+            return pb.ValidatePipelineResponse(
+                spec=checked.spec,
+                content_hash=checked.content_hash,
+                problems=[
+                    pb.SourceProblem(line=p.line, field=p.field, message=p.message)
+                    for p in checked.problems
+                ],
+            )
         valid = self._registry.validate(request.spec)
         return pb.ValidatePipelineResponse(spec=valid.spec, content_hash=valid.content_hash)
 
@@ -70,7 +82,9 @@ class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
         self, request: pb.GetPipelineVersionRequest, context: Context
     ) -> pb.GetPipelineVersionResponse:
         info = await self._registry.get_version(request.pipeline, request.version)
-        return pb.GetPipelineVersionResponse(version=convert.version_message(info))
+        return pb.GetPipelineVersionResponse(
+            version=convert.version_message(info), yaml=dump_spec_yaml(info.spec)
+        )
 
     async def ListPipelineVersions(
         self, request: pb.ListPipelineVersionsRequest, context: Context

@@ -55,6 +55,8 @@ STRING_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.SlackExport", "text"): 16 * KIB,
     ("legato.v1.SlackChannel", "text"): 16 * KIB,
     ("legato.v1.ApplyPipelineRequest", "message"): 16 * KIB,
+    # The spec file's text (the web UI's editor): a spec's worth.
+    ("legato.v1.ValidatePipelineRequest", "source"): 1024 * KIB,
     ("legato.v1.RollbackPipelineRequest", "message"): 16 * KIB,
     ("legato.v1.CancelRunRequest", "reason"): 4 * KIB,
     ("legato.v1.PauseScheduleRequest", "reason"): 4 * KIB,

@@ -466,3 +466,24 @@ class NotificationRow(Base):
     # The pipeline's channel it goes to (a digest of pipeline, channel and target): the
     # throttle compares a notification with the last one sent on the same key.
     throttle_key: Mapped[str] = mapped_column(String(40), default="", server_default="")
+
+
+class WebSessionRow(Base):
+    """A web UI session, born as a sign-in link's one-time code (``code_hash``, until
+    ``code_expire_time``) or from a pasted API token. Exchanging the code clears it and
+    sets ``secret_hash`` (the cookie's); the session acts as ``token_id``'s API token
+    until ``expire_time``, or until it is signed out (``revoke_time``) or its token is
+    revoked. Only hashes are kept."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_token_id", "token_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_expire_time: Mapped[datetime | None]
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    next_path: Mapped[str] = mapped_column(Text, default="/")
+    create_time: Mapped[datetime]
+    expire_time: Mapped[datetime | None]
+    revoke_time: Mapped[datetime | None]

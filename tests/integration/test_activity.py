@@ -37,6 +37,8 @@ class Expected:
     pipeline: str = ""
     refused: str = ""
     """The resource a refused call names, when the call would have made it."""
+    viewer_may: bool = False
+    """A viewer may make it too (a sign-in link for oneself): not refused to one."""
 
 
 def entry(client: Client, action: str, request_id: str) -> access_pb2.AuditEvent:
@@ -111,6 +113,11 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
         assert not result.ok
         return etl
 
+    def sign_in_link(c: Client, r: str) -> Expected:
+        link = c.create_sign_in_link(next_path="/runs", request_id=r)
+        assert "/ui/signin?code=lgc_" in link.url
+        return Expected(f"tokens/{c.get_caller().name}", viewer_may=True)
+
     def simple(call: Callable[[Client, str], object], expected: Expected) -> Call:
         def run(c: Client, r: str) -> Expected:
             call(c, r)
@@ -150,6 +157,7 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
             lambda c, r: c.revoke_token("ci", request_id=r), Expected("tokens/ci")
         ),
         "AccessService/CreateAgentToken": create_agent_token,
+        "AccessService/CreateSignInLink": sign_in_link,
         "AgentService/DrainAgent": simple(
             lambda c, r: c.drain_agent("a1", request_id=r), Expected("agents/a1")
         ),
@@ -194,6 +202,14 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
             request_id,
             ("tester", token, expected.resource, expected.pipeline, SUCCEEDED, 0),
         )
+        if expected.viewer_may:
+            mine = call(viewer, f"{request_id}-viewer")
+            check(
+                method,
+                f"{request_id}-viewer",
+                ("tester-viewer", token, mine.resource, mine.pipeline, SUCCEEDED, 0),
+            )
+            continue
         # The same call by a viewer is refused, and recorded as such.
         refused(lambda: call(viewer, f"{request_id}-viewer"))  # noqa: B023
         check(

@@ -598,6 +598,18 @@ class Client:
         """Who the server takes this client for: the token's name and role."""
         return self._call(self._access.GetCaller, access.GetCallerRequest())
 
+    def create_sign_in_link(
+        self, *, next_path: str = "/", request_id: str | None = None
+    ) -> access.CreateSignInLinkResponse:
+        """A one-time link that opens the web UI signed in as this client's token (it
+        works once, within a few minutes)."""
+        return self._call(
+            self._access.CreateSignInLink,
+            access.CreateSignInLinkRequest(
+                next_path=next_path, request_id=request_id or _request_id()
+            ),
+        )
+
     def create_token(
         self,
         name: str,

@@ -101,6 +101,12 @@ async def _up(config: ServerConfig, examples: Path | None, demo: bool, state: Pa
         if demo:
             code = await asyncio.to_thread(_run_demo, address, admin)
         flag = "" if address == _DEFAULT_ADDRESS else f"--server {address} "
+        if plane.http_port:
+            link = await plane.sign_in_link(admin)
+            print(
+                f"Web UI: {link.url}\n  (a one-time sign-in link for 5 minutes; "
+                f"`legato {flag}ui` prints a new one)"
+            )
         print(
             f"Try: legato {flag}runs · legato {flag}run hello-legato --follow · Ctrl-C stops Legato"
         )

@@ -28,6 +28,7 @@ from legato.cli import (
     schedules,
     server,
     tokens,
+    ui,
 )
 from legato.cli.output import FORMATS
 from legato.cli.specfiles import CommandError
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.register(sub, common)
     activity.register(sub, common)
     tokens.register(sub, common)
+    ui.register(sub, common)
     config_cmd.register(sub, common)
     certs.register(sub, common)
     server.register(sub, common)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elegato/v1/access_service.proto\x12\tlegato.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\"\x12\n\x10GetCallerRequest\"\xa7\x01\n\x11GetCallerResponse\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.legato.v1.ActorKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.legato.v1.Role\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.legato.v1.Role\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x13\x43reateTokenResponse\x12\"\n\x05token\x18\x01 \x01(\x0b\x32\x13.legato.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"P\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x03 \x01(\x08\"R\n\x12ListTokensResponse\x12#\n\x06tokens\x18\x01 \x03(\x0b\x32\x13.legato.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x13RevokeTokenResponse\x12\"\n\x05token\x18\x01 \x01(\x0b\x32\x13.legato.v1.ApiToken\"\xf1\x01\n\x17\x43reateAgentTokenRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12>\n\x06labels\x18\x02 \x03(\x0b\x32..legato.v1.CreateAgentTokenRequest.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\x03 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x18\x43reateAgentTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.legato.v1.AgentToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"d\n\x16ListAgentTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x03 \x01(\x08\x12\r\n\x05\x61gent\x18\x04 \x01(\t\"Y\n\x17ListAgentTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.legato.v1.AgentToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x17RevokeAgentTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x18RevokeAgentTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.legato.v1.AgentToken2\x94\x05\n\rAccessService\x12P\n\tGetCaller\x12\x1b.legato.v1.GetCallerRequest\x1a\x1c.legato.v1.GetCallerResponse\"\x08\xf2\x90\x19\x04\x08\x01\x10\x01\x12V\n\x0b\x43reateToken\x12\x1d.legato.v1.CreateTokenRequest\x1a\x1e.legato.v1.CreateTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12Q\n\nListTokens\x12\x1c.legato.v1.ListTokensRequest\x1a\x1d.legato.v1.ListTokensResponse\"\x06\xf2\x90\x19\x02\x08\x04\x12V\n\x0bRevokeToken\x12\x1d.legato.v1.RevokeTokenRequest\x1a\x1e.legato.v1.RevokeTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12\x65\n\x10\x43reateAgentToken\x12\".legato.v1.CreateAgentTokenRequest\x1a#.legato.v1.CreateAgentTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12`\n\x0fListAgentTokens\x12!.legato.v1.ListAgentTokensRequest\x1a\".legato.v1.ListAgentTokensResponse\"\x06\xf2\x90\x19\x02\x08\x04\x12\x65\n\x10RevokeAgentToken\x12\".legato.v1.RevokeAgentTokenRequest\x1a#.legato.v1.RevokeAgentTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elegato/v1/access_service.proto\x12\tlegato.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\"\x12\n\x10GetCallerRequest\"\xa7\x01\n\x11GetCallerResponse\x12\"\n\x04kind\x18\x01 \x01(\x0e\x32\x14.legato.v1.ActorKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.legato.v1.Role\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x17\x43reateSignInLinkRequest\x12\x11\n\tnext_path\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"X\n\x18\x43reateSignInLinkResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.legato.v1.Role\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x13\x43reateTokenResponse\x12\"\n\x05token\x18\x01 \x01(\x0b\x32\x13.legato.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"P\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x03 \x01(\x08\"R\n\x12ListTokensResponse\x12#\n\x06tokens\x18\x01 \x03(\x0b\x32\x13.legato.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"9\n\x13RevokeTokenResponse\x12\"\n\x05token\x18\x01 \x01(\x0b\x32\x13.legato.v1.ApiToken\"\xf1\x01\n\x17\x43reateAgentTokenRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12>\n\x06labels\x18\x02 \x03(\x0b\x32..legato.v1.CreateAgentTokenRequest.LabelsEntry\x12\x13\n\x0b\x63onnections\x18\x03 \x03(\t\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n\x18\x43reateAgentTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.legato.v1.AgentToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"d\n\x16ListAgentTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cshow_revoked\x18\x03 \x01(\x08\x12\r\n\x05\x61gent\x18\x04 \x01(\t\"Y\n\x17ListAgentTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.legato.v1.AgentToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x17RevokeAgentTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x18RevokeAgentTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.legato.v1.AgentToken2\xfb\x05\n\rAccessService\x12P\n\tGetCaller\x12\x1b.legato.v1.GetCallerRequest\x1a\x1c.legato.v1.GetCallerResponse\"\x08\xf2\x90\x19\x04\x08\x01\x10\x01\x12\x65\n\x10\x43reateSignInLink\x12\".legato.v1.CreateSignInLinkRequest\x1a#.legato.v1.CreateSignInLinkResponse\"\x08\xf2\x90\x19\x04\x08\x01\x18\x01\x12V\n\x0b\x43reateToken\x12\x1d.legato.v1.CreateTokenRequest\x1a\x1e.legato.v1.CreateTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12Q\n\nListTokens\x12\x1c.legato.v1.ListTokensRequest\x1a\x1d.legato.v1.ListTokensResponse\"\x06\xf2\x90\x19\x02\x08\x04\x12V\n\x0bRevokeToken\x12\x1d.legato.v1.RevokeTokenRequest\x1a\x1e.legato.v1.RevokeTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12\x65\n\x10\x43reateAgentToken\x12\".legato.v1.CreateAgentTokenRequest\x1a#.legato.v1.CreateAgentTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12`\n\x0fListAgentTokens\x12!.legato.v1.ListAgentTokensRequest\x1a\".legato.v1.ListAgentTokensResponse\"\x06\xf2\x90\x19\x02\x08\x04\x12\x65\n\x10RevokeAgentToken\x12\".legato.v1.RevokeAgentTokenRequest\x1a#.legato.v1.RevokeAgentTokenResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEAGENTTOKENREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\362\220\031\004\010\001\020\001'
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateSignInLink']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CreateSignInLink']._serialized_options = b'\362\220\031\004\010\001\030\001'
   _globals['_ACCESSSERVICE'].methods_by_name['CreateToken']._loaded_options = None
   _globals['_ACCESSSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\362\220\031\004\010\004\030\001'
   _globals['_ACCESSSERVICE'].methods_by_name['ListTokens']._loaded_options = None
@@ -53,32 +55,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCALLERREQUEST']._serialized_end=120
   _globals['_GETCALLERRESPONSE']._serialized_start=123
   _globals['_GETCALLERRESPONSE']._serialized_end=290
-  _globals['_CREATETOKENREQUEST']._serialized_start=293
-  _globals['_CREATETOKENREQUEST']._serialized_end=448
-  _globals['_CREATETOKENRESPONSE']._serialized_start=450
-  _globals['_CREATETOKENRESPONSE']._serialized_end=523
-  _globals['_LISTTOKENSREQUEST']._serialized_start=525
-  _globals['_LISTTOKENSREQUEST']._serialized_end=605
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=607
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=689
-  _globals['_REVOKETOKENREQUEST']._serialized_start=691
-  _globals['_REVOKETOKENREQUEST']._serialized_end=745
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=747
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=804
-  _globals['_CREATEAGENTTOKENREQUEST']._serialized_start=807
-  _globals['_CREATEAGENTTOKENREQUEST']._serialized_end=1048
-  _globals['_CREATEAGENTTOKENREQUEST_LABELSENTRY']._serialized_start=1003
-  _globals['_CREATEAGENTTOKENREQUEST_LABELSENTRY']._serialized_end=1048
-  _globals['_CREATEAGENTTOKENRESPONSE']._serialized_start=1050
-  _globals['_CREATEAGENTTOKENRESPONSE']._serialized_end=1130
-  _globals['_LISTAGENTTOKENSREQUEST']._serialized_start=1132
-  _globals['_LISTAGENTTOKENSREQUEST']._serialized_end=1232
-  _globals['_LISTAGENTTOKENSRESPONSE']._serialized_start=1234
-  _globals['_LISTAGENTTOKENSRESPONSE']._serialized_end=1323
-  _globals['_REVOKEAGENTTOKENREQUEST']._serialized_start=1325
-  _globals['_REVOKEAGENTTOKENREQUEST']._serialized_end=1382
-  _globals['_REVOKEAGENTTOKENRESPONSE']._serialized_start=1384
-  _globals['_REVOKEAGENTTOKENRESPONSE']._serialized_end=1448
-  _globals['_ACCESSSERVICE']._serialized_start=1451
-  _globals['_ACCESSSERVICE']._serialized_end=2111
+  _globals['_CREATESIGNINLINKREQUEST']._serialized_start=292
+  _globals['_CREATESIGNINLINKREQUEST']._serialized_end=356
+  _globals['_CREATESIGNINLINKRESPONSE']._serialized_start=358
+  _globals['_CREATESIGNINLINKRESPONSE']._serialized_end=446
+  _globals['_CREATETOKENREQUEST']._serialized_start=449
+  _globals['_CREATETOKENREQUEST']._serialized_end=604
+  _globals['_CREATETOKENRESPONSE']._serialized_start=606
+  _globals['_CREATETOKENRESPONSE']._serialized_end=679
+  _globals['_LISTTOKENSREQUEST']._serialized_start=681
+  _globals['_LISTTOKENSREQUEST']._serialized_end=761
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=763
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=845
+  _globals['_REVOKETOKENREQUEST']._serialized_start=847
+  _globals['_REVOKETOKENREQUEST']._serialized_end=901
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=903
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=960
+  _globals['_CREATEAGENTTOKENREQUEST']._serialized_start=963
+  _globals['_CREATEAGENTTOKENREQUEST']._serialized_end=1204
+  _globals['_CREATEAGENTTOKENREQUEST_LABELSENTRY']._serialized_start=1159
+  _globals['_CREATEAGENTTOKENREQUEST_LABELSENTRY']._serialized_end=1204
+  _globals['_CREATEAGENTTOKENRESPONSE']._serialized_start=1206
+  _globals['_CREATEAGENTTOKENRESPONSE']._serialized_end=1286
+  _globals['_LISTAGENTTOKENSREQUEST']._serialized_start=1288
+  _globals['_LISTAGENTTOKENSREQUEST']._serialized_end=1388
+  _globals['_LISTAGENTTOKENSRESPONSE']._serialized_start=1390
+  _globals['_LISTAGENTTOKENSRESPONSE']._serialized_end=1479
+  _globals['_REVOKEAGENTTOKENREQUEST']._serialized_start=1481
+  _globals['_REVOKEAGENTTOKENREQUEST']._serialized_end=1538
+  _globals['_REVOKEAGENTTOKENRESPONSE']._serialized_start=1540
+  _globals['_REVOKEAGENTTOKENRESPONSE']._serialized_end=1604
+  _globals['_ACCESSSERVICE']._serialized_start=1607
+  _globals['_ACCESSSERVICE']._serialized_end=2370
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,11 @@ class AccessServiceStub:
                 request_serializer=legato_dot_v1_dot_access__service__pb2.GetCallerRequest.SerializeToString,
                 response_deserializer=legato_dot_v1_dot_access__service__pb2.GetCallerResponse.FromString,
                 _registered_method=True)
+        self.CreateSignInLink = channel.unary_unary(
+                '/legato.v1.AccessService/CreateSignInLink',
+                request_serializer=legato_dot_v1_dot_access__service__pb2.CreateSignInLinkRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_access__service__pb2.CreateSignInLinkResponse.FromString,
+                _registered_method=True)
         self.CreateToken = channel.unary_unary(
                 '/legato.v1.AccessService/CreateToken',
                 request_serializer=legato_dot_v1_dot_access__service__pb2.CreateTokenRequest.SerializeToString,
@@ -80,6 +85,15 @@ class AccessServiceServicer:
 
     def GetCaller(self, request, context):
         """Who the caller is, as the control plane sees it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSignInLink(self, request, context):
+        """A one-time link that signs the caller in to the web UI: the URL of the
+        control plane's HTTP listener with a short-lived code, exchanged there for a
+        session cookie with the caller's identity and role (`legato ui`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +145,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.GetCaller,
                     request_deserializer=legato_dot_v1_dot_access__service__pb2.GetCallerRequest.FromString,
                     response_serializer=legato_dot_v1_dot_access__service__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'CreateSignInLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSignInLink,
+                    request_deserializer=legato_dot_v1_dot_access__service__pb2.CreateSignInLinkRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_access__service__pb2.CreateSignInLinkResponse.SerializeToString,
             ),
             'CreateToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateToken,
@@ -192,6 +211,33 @@ class AccessService:
             '/legato.v1.AccessService/GetCaller',
             legato_dot_v1_dot_access__service__pb2.GetCallerRequest.SerializeToString,
             legato_dot_v1_dot_access__service__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSignInLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.AccessService/CreateSignInLink',
+            legato_dot_v1_dot_access__service__pb2.CreateSignInLinkRequest.SerializeToString,
+            legato_dot_v1_dot_access__service__pb2.CreateSignInLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,11 @@ class AccessServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccessServiceAsyncStub: ...
     GetCaller: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.GetCallerRequest, _access_service_pb2.GetCallerResponse]
     """Who the caller is, as the control plane sees it."""
+    CreateSignInLink: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CreateSignInLinkRequest, _access_service_pb2.CreateSignInLinkResponse]
+    """A one-time link that signs the caller in to the web UI: the URL of the
+    control plane's HTTP listener with a short-lived code, exchanged there for a
+    session cookie with the caller's identity and role (`legato ui`).
+    """
     CreateToken: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.CreateTokenRequest, _access_service_pb2.CreateTokenResponse]
     ListTokens: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.ListTokensRequest, _access_service_pb2.ListTokensResponse]
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.RevokeTokenRequest, _access_service_pb2.RevokeTokenResponse]
@@ -57,6 +62,11 @@ class AccessServiceAsyncStub(AccessServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCaller: _aio.UnaryUnaryMultiCallable[_access_service_pb2.GetCallerRequest, _access_service_pb2.GetCallerResponse]  # type: ignore[assignment]
     """Who the caller is, as the control plane sees it."""
+    CreateSignInLink: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CreateSignInLinkRequest, _access_service_pb2.CreateSignInLinkResponse]  # type: ignore[assignment]
+    """A one-time link that signs the caller in to the web UI: the URL of the
+    control plane's HTTP listener with a short-lived code, exchanged there for a
+    session cookie with the caller's identity and role (`legato ui`).
+    """
     CreateToken: _aio.UnaryUnaryMultiCallable[_access_service_pb2.CreateTokenRequest, _access_service_pb2.CreateTokenResponse]  # type: ignore[assignment]
     ListTokens: _aio.UnaryUnaryMultiCallable[_access_service_pb2.ListTokensRequest, _access_service_pb2.ListTokensResponse]  # type: ignore[assignment]
     RevokeToken: _aio.UnaryUnaryMultiCallable[_access_service_pb2.RevokeTokenRequest, _access_service_pb2.RevokeTokenResponse]  # type: ignore[assignment]
@@ -80,6 +90,17 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_access_service_pb2.GetCallerResponse, _abc.Awaitable[_access_service_pb2.GetCallerResponse]]:
         """Who the caller is, as the control plane sees it."""
+
+    @_abc_1.abstractmethod
+    def CreateSignInLink(
+        self,
+        request: _access_service_pb2.CreateSignInLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.CreateSignInLinkResponse, _abc.Awaitable[_access_service_pb2.CreateSignInLinkResponse]]:
+        """A one-time link that signs the caller in to the web UI: the URL of the
+        control plane's HTTP listener with a short-lived code, exchanged there for a
+        session cookie with the caller's identity and role (`legato ui`).
+        """
 
     @_abc_1.abstractmethod
     def CreateToken(

@@ -26,16 +26,27 @@ class ValidatePipelineRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SPEC_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """Instead of `spec`: the spec file's text (YAML or JSON, as `legato apply -f`
+    reads it). Its problems then come back in `problems`, each at its line,
+    rather than as an INVALID_ARGUMENT error (the web UI's editor).
+    """
+    filename: _builtins.str
+    """The name problems in `source` are reported under (default `pipeline.yaml`)."""
     @_builtins.property
     def spec(self) -> _spec_pb2.PipelineSpec: ...
     def __init__(
         self,
         *,
         spec: _spec_pb2.PipelineSpec | None = ...,
+        source: _builtins.str = ...,
+        filename: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "source", b"source", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -47,24 +58,65 @@ class ValidatePipelineResponse(_message.Message):
 
     SPEC_FIELD_NUMBER: _builtins.int
     CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
     content_hash: _builtins.str
     @_builtins.property
     def spec(self) -> _spec_pb2.PipelineSpec:
-        """The canonical form the spec would be stored in."""
+        """The canonical form the spec would be stored in. For a `source` with problems:
+        what could be read of it, when it could be read at all.
+        """
+
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceProblem]:
+        """For a `source`: every problem found, by line; empty when the spec is valid."""
 
     def __init__(
         self,
         *,
         spec: _spec_pb2.PipelineSpec | None = ...,
         content_hash: _builtins.str = ...,
+        problems: _abc.Iterable[Global___SourceProblem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "spec", b"spec"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_hash", b"content_hash", "problems", b"problems", "spec", b"spec"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidatePipelineResponse: _TypeAlias = ValidatePipelineResponse  # noqa: Y015
+
+@_typing.final
+class SourceProblem(_message.Message):
+    """A problem of a spec file, where it was written."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    line: _builtins.int
+    """1-based; 0 when the problem has no place in the file."""
+    column: _builtins.int
+    """1-based; 0 when unknown."""
+    field: _builtins.str
+    """The field's path (`steps[2].needs[0]`), empty for a syntax error."""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        line: _builtins.int = ...,
+        column: _builtins.int = ...,
+        field: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "field", b"field", "line", b"line", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourceProblem: _TypeAlias = SourceProblem  # noqa: Y015
 
 @_typing.final
 class ApplyPipelineRequest(_message.Message):
@@ -243,16 +295,22 @@ class GetPipelineVersionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
+    YAML_FIELD_NUMBER: _builtins.int
+    yaml: _builtins.str
+    """The version's spec as YAML, the form `legato show` prints and `legato apply -f`
+    (or `ValidatePipeline.source`) reads back to the same spec.
+    """
     @_builtins.property
     def version(self) -> _pipeline_pb2.PipelineVersion: ...
     def __init__(
         self,
         *,
         version: _pipeline_pb2.PipelineVersion | None = ...,
+        yaml: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version", "yaml", b"yaml"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
