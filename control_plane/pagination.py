@@ -53,12 +53,15 @@ class PageRequest:
     fingerprint: str
 
     @classmethod
-    def parse(cls, page_size: int, page_token: str, **filters: Any) -> PageRequest:
+    def parse(
+        cls, page_size: int, page_token: str, *, max_size: int = MAX_PAGE_SIZE, **filters: Any
+    ) -> PageRequest:
+        """``max_size``: a larger cap for lists of small items (log lines)."""
         if page_size < 0:
             raise InvalidArgument(
                 f"page_size {page_size} is negative; use 0 for the default ({DEFAULT_PAGE_SIZE})"
             )
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = min(page_size or DEFAULT_PAGE_SIZE, max_size)
         fingerprint = _fingerprint(filters)
         if not page_token:
             return cls(size=size, after=None, fingerprint=fingerprint)

@@ -99,6 +99,14 @@ class WebUi:
             return _json(
                 400, 'send {"token": "lgt_..."}: the API token to sign in with', "BAD_REQUEST"
             )
+        parsed = token_secrets.parse(token.strip())
+        if parsed is None:
+            return _json(
+                401,
+                "that is not a Legato API token: they look like lgt_…, and an admin makes them "
+                "with `legato tokens create NAME --role viewer`",
+                "INVALID_TOKEN",
+            )
         try:
             principal = await self._authenticator.api(token.strip())
             session = await self._sessions.open(principal)

@@ -219,6 +219,16 @@ def agent_message(info: AgentInfo) -> agent_pb2.Agent:
         connections=list(row.connections or []),
         instance_id=row.instance_id,
         credential=row.credential,
+        leases=[
+            agent_pb2.AgentLease(
+                run_id=lease.run_id,
+                step=lease.step,
+                attempt=lease.attempt,
+                start_time=timestamp(lease.start_time),
+                lease_expire_time=timestamp(lease.lease_expire_time),
+            )
+            for lease in info.leases
+        ],
     )
 
 

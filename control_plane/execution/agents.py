@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.access.actors import Actor
@@ -56,12 +56,22 @@ class LeaseReports:
 
 
 @dataclass(frozen=True)
+class AgentLease:
+    run_id: str
+    step: str
+    attempt: int
+    start_time: datetime | None
+    lease_expire_time: datetime
+
+
+@dataclass(frozen=True)
 class AgentInfo:
     row: AgentRow
     slots_used: int
     state: str
     """``connected``, ``draining`` or ``disconnected``: the row's state only while the
     agent is live (see :meth:`Agents.liveness_cutoff`), ``disconnected`` otherwise."""
+    leases: tuple[AgentLease, ...] = ()
 
 
 class Agents:
@@ -337,19 +347,32 @@ class Agents:
 async def _with_slots_used(
     db: AsyncSession, rows: list[AgentRow], cutoff: datetime
 ) -> list[AgentInfo]:
-    """Each agent with the number of leases it holds (one query for all of them) and its
-    state: disconnected when last heard before ``cutoff``."""
-    counts = await db.execute(
-        select(AttemptRow.agent, func.count())
+    """Each agent with the leases it holds (one query for all of them) and its state:
+    disconnected when last heard before ``cutoff``."""
+    held = await db.execute(
+        select(
+            AttemptRow.agent,
+            AttemptRow.run_id,
+            StepRunRow.name,
+            AttemptRow.number,
+            AttemptRow.start_time,
+            AttemptRow.lease_expire_time,
+        )
+        .join(StepRunRow, StepRunRow.id == AttemptRow.step_run_id)
         .where(AttemptRow.status.in_(ACTIVE_ATTEMPT), AttemptRow.agent.in_([r.name for r in rows]))
-        .group_by(AttemptRow.agent)
+        .order_by(AttemptRow.id)
     )
-    used = {str(agent): int(count) for agent, count in counts.all()}
+    leases: dict[str, list[AgentLease]] = {}
+    for agent, run_id, step, number, started, expires in held.all():
+        leases.setdefault(str(agent), []).append(
+            AgentLease(str(run_id), str(step), int(number), started, expires)
+        )
     return [
         AgentInfo(
             row=row,
-            slots_used=used.get(row.name, 0),
+            slots_used=len(leases.get(row.name, ())),
             state=row.state if row.last_seen_time >= cutoff else "disconnected",
+            leases=tuple(leases.get(row.name, ())),
         )
         for row in rows
     ]

@@ -36,6 +36,8 @@ from control_plane.store.steps import Step, StepState
 __all__ = ["RunView", "Runs", "TriggerSpec"]
 
 T = TypeVar("T")
+MAX_LOG_PAGE = 10_000
+"""Log lines per GetRunLogs page at most (they are small; bytes also bound a page)."""
 
 
 @dataclass(frozen=True)
@@ -352,7 +354,12 @@ class Runs:
         self, run_id: str, *, step: str, attempt: int, page_size: int, page_token: str
     ) -> Page[LogLineRow]:
         page = PageRequest.parse(
-            page_size or 500, page_token, run=run_id, step=step, attempt=attempt
+            page_size or 500,
+            page_token,
+            max_size=MAX_LOG_PAGE,
+            run=run_id,
+            step=step,
+            attempt=attempt,
         )
         async with self._db.read() as session:
             if await session.get(RunRow, run_id) is None:

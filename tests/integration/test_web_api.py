@@ -209,6 +209,10 @@ def test_a_pasted_token_opens_a_session_that_other_sites_cannot_use(
     viewer = plane.token("viewer")
     bad = web.sign_in("lgt_aaaaaaaaaaaaaaaa_" + "a" * 43)
     assert bad.status == 401 and bad.json()["reason"] == "INVALID_TOKEN"
+    pasted_wrong = web.sign_in("my password")
+    assert pasted_wrong.status == 401 and "not a Legato API token" in str(
+        pasted_wrong.json()["error"]
+    )
     agent = web.sign_in(plane.agent_token("a1"))
     assert agent.status == 403 and agent.json()["reason"] == "AGENT_TOKEN_NOT_ALLOWED"
     form = web.request("POST", "/ui/session", b"token=x", {"Content-Type": "text/plain"})

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { lazy, Suspense, useState } from "react";
 import { Navigate, NavLink, Outlet, Route, Routes } from "react-router-dom";
 import { errorMessage } from "./api";
 import { AuthProvider, useAuth, useCaller } from "./auth";
@@ -6,12 +6,16 @@ import ActivityPage from "./pages/ActivityPage";
 import AgentsPage from "./pages/AgentsPage";
 import NotificationsPage from "./pages/NotificationsPage";
 import { PipelineDiffPage } from "./pages/PipelineDiffPage";
-import { PipelineEditorPage } from "./pages/PipelineEditorPage";
 import { PipelinePage } from "./pages/PipelinePage";
 import { PipelinesPage } from "./pages/PipelinesPage";
 import RunPage from "./pages/RunPage";
 import RunsPage from "./pages/RunsPage";
 import { SignInPage } from "./pages/SignInPage";
+
+// The editor brings CodeMirror: loaded when first opened, not with every page.
+const PipelineEditorPage = lazy(() =>
+  import("./pages/PipelineEditorPage").then((m) => ({ default: m.PipelineEditorPage })),
+);
 
 function NavItem({ to, testId, label, icon }: { to: string; testId: string; label: string; icon: string }) {
   return (
@@ -103,7 +107,9 @@ function Layout() {
     <div className="shell">
       <Sidebar />
       <main className="main">
-        <Outlet />
+        <Suspense fallback={<div className="page muted">Loading…</div>}>
+          <Outlet />
+        </Suspense>
       </main>
     </div>
   );

@@ -18,7 +18,7 @@ export interface Caller {
 type AuthState =
   | { state: "loading" }
   | { state: "signed-in"; name: string; role: RoleName; kind: string }
-  | { state: "signed-out" }
+  | { state: "signed-out"; /** Signed out by the user: the sign-in page opens without a `next`. */ byUser?: boolean }
   | { state: "error"; message: string };
 
 interface AuthContextValue {
@@ -114,16 +114,15 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     if (auth.state === "signed-out" && !onSignInPage) {
       const next = location.pathname + location.search;
-      const query = next && next !== "/" ? `?next=${encodeURIComponent(next)}` : "";
+      const query = !auth.byUser && next && next !== "/" ? `?next=${encodeURIComponent(next)}` : "";
       navigate(`/signin${query}`, { replace: true });
     }
-  }, [auth.state, onSignInPage, location.pathname, location.search, navigate]);
+  }, [auth, onSignInPage, location.pathname, location.search, navigate]);
 
   const signOut = useCallback(async () => {
     await postSignOut();
-    setAuth({ state: "signed-out" });
-    navigate("/signin", { replace: true });
-  }, [navigate]);
+    setAuth({ state: "signed-out", byUser: true });
+  }, []);
 
   const caller = useMemo<Caller>(() => {
     const signedIn = auth.state === "signed-in";

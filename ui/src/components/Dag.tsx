@@ -10,6 +10,8 @@ export interface DagProps {
   onSelect?: (step: string) => void;
   /** The step drawn as selected. */
   selected?: string;
+  /** LR (default): upstream steps on the left; TB: on top (for narrow places). */
+  direction?: "LR" | "TB";
 }
 
 function truncate(text: string, width: number): string {
@@ -18,8 +20,8 @@ function truncate(text: string, width: number): string {
 }
 
 /** The step DAG of a spec as SVG, laid out left to right with dagre. */
-export function Dag({ spec, statuses, onSelect, selected }: DagProps) {
-  const laid = useMemo(() => layoutDag(dagInput(spec)), [spec]);
+export function Dag({ spec, statuses, onSelect, selected, direction = "LR" }: DagProps) {
+  const laid = useMemo(() => layoutDag(dagInput(spec), direction), [spec, direction]);
   if (laid.nodes.length === 0) {
     return <div className="dag-empty muted">No steps.</div>;
   }
@@ -84,7 +86,10 @@ export function Dag({ spec, statuses, onSelect, selected }: DagProps) {
                 {truncate(n.id, n.width)}
               </text>
               <text className="dag-kind" x={14} y={35}>
-                {n.missing ? "missing step" : [n.kind, status?.replace(/_/g, " ")].filter(Boolean).join(" · ")}
+                {truncate(
+                  n.missing ? "missing step" : [n.kind, status?.replace(/_/g, " ")].filter(Boolean).join(" · "),
+                  n.width,
+                )}
               </text>
             </g>
           );

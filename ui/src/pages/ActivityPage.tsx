@@ -159,7 +159,8 @@ export default function ActivityPage() {
       >
         <td className="rn-time">{formatTime(ev.time)}</td>
         <td className="rn-ellipsis" title={`${ev.actor} (${actorKindName(ev.actorKind)})`}>
-          {ev.actor || "—"} <span className="muted">{actorKindName(ev.actorKind)}</span>
+          {ev.actor || "—"}
+          {actorKindName(ev.actorKind) !== ev.actor ? <span className="muted"> · {actorKindName(ev.actorKind)}</span> : null}
         </td>
         <td className="rn-ellipsis" title={ev.action}>
           {ev.action}
@@ -264,7 +265,7 @@ export default function ActivityPage() {
           { header: "Actor", width: "16%" },
           { header: "Action", width: "150px" },
           { header: "Resource", width: "22%" },
-          { header: "Outcome", width: "220px" },
+          { header: "Outcome", width: "190px" },
           { header: "Error" },
         ]}
         count={items.length}

@@ -1,9 +1,9 @@
 import { useEffect, useState } from "react";
-import { useSearchParams } from "react-router-dom";
+import { Link, useSearchParams } from "react-router-dom";
 import { agents, errorMessage, newRequestId } from "../api";
 import { useCaller } from "../auth";
 import { formatRelative, formatTime, tsMs } from "../format";
-import { AgentState, type Agent } from "../gen/legato/v1/agent_pb";
+import { AgentState, type Agent, type AgentLease } from "../gen/legato/v1/agent_pb";
 import { ErrorNote, Pill } from "../components/run/Notice";
 import { VirtualTable } from "../components/run/VirtualTable";
 import { useNow, usePageVisible } from "./run/useNow";
@@ -11,6 +11,31 @@ import { usePaged } from "./run/usePaged";
 import "../components/run/run.css";
 
 const REFRESH_MS = 5000;
+const LEASES_SHOWN = 3;
+
+function Leases({ leases }: { leases: AgentLease[] }) {
+  if (leases.length === 0) return <span className="muted">—</span>;
+  const all = leases
+    .map((l) => `${l.step}#${l.attempt} of run ${l.runId} (${l.startTime ? "running" : "starting"})`)
+    .join("\n");
+  return (
+    <span title={all}>
+      {leases.slice(0, LEASES_SHOWN).map((l) => (
+        <Link
+          key={`${l.runId}-${l.step}-${l.attempt}`}
+          to={`/runs/${l.runId}?step=${encodeURIComponent(l.step)}`}
+          className="rn-chip"
+          data-testid="agent-lease"
+          data-run-id={l.runId}
+          data-step={l.step}
+        >
+          {l.step}#{l.attempt}
+        </Link>
+      ))}
+      {leases.length > LEASES_SHOWN ? <span className="muted"> +{leases.length - LEASES_SHOWN} more</span> : null}
+    </span>
+  );
+}
 
 function stateName(s: AgentState): string {
   switch (s) {
@@ -101,7 +126,10 @@ export default function AgentsPage() {
       <tr key={a.name} className="vt-row" data-testid="agent-row" data-name={a.name} data-state={state}>
         <td className="rn-ellipsis" title={[a.name, a.hostname && `host ${a.hostname}`, a.version && `version ${a.version}`, a.credential].filter(Boolean).join("\n")}>
           <strong>{a.name}</strong>
-          {a.hostname ? <span className="muted"> · {a.hostname}</span> : null}
+          <span className="muted">
+            {a.hostname ? ` · ${a.hostname}` : ""}
+            {a.version ? ` · v${a.version}` : ""}
+          </span>
         </td>
         <td>
           <Pill tone={STATE_TONE[state]} testId="agent-state">
@@ -111,28 +139,27 @@ export default function AgentsPage() {
         <td>
           <SlotsMeter used={a.slotsUsed} total={a.slots} />
         </td>
-        <td className="rn-ellipsis" title={labelText || "no labels"}>
-          {labels.length === 0 ? (
-            <span className="muted">—</span>
-          ) : (
-            labels.map(([k, v]) => (
-              <span key={k} className="rn-chip">
-                {k}={v}
-              </span>
-            ))
-          )}
+        <td className="rn-ellipsis">
+          <Leases leases={a.leases} />
         </td>
-        <td className="rn-ellipsis" title={a.connections.join(", ")}>
-          {a.connections.length ? a.connections.join(", ") : <span className="muted">—</span>}
+        <td className="rn-ellipsis" title={[labelText && `labels: ${labelText}`, a.connections.length > 0 && `connections: ${a.connections.join(", ")}`].filter(Boolean).join("\n") || "no labels, no connections"}>
+          {labels.length === 0 && a.connections.length === 0 ? <span className="muted">—</span> : null}
+          {labels.map(([k, v]) => (
+            <span key={`l-${k}`} className="rn-chip" data-testid="agent-label">
+              {k}={v}
+            </span>
+          ))}
+          {a.connections.map((c) => (
+            <span key={`c-${c}`} className="rn-chip rn-chip-conn" data-testid="agent-connection" title={`connection ${c}`}>
+              ⛁ {c}
+            </span>
+          ))}
         </td>
         <td className="rn-time" title={formatTime(a.lastSeenTime)}>
           {formatTime(a.lastSeenTime)}
-          {seen !== undefined ? <span className="muted"> · {formatRelative(seen, now)}</span> : null}
+          {seen !== undefined ? <span className="muted"> · {formatRelative(Math.min(seen, now), now)}</span> : null}
         </td>
         <td className="rn-time">{formatTime(a.connectTime)}</td>
-        <td className="rn-ellipsis mono" title={a.version}>
-          {a.version || "—"}
-        </td>
         {admin ? (
           <td>
             {a.state === AgentState.CONNECTED ? (
@@ -155,13 +182,12 @@ export default function AgentsPage() {
 
   const columns = [
     { header: "Agent", width: "18%" },
-    { header: "State", width: "118px" },
-    { header: "Slots in use", width: "140px" },
-    { header: "Labels" },
-    { header: "Connections", width: "12%" },
-    { header: "Last heartbeat", width: "270px" },
-    { header: "Connected since", width: "196px" },
-    { header: "Version", width: "90px" },
+    { header: "State", width: "112px" },
+    { header: "Slots in use", width: "124px" },
+    { header: "Leases", width: "20%" },
+    { header: "Labels · connections" },
+    { header: "Last heartbeat", width: "236px" },
+    { header: "Connected since", width: "180px" },
     ...(admin ? [{ header: "", width: "84px" }] : []),
   ];
 

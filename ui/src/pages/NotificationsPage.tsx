@@ -79,6 +79,8 @@ export default function NotificationsPage() {
   };
 
   const items = list.items;
+  const [selected, setSelected] = useState("");
+  const chosen = items.find((n) => deliveryKey(n) === selected);
   const renderRow = (i: number) => {
     const n = items[i];
     const status = statusName(n.status);
@@ -86,7 +88,11 @@ export default function NotificationsPage() {
     return (
       <tr
         key={deliveryKey(n)}
-        className="vt-row"
+        className={`vt-row rn-clickable${deliveryKey(n) === selected ? " selected" : ""}`}
+        onClick={(e) => {
+          if ((e.target as HTMLElement).closest("a")) return;
+          setSelected(deliveryKey(n));
+        }}
         data-testid="notification-row"
         data-run-id={n.runId}
         data-status={status}
@@ -103,8 +109,8 @@ export default function NotificationsPage() {
           {n.pipeline ? <Link to={`/pipelines/${encodeURIComponent(n.pipeline)}`}>{n.pipeline}</Link> : "—"}
         </td>
         <td>{n.event.replace(/_/g, " ")}</td>
-        <td className="rn-ellipsis" title={`${n.channel}: ${n.target}`}>
-          <strong>{n.channel}</strong> <span className="muted">{n.target}</span>
+        <td className="rn-ellipsis" title={n.target}>
+          {n.target || n.channel}
         </td>
         <td>
           <Pill tone={TONE[status]}>{status}</Pill>
@@ -117,9 +123,7 @@ export default function NotificationsPage() {
           {n.deliverTime ? (
             formatTime(n.deliverTime)
           ) : next !== undefined && n.status === NotificationStatus.PENDING ? (
-            <span>
-              next {formatMs(next)} <span className="muted">({formatRelative(next, now)})</span>
-            </span>
+            <span title={formatRelative(next, now)}>next {formatMs(next)}</span>
           ) : (
             <span className="muted">—</span>
           )}
@@ -168,19 +172,20 @@ export default function NotificationsPage() {
       <VirtualTable
         testId="notifications-table"
         columns={[
-          { header: "Created", width: "196px" },
-          { header: "Run", width: "96px" },
-          { header: "Pipeline", width: "12%" },
-          { header: "Event", width: "120px" },
+          { header: "Created", width: "172px" },
+          { header: "Run", width: "86px" },
+          { header: "Pipeline", width: "9%" },
+          { header: "Event", width: "92px" },
           { header: "Channel", width: "18%" },
-          { header: "Status", width: "110px" },
-          { header: "Attempts", width: "80px", className: "rn-num" },
+          { header: "Status", width: "104px" },
+          { header: "Attempts", width: "84px", className: "rn-num" },
           { header: "Last error" },
-          { header: "Delivered / next attempt", width: "250px" },
+          { header: "Delivered / next attempt", width: "196px" },
         ]}
         count={items.length}
         rowHeight={36}
         renderRow={renderRow}
+        maxHeight={chosen ? "calc(100vh - 480px)" : undefined}
         empty={
           <span className="muted">
             {list.loading ? "Loading notifications…" : runId ? "This run sent no notification." : "No notification was sent yet."}
@@ -199,6 +204,55 @@ export default function NotificationsPage() {
         ) : null}
         <ErrorNote message={list.moreError} title="Could not load more notifications" />
       </div>
+      {chosen ? (
+        <div className="rn-step-detail" data-testid="notification-detail">
+          <div className="rn-detail-head">
+            <h3>
+              {chosen.event.replace(/_/g, " ")} → {chosen.target || chosen.channel}
+            </h3>
+            <Pill tone={TONE[statusName(chosen.status)]}>{statusName(chosen.status)}</Pill>
+            <span className="rn-spacer" />
+            <button type="button" className="btn btn-small" onClick={() => setSelected("")}>
+              Close
+            </button>
+          </div>
+          <dl className="rn-facts">
+            <div>
+              <dt>Run</dt>
+              <dd>
+                <Link to={`/runs/${chosen.runId}`} className="mono">
+                  {chosen.runId}
+                </Link>
+              </dd>
+            </div>
+            <div>
+              <dt>Channel</dt>
+              <dd>{chosen.channel}</dd>
+            </div>
+            <div>
+              <dt>Created</dt>
+              <dd>{formatTime(chosen.createTime)}</dd>
+            </div>
+            <div>
+              <dt>Attempts</dt>
+              <dd>{chosen.attempts}</dd>
+            </div>
+            <div>
+              <dt>Delivered</dt>
+              <dd>{formatTime(chosen.deliverTime)}</dd>
+            </div>
+            <div>
+              <dt>Next attempt</dt>
+              <dd>{formatTime(chosen.nextAttemptTime)}</dd>
+            </div>
+            <div className="rn-wide">
+              <dt>Idempotency key</dt>
+              <dd className="mono">{chosen.idempotencyKey || "—"}</dd>
+            </div>
+          </dl>
+          {chosen.lastError ? <pre className="rn-error-pre">{chosen.lastError}</pre> : null}
+        </div>
+      ) : null}
     </div>
   );
 }

@@ -234,7 +234,7 @@ export function PipelineEditorPage() {
                 {spec && <span className="muted small">{spec.steps.length} step{spec.steps.length === 1 ? "" : "s"}</span>}
               </div>
               <div className="dag-preview" data-testid="dag-preview">
-                {spec ? <Dag spec={spec} /> : <div className="muted small">{pending ? "Checking…" : "The spec could not be read."}</div>}
+                {spec ? <Dag spec={spec} direction="TB" /> : <div className="muted small">{pending ? "Checking…" : "The spec could not be read."}</div>}
               </div>
             </div>
             {spec && (

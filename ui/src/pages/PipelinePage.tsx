@@ -436,7 +436,9 @@ export function PipelinePage() {
             <div className="card-title">
               <h2>Steps</h2>
               <span className="spacer" />
-              <span className="muted small">{spec?.steps.length ?? 0} steps</span>
+              <span className="muted small">
+                {spec?.steps.length ?? 0} step{spec?.steps.length === 1 ? "" : "s"}
+              </span>
             </div>
             <div data-testid="dag">{spec ? <Dag spec={spec} /> : <div className="muted">No spec.</div>}</div>
           </div>

@@ -36,6 +36,7 @@ function useDebounced<T>(value: T, ms: number): T {
 /** Pages through ListPipelines for one (prefix, showArchived) query; `more()` loads the next page. */
 function usePipelineList(prefix: string, showArchived: boolean) {
   const [state, setState] = useState<ListState>(EMPTY);
+  const [reloadKey, setReloadKey] = useState(0);
   const generation = useRef(0);
   const loadingRef = useRef(false);
 
@@ -68,11 +69,15 @@ function usePipelineList(prefix: string, showArchived: boolean) {
     [prefix, showArchived],
   );
 
+  const lastQuery = useRef(load);
   useEffect(() => {
     const gen = ++generation.current;
-    setState(EMPTY);
+    // A new query starts empty; a reload of the same one keeps its rows until the answer.
+    const sameQuery = lastQuery.current === load;
+    lastQuery.current = load;
+    setState((s) => (sameQuery && s.loaded ? { ...s, loading: true } : EMPTY));
     void load("", gen);
-  }, [load]);
+  }, [load, reloadKey]);
 
   const stateRef = useRef(state);
   stateRef.current = state;
@@ -88,7 +93,10 @@ function usePipelineList(prefix: string, showArchived: boolean) {
     void load(stateRef.current.nextToken, generation.current);
   }, [load]);
 
-  return { ...state, more, retry };
+  /** Reads the first page again (the rows stay until it answers). */
+  const reload = useCallback(() => setReloadKey((k) => k + 1), []);
+
+  return { ...state, more, retry, reload };
 }
 
 function ScheduleCell({ p }: { p: Pipeline }) {
@@ -270,6 +278,18 @@ export function PipelinesPage() {
           Paused only
         </label>
         <span className="spacer" />
+        <button
+          type="button"
+          className="btn btn-small"
+          onClick={() => {
+            marks.clear();
+            list.reload();
+          }}
+          disabled={list.loading}
+          data-testid="refresh"
+        >
+          Refresh
+        </button>
         <span className="muted small" data-testid="pipeline-count">
           {rows.length.toLocaleString("en-US")} pipeline{rows.length === 1 ? "" : "s"}
           {list.nextToken ? " loaded, more to load" : ""}

@@ -19,10 +19,12 @@ import { waitingLines } from "./run/waiting";
 import "../components/run/run.css";
 
 /** The step shown in the detail panel until the reader picks one: the first that failed,
- * else the one running, else the last with an output table, else the first. */
+ * else one waiting for a retry, else the one running, else the last with an output table, else the first. */
 function defaultStep(run: Run): string | undefined {
   const failed = run.steps.find((s) => s.status === StepStatus.FAILED || s.status === StepStatus.TIMED_OUT);
   if (failed) return failed.name;
+  const retrying = run.steps.find((s) => s.error !== "" && s.status === StepStatus.PENDING);
+  if (retrying) return retrying.name;
   const running = run.steps.find((s) => s.status === StepStatus.RUNNING || s.status === StepStatus.LEASED);
   if (running) return running.name;
   const withTable = [...run.steps]

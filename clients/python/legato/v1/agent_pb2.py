@@ -29,7 +29,7 @@ from legato.v1 import run_pb2 as legato_dot_v1_dot_run__pb2
 from legato.v1 import spec_pb2 as legato_dot_v1_dot_spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15legato/v1/agent.proto\x12\tlegato.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13legato/v1/run.proto\x1a\x14legato/v1/spec.proto\"\x82\x03\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06labels\x18\x02 \x03(\x0b\x32\x1c.legato.v1.Agent.LabelsEntry\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x12\n\nslots_used\x18\x04 \x01(\r\x12\x0f\n\x07version\x18\x05 \x01(\t\x12$\n\x05state\x18\x06 \x01(\x0e\x32\x15.legato.v1.AgentState\x12\x30\n\x0c\x63onnect_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\t \x01(\t\x12\x13\n\x0b\x63onnections\x18\n \x03(\t\x12\x13\n\x0binstance_id\x18\x0b \x01(\t\x12\x12\n\ncredential\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9a\x01\n\tTaskInput\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\x12\'\n\x06values\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\x04rows\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.legato.v1.StepStatusB\x07\n\x05_rows\"\xd7\x03\n\x0eTaskAssignment\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08pipeline\x18\x04 \x01(\t\x12\x18\n\x10pipeline_version\x18\x05 \x01(\r\x12\x11\n\tstep_name\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x1d\n\x04step\x18\x08 \x01(\x0b\x32\x0f.legato.v1.Step\x12\'\n\x06params\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x06inputs\x18\n \x03(\x0b\x32\x14.legato.v1.TaskInput\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x0c \x01(\x04\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12,\n\x0brun_context\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08resolved\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"k\n\x0bTaskLogLine\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.legato.v1.LogStream\x12\x0c\n\x04text\x18\x03 \x01(\t*|\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41GENT_STATE_CONNECTED\x10\x01\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x02\x12\x1c\n\x18\x41GENT_STATE_DISCONNECTED\x10\x03*|\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\x1a\n\x16TASK_OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15legato/v1/agent.proto\x12\tlegato.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13legato/v1/run.proto\x1a\x14legato/v1/spec.proto\"\xa9\x03\n\x05\x41gent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06labels\x18\x02 \x03(\x0b\x32\x1c.legato.v1.Agent.LabelsEntry\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x12\n\nslots_used\x18\x04 \x01(\r\x12\x0f\n\x07version\x18\x05 \x01(\t\x12$\n\x05state\x18\x06 \x01(\x0e\x32\x15.legato.v1.AgentState\x12\x30\n\x0c\x63onnect_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\t \x01(\t\x12\x13\n\x0b\x63onnections\x18\n \x03(\t\x12\x13\n\x0binstance_id\x18\x0b \x01(\t\x12\x12\n\ncredential\x18\x0c \x01(\t\x12%\n\x06leases\x18\r \x03(\x0b\x32\x15.legato.v1.AgentLease\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\nAgentLease\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11lease_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9a\x01\n\tTaskInput\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x13\n\x0b\x61rtifact_id\x18\x02 \x01(\t\x12\'\n\x06values\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\x04rows\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12%\n\x06status\x18\x05 \x01(\x0e\x32\x15.legato.v1.StepStatusB\x07\n\x05_rows\"\xd7\x03\n\x0eTaskAssignment\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x35\n\x11lease_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08pipeline\x18\x04 \x01(\t\x12\x18\n\x10pipeline_version\x18\x05 \x01(\r\x12\x11\n\tstep_name\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x1d\n\x04step\x18\x08 \x01(\x0b\x32\x0f.legato.v1.Step\x12\'\n\x06params\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12$\n\x06inputs\x18\n \x03(\x0b\x32\x14.legato.v1.TaskInput\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmemory_bytes\x18\x0c \x01(\x04\x12\x13\n\x0btraceparent\x18\r \x01(\t\x12,\n\x0brun_context\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08resolved\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\"k\n\x0bTaskLogLine\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06stream\x18\x02 \x01(\x0e\x32\x14.legato.v1.LogStream\x12\x0c\n\x04text\x18\x03 \x01(\t*|\n\nAgentState\x12\x1b\n\x17\x41GENT_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41GENT_STATE_CONNECTED\x10\x01\x12\x18\n\x14\x41GENT_STATE_DRAINING\x10\x02\x12\x1c\n\x18\x41GENT_STATE_DISCONNECTED\x10\x03*|\n\x0bTaskOutcome\x12\x1c\n\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n\x13TASK_OUTCOME_FAILED\x10\x02\x12\x1a\n\x16TASK_OUTCOME_CANCELLED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,18 +38,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENT_LABELSENTRY']._loaded_options = None
   _globals['_AGENT_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENTSTATE']._serialized_start=1303
-  _globals['_AGENTSTATE']._serialized_end=1427
-  _globals['_TASKOUTCOME']._serialized_start=1429
-  _globals['_TASKOUTCOME']._serialized_end=1553
+  _globals['_AGENTSTATE']._serialized_start=1507
+  _globals['_AGENTSTATE']._serialized_end=1631
+  _globals['_TASKOUTCOME']._serialized_start=1633
+  _globals['_TASKOUTCOME']._serialized_end=1757
   _globals['_AGENT']._serialized_start=175
-  _globals['_AGENT']._serialized_end=561
-  _globals['_AGENT_LABELSENTRY']._serialized_start=516
-  _globals['_AGENT_LABELSENTRY']._serialized_end=561
-  _globals['_TASKINPUT']._serialized_start=564
-  _globals['_TASKINPUT']._serialized_end=718
-  _globals['_TASKASSIGNMENT']._serialized_start=721
-  _globals['_TASKASSIGNMENT']._serialized_end=1192
-  _globals['_TASKLOGLINE']._serialized_start=1194
-  _globals['_TASKLOGLINE']._serialized_end=1301
+  _globals['_AGENT']._serialized_end=600
+  _globals['_AGENT_LABELSENTRY']._serialized_start=555
+  _globals['_AGENT_LABELSENTRY']._serialized_end=600
+  _globals['_AGENTLEASE']._serialized_start=603
+  _globals['_AGENTLEASE']._serialized_end=765
+  _globals['_TASKINPUT']._serialized_start=768
+  _globals['_TASKINPUT']._serialized_end=922
+  _globals['_TASKASSIGNMENT']._serialized_start=925
+  _globals['_TASKASSIGNMENT']._serialized_end=1396
+  _globals['_TASKLOGLINE']._serialized_start=1398
+  _globals['_TASKLOGLINE']._serialized_end=1505
 # @@protoc_insertion_point(module_scope)

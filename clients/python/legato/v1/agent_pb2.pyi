@@ -106,6 +106,7 @@ class Agent(_message.Message):
     CONNECTIONS_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_FIELD_NUMBER: _builtins.int
+    LEASES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     slots: _builtins.int
     slots_used: _builtins.int
@@ -128,6 +129,10 @@ class Agent(_message.Message):
     def connections(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names of the data connections the agent holds (never their credentials)."""
 
+    @_builtins.property
+    def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentLease]:
+        """The leases it holds (as many as slots_used), oldest first."""
+
     def __init__(
         self,
         *,
@@ -143,14 +148,54 @@ class Agent(_message.Message):
         connections: _abc.Iterable[_builtins.str] | None = ...,
         instance_id: _builtins.str = ...,
         credential: _builtins.str = ...,
+        leases: _abc.Iterable[Global___AgentLease] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connections", b"connections", "credential", b"credential", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "last_seen_time", b"last_seen_time", "name", b"name", "slots", b"slots", "slots_used", b"slots_used", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "connections", b"connections", "credential", b"credential", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "last_seen_time", b"last_seen_time", "leases", b"leases", "name", b"name", "slots", b"slots", "slots_used", b"slots_used", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Agent: _TypeAlias = Agent  # noqa: Y015
+
+@_typing.final
+class AgentLease(_message.Message):
+    """AgentLease is one attempt of a step that an agent holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    step: _builtins.str
+    attempt: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset while handed over but not yet started."""
+
+    @_builtins.property
+    def lease_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Renewed by the agent's heartbeats; past it, the attempt is lost."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        step: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        lease_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expire_time", b"lease_expire_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "lease_expire_time", b"lease_expire_time", "run_id", b"run_id", "start_time", b"start_time", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentLease: _TypeAlias = AgentLease  # noqa: Y015
 
 @_typing.final
 class TaskInput(_message.Message):

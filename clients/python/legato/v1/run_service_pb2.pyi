@@ -391,6 +391,7 @@ class GetRunLogsRequest(_message.Message):
     attempt: _builtins.int
     """With step: only this attempt; 0 means all."""
     page_size: _builtins.int
+    """0 means 500; at most 10,000 (a page is also cut at about 4 MiB)."""
     page_token: _builtins.str
     def __init__(
         self,

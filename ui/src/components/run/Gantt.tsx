@@ -2,7 +2,7 @@ import { useMemo } from "react";
 import { formatDuration, formatMs, stepStatusName, tsMs } from "../../format";
 import { StepStatus, type Run, type StepRun } from "../../gen/legato/v1/run_pb";
 import { RunIdText } from "./RunIdText";
-import { clockUtc, ganttTicks, ganttWindow, isRunActive, type GanttBar } from "../../pages/run/util";
+import { clockUtc, ganttTickStep, ganttTicks, ganttWindow, isRunActive, type GanttBar } from "../../pages/run/util";
 
 /** The bars of a step: one per attempt that started (retries are separate bars). */
 export function stepBars(step: StepRun, openEnd: number): GanttBar[] {
@@ -65,7 +65,12 @@ export function Gantt({ run, now, selected, onSelect }: GanttProps) {
     [run.steps, openEnd],
   );
   const all = rows.flatMap((r) => r.bars);
-  const win = ganttWindow(all, tsMs(run.startTime), runEnd, now, active);
+  const base = ganttWindow(all, tsMs(run.startTime), runEnd, now, active);
+  // While the run is active, the axis reaches the next retry (a marker in the future).
+  const nextRetry = active
+    ? Math.max(0, ...run.steps.map((s) => tsMs(s.nextAttemptTime) ?? 0))
+    : 0;
+  const win = base && nextRetry > base.end ? { start: base.start, end: nextRetry + (nextRetry - base.start) * 0.03 } : base;
 
   if (run.steps.length === 0) {
     return (
@@ -83,7 +88,7 @@ export function Gantt({ run, now, selected, onSelect }: GanttProps) {
   }
   const span = win.end - win.start;
   const ticks = ganttTicks(win.start, win.end);
-  const withSeconds = ticks.length < 2 || ticks[1].at - ticks[0].at < 60_000;
+  const tickStep = ganttTickStep(win.start, win.end);
   const x = (t: number) => (t - win.start) / span;
 
   return (
@@ -94,8 +99,8 @@ export function Gantt({ run, now, selected, onSelect }: GanttProps) {
         </div>
         <div className="gantt-track gantt-axis" aria-label={`From ${formatMs(win.start)} to ${formatMs(win.end)}`}>
           {ticks.map((t) => (
-            <div key={t.at} className="gantt-tick" style={{ left: pct(t.x) }}>
-              <span>{clockUtc(t.at, withSeconds)}</span>
+            <div key={t.at} className={`gantt-tick${t.x > 0.9 ? " end" : ""}`} style={{ left: pct(t.x) }}>
+              <span>{clockUtc(t.at, tickStep)}</span>
             </div>
           ))}
         </div>
@@ -152,7 +157,7 @@ export function Gantt({ run, now, selected, onSelect }: GanttProps) {
               {next !== undefined && active ? (
                 <div
                   className="gantt-retry"
-                  style={{ left: pct(x(Math.min(next, win.end))) }}
+                  style={{ left: pct(x(next)) }}
                   title={`next attempt at ${formatMs(next)}`}
                 />
               ) : null}

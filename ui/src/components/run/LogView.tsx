@@ -2,7 +2,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { formatTime, tsMs } from "../../format";
 import { LogStream, type LogLine } from "../../gen/legato/v1/run_pb";
-import type { LogBuffer } from "../../pages/run/logBuffer";
+import { filterLines, type LogBuffer } from "../../pages/run/logBuffer";
 
 const LINE_HEIGHT = 20;
 
@@ -53,20 +53,8 @@ export function LogView({ runId, buffer, version, steps, step, onStepChange, sta
   const scrollRef = useRef<HTMLDivElement>(null);
 
   // Indexes of the lines the filters keep; undefined keeps them all.
-  const shown = useMemo(() => {
-    const q = query.trim().toLowerCase();
-    if (!step && !q) return undefined;
-    const out: number[] = [];
-    const lines = buffer.lines;
-    for (let i = 0; i < lines.length; i++) {
-      const l = lines[i];
-      if (step && l.step !== step) continue;
-      if (q && !l.text.toLowerCase().includes(q)) continue;
-      out.push(i);
-    }
-    return out;
-    // `version` changes whenever `buffer.lines` grows.
-  }, [buffer, version, step, query]);
+  // `version` changes whenever `buffer.lines` grows.
+  const shown = useMemo(() => filterLines(buffer.lines, step, query), [buffer, version, step, query]);
   const count = shown ? shown.length : buffer.lines.length;
 
   const virtualizer = useVirtualizer({

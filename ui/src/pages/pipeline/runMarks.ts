@@ -93,7 +93,7 @@ export function useRunMarks(names: readonly string[]): MarksLoader {
   useSyncExternalStore(loader.subscribe, loader.getVersion);
   const key = names.join("\n");
   useEffect(() => {
-    const timer = window.setTimeout(() => loader.want(key ? key.split("\n") : []), 120);
+    const timer = window.setTimeout(() => loader.want(key ? key.split("\n") : []), 200);
     return () => window.clearTimeout(timer);
   }, [key, loader]);
   return loader;

@@ -29,10 +29,17 @@ export class LogBuffer {
   }
 }
 
-/** The indexes of `lines` a step filter keeps ("" keeps all). */
-export function filterLines(lines: readonly LogLine[], step: string): number[] | undefined {
-  if (!step) return undefined;
+/** The indexes of the lines of `step` ("" for every step) whose text contains `query`
+ * (ignoring case); undefined when neither filters. */
+export function filterLines(lines: readonly LogLine[], step: string, query = ""): number[] | undefined {
+  const q = query.trim().toLowerCase();
+  if (!step && !q) return undefined;
   const out: number[] = [];
-  for (let i = 0; i < lines.length; i++) if (lines[i].step === step) out.push(i);
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i];
+    if (step && l.step !== step) continue;
+    if (q && !l.text.toLowerCase().includes(q)) continue;
+    out.push(i);
+  }
   return out;
 }

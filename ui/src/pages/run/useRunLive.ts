@@ -2,8 +2,9 @@
 // (server streaming) for step changes and new log lines while the run is active.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { runs, errorMessage } from "../../api";
-import type { Run, StepRun } from "../../gen/legato/v1/run_pb";
+import type { Run } from "../../gen/legato/v1/run_pb";
 import { LogBuffer } from "./logBuffer";
+import { mergeRun, mergeStep } from "./merge";
 import { isRunActive } from "./util";
 
 export type StreamState = "idle" | "loading-logs" | "live" | "reconnecting" | "ended";
@@ -23,24 +24,7 @@ export interface RunLive {
   applyRun(run: Run): void;
 }
 
-const LOG_PAGE = 1000;
-
-/** A Run message without steps (WatchRun sends one on a status change) keeps the steps
- * already known. */
-export function mergeRun(prev: Run | undefined, next: Run): Run {
-  if (prev && prev.id === next.id && next.steps.length === 0 && prev.steps.length > 0) {
-    return { ...next, steps: prev.steps };
-  }
-  return next;
-}
-
-export function mergeStep(prev: Run, step: StepRun): Run {
-  const steps = prev.steps.slice();
-  const i = steps.findIndex((s) => s.name === step.name);
-  if (i >= 0) steps[i] = step;
-  else steps.push(step);
-  return { ...prev, steps };
-}
+const LOG_PAGE = 10000; // GetRunLogs' largest page
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -99,6 +83,48 @@ export function useRunLive(id: string): RunLive {
       });
     };
 
+    /** Follows the run through WatchRun until it ends (or `signal` aborts), opening the
+     * stream again after errors; with `includeLogs`, new lines go to the buffer. */
+    const follow = async (includeLogs: boolean, stop: AbortSignal, live: boolean) => {
+      let backoff = 1000;
+      while (!stop.aborted) {
+        const current = runRef.current;
+        if (!current || !isRunActive(current.status)) return;
+        if (live) setStream("live");
+        try {
+          const watch = runs.watchRun(
+            { id, includeLogs, afterSeq: includeLogs ? buffer.lastSeq : 0n },
+            { signal: stop },
+          );
+          for await (const msg of watch) {
+            backoff = 1000;
+            setStreamError("");
+            if (live) setStream("live");
+            const ev = msg.event;
+            if (ev.case === "run") {
+              const next = ev.value;
+              update((prev) => mergeRun(prev, next));
+            } else if (ev.case === "step") {
+              const step = ev.value;
+              update((prev) => (prev ? mergeStep(prev, step) : prev));
+            } else if (ev.case === "log") {
+              if (buffer.add([ev.value])) bump();
+            }
+          }
+          // The stream ends once the run has; should it end earlier (a server restart),
+          // it is opened again after a pause.
+          const after = runRef.current;
+          if (after && isRunActive(after.status)) await sleep(1000, stop);
+        } catch (e) {
+          if (stop.aborted) return;
+          setStreamError(errorMessage(e));
+          if (live) setStream("reconnecting");
+          await sleep(backoff, stop);
+          backoff = Math.min(backoff * 2, 30_000);
+        }
+      }
+    };
+
     (async () => {
       try {
         const res = await runs.getRun({ id }, { signal });
@@ -108,6 +134,12 @@ export function useRunLive(id: string): RunLive {
         if (!signal.aborted) setError(errorMessage(e));
         return;
       }
+
+      // While a long history loads, the run's state follows through a stream without
+      // log lines; the lines that follow the history come through the stream after it.
+      const stateOnly = new AbortController();
+      signal.addEventListener("abort", () => stateOnly.abort(), { once: true });
+      const statePromise = follow(false, stateOnly.signal, false);
 
       setStream("loading-logs");
       try {
@@ -127,43 +159,10 @@ export function useRunLive(id: string): RunLive {
         // line read, so what follows is shown.
         setLogError(errorMessage(e));
       }
+      stateOnly.abort();
+      await statePromise;
 
-      let backoff = 1000;
-      while (!signal.aborted) {
-        const current = runRef.current;
-        if (!current || !isRunActive(current.status)) break;
-        setStream("live");
-        try {
-          const watch = runs.watchRun(
-            { id, includeLogs: true, afterSeq: buffer.lastSeq },
-            { signal },
-          );
-          for await (const msg of watch) {
-            backoff = 1000;
-            setStreamError("");
-            const ev = msg.event;
-            if (ev.case === "run") {
-              const next = ev.value;
-              update((prev) => mergeRun(prev, next));
-            } else if (ev.case === "step") {
-              const step = ev.value;
-              update((prev) => (prev ? mergeStep(prev, step) : prev));
-            } else if (ev.case === "log") {
-              if (buffer.add([ev.value])) bump();
-            }
-          }
-          // The stream ends once the run has; should it end earlier (a server restart),
-          // it is opened again after a pause.
-          const after = runRef.current;
-          if (after && isRunActive(after.status)) await sleep(1000, signal);
-        } catch (e) {
-          if (signal.aborted) return;
-          setStreamError(errorMessage(e));
-          setStream("reconnecting");
-          await sleep(backoff, signal);
-          backoff = Math.min(backoff * 2, 30_000);
-        }
-      }
+      await follow(true, signal, true);
       if (!signal.aborted) setStream("ended");
     })();
 

@@ -14,15 +14,6 @@ export function isStepActive(s: StepStatus): boolean {
   );
 }
 
-export function isStepFailed(s: StepStatus): boolean {
-  return (
-    s === StepStatus.FAILED ||
-    s === StepStatus.TIMED_OUT ||
-    s === StepStatus.UPSTREAM_FAILED ||
-    s === StepStatus.CANCELLED
-  );
-}
-
 /** Run ids are lower-case ULIDs: their first characters are a timestamp shared by runs
  * created close together, so the short form is the random tail. */
 export function shortRunId(id: string): string {
@@ -149,14 +140,20 @@ export function ganttWindow(
 }
 
 const TICK_STEPS = [
-  1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000,
+  50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000,
   1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
 ];
+
+/** The distance between ticks of an axis over [start, end]. */
+export function ganttTickStep(start: number, end: number, want = 6): number {
+  const span = end - start;
+  return TICK_STEPS.find((s) => span / s <= want) ?? Math.ceil(span / want / 86_400_000) * 86_400_000;
+}
 
 /** Round-numbered ticks over [start, end], about `want` of them. */
 export function ganttTicks(start: number, end: number, want = 6): GanttTick[] {
   const span = end - start;
-  const step = TICK_STEPS.find((s) => span / s <= want) ?? Math.ceil(span / want / 86_400_000) * 86_400_000;
+  const step = ganttTickStep(start, end, want);
   const ticks: GanttTick[] = [];
   for (let at = Math.ceil(start / step) * step; at <= end; at += step) {
     ticks.push({ at, x: (at - start) / span });
@@ -164,8 +161,10 @@ export function ganttTicks(start: number, end: number, want = 6): GanttTick[] {
   return ticks;
 }
 
-/** "14:03:05" of an epoch ms in UTC (the axis says the zone once). */
-export function clockUtc(ms: number, withSeconds: boolean): string {
+/** "14:03", "14:03:05" or "14:03:05.250" of an epoch ms in UTC, for ticks `stepMs`
+ * apart (the axis says the zone once). */
+export function clockUtc(ms: number, stepMs: number): string {
   const iso = new Date(ms).toISOString();
-  return withSeconds ? iso.slice(11, 19) : iso.slice(11, 16);
+  if (stepMs < 1000) return iso.slice(11, 23);
+  return stepMs < 60_000 ? iso.slice(11, 19) : iso.slice(11, 16);
 }
