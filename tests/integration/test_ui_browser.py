@@ -321,12 +321,14 @@ def test_a_thousand_pipelines_stay_a_short_list_of_rows(
     page: Page, ui: Cluster, shots: Path
 ) -> None:
     client = ui.client
+    schedule = 'schedule: {cron: "30 2 * * *", timezone: Europe/Berlin}'
     for number in range(1000):
         spec = load_spec_text(
             textwrap.dedent(
                 f"""
                 name: bulk-{number:04d}
                 description: pipeline number {number}
+                {schedule if number % 3 == 0 else ""}
                 steps:
                   - name: only
                     transform: {{code: "result = {number}"}}
@@ -343,4 +345,5 @@ def test_a_thousand_pipelines_stay_a_short_list_of_rows(
     expect(page.locator('[data-testid="pipeline-row"][data-name="bulk-0999"]')).to_be_visible()
     expect(page.get_by_test_id("pipeline-row")).to_have_count(1)
     page.get_by_test_id("pipeline-search").fill("")
+    expect(page.locator('[data-testid="pipeline-row"][data-name="bulk-0000"]')).to_be_visible()
     page.screenshot(path=shots / "pipelines.png")
