@@ -25,6 +25,9 @@ __all__ = [
 
 DEFAULT_RECORDS_BASELINE = 7
 DEFAULT_DURATION_BASELINE = 10
+MIN_SLOW_EXCESS = 1.0
+"""Seconds beyond its median a step or run must take, whatever the ratio, to be slow: a
+20 ms step that once takes 50 ms is noise (a busy machine), not something to act on."""
 # A baseline needs this many past successful runs (or all of baseline_runs, when fewer).
 MIN_BASELINE = 3
 
@@ -101,6 +104,8 @@ def duration_verdict(
         return None
     median = statistics.median(history[:wanted])
     if median <= 0 or seconds <= expect.max_ratio * median:
+        return None
+    if seconds - median < MIN_SLOW_EXCESS:
         return None
     ratio = seconds / median
     return Verdict(

@@ -70,6 +70,10 @@ def test_a_step_slower_than_its_ratio_of_the_median_is_slow() -> None:
     )
     assert verdict.details["ratio"] == pytest.approx(6.2) and verdict.details["step"] == "load"
     assert duration_verdict("the run", expect, 600.0, [10.0, 10.0]) is None
+    # Ten times a 20 ms median is 180 ms more: noise of a busy machine, not slow.
+    fast = [0.02] * 5
+    assert duration_verdict("step 'tiny'", expect, 0.2, fast) is None
+    assert duration_verdict("step 'tiny'", expect, 1.1, fast) is not None
 
 
 NOW = datetime(2026, 12, 3, 2, 30, tzinfo=UTC)

@@ -30,6 +30,19 @@ def events(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(body) for _, _, body in receiver.received]
 
 
+def delivered(receiver: Receiver, run_id: str, event: str, count: int) -> list[dict[str, Any]]:
+    """The ``count`` deliveries of ``event`` for ``run_id``, once they are all in. Others
+    may arrive between them: a run of a few milliseconds can be twice its median on a busy
+    machine, and then it is rightly ``slow`` too."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [b for b in events(receiver) if b["event"] == event and b["run"]["id"] == run_id]
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, events(receiver)
+            return found
+        time.sleep(0.05)
+
+
 def test_records_and_durations_against_their_expectations(
     db_url: str, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -84,9 +97,8 @@ def test_records_and_durations_against_their_expectations(
             "Guardrail (failed the step): step 'check' output 30 records, fewer than "
             "expect.records.min 50"
         ) in logs
-        receiver.wait_for(2)
         anomalies = sorted(
-            (body for body in events(receiver) if body["event"] == "volume_anomaly"),
+            delivered(receiver, short.id, "volume_anomaly", 2),
             key=lambda body: body["run"]["guardrail"]["step"],
         )
         assert [body["run"]["guardrail"]["step"] for body in anomalies] == ["check", "load"]
@@ -98,8 +110,7 @@ def test_records_and_durations_against_their_expectations(
 
         slow = cluster.run("orders", pause=2.5)
         assert slow.status == run_pb2.RUN_STATUS_SUCCEEDED  # slow is a warning
-        receiver.wait_for(4)
-        mine = [body for body in events(receiver) if body["run"]["id"] == slow.id]
+        mine = delivered(receiver, slow.id, "slow", 2)
         assert sorted(body["idempotency_key"] for body in mine) == [
             f"{slow.id}-slow-load-1-0",
             f"{slow.id}-slow-run-0",
