@@ -351,6 +351,9 @@ class ControlPlane:
                     asyncio.create_task(authenticator.run_forever(), name="legato-token-use")
                 )
                 self._tasks.append(
+                    asyncio.create_task(web_sessions.run_forever(), name="legato-web-sessions")
+                )
+                self._tasks.append(
                     asyncio.create_task(
                         _check_agent_credentials(agents, tokens), name="legato-agent-credentials"
                     )

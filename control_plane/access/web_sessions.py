@@ -17,12 +17,14 @@ recorded in the activity log, in the same transaction as the change."""
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+import structlog
+from sqlalchemy import delete, func, select, update
 
 from control_plane.access import token_secrets
 from control_plane.access.actors import Actor
@@ -39,9 +41,15 @@ from control_plane.store.models import WebSessionRow
 
 __all__ = ["CODE_SECONDS", "SESSION_SECONDS", "SignInLink", "WebSession", "WebSessions"]
 
+log = structlog.get_logger("legato.web")
+
 CODE_SECONDS = 300
 SESSION_SECONDS = 12 * 3600
 MAX_NEXT_PATH = 2000
+KEEP_ENDED_SECONDS = 24 * 3600
+"""How long an ended session's (or spent code's) row is kept before ``prune`` drops it;
+the activity log keeps who signed in and out for good."""
+PRUNE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,26 @@ class WebSessions:
                     details={"session_id": row.id},
                 )
         return True
+
+    async def prune(self) -> int:
+        """Drop sessions and codes that ended more than a day ago; how many went."""
+        before = self._clock() - timedelta(seconds=KEEP_ENDED_SECONDS)
+        ended = func.coalesce(
+            WebSessionRow.revoke_time, WebSessionRow.expire_time, WebSessionRow.code_expire_time
+        )
+        async with self._db.write() as session:
+            gone = await session.execute(
+                delete(WebSessionRow).where(ended < before).returning(WebSessionRow.id)
+            )
+            return len(gone.all())
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_SECONDS)
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("web_sessions_prune_failed")
 
     async def row(self, session_id: str) -> WebSessionRow | None:
         async with self._db.read() as session:

@@ -176,7 +176,7 @@ class ConnectAdapter:
             )
         try:
             metadata = _metadata(request)
-            body = await request.read()
+            body = await _body(request)
             if streaming:
                 body = read_envelope(body)
             message = codec.decode(body, self._request_class(path)())
@@ -299,6 +299,17 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     if user:
         metadata.append((USER_METADATA_KEY, user))
     return tuple(metadata)
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ConnectError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the request is larger than the {request.client_max_size} bytes this listener "
+            f"takes ({exc.text or 'too large'}); see docs/api.md#limits",
+        ) from None
 
 
 def _timeout(request: web.Request) -> float | None:

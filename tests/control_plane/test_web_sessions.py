@@ -13,7 +13,12 @@ import pytest
 from control_plane.access.authenticator import Authenticator
 from control_plane.access.principals import Principal
 from control_plane.access.tokens import Tokens
-from control_plane.access.web_sessions import CODE_SECONDS, SESSION_SECONDS, WebSessions
+from control_plane.access.web_sessions import (
+    CODE_SECONDS,
+    KEEP_ENDED_SECONDS,
+    SESSION_SECONDS,
+    WebSessions,
+)
 from control_plane.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 from control_plane.store.db import Database
 from control_plane.store.migrate import upgrade
@@ -134,3 +139,23 @@ async def test_what_cannot_sign_in(world: World) -> None:
         with pytest.raises(Unauthenticated) as invalid:
             await world.auth.web_session(presented)
         assert invalid.value.reason == "SESSION_INVALID"
+
+
+async def test_ended_sessions_and_spent_codes_are_pruned_after_a_day(world: World) -> None:
+    _, alice = await world.principal()
+    live = await world.sessions.open(alice)
+    ended = await world.sessions.open(alice)
+    await world.sessions.close(ended.secret, alice.actor())
+    unused = await world.sessions.create_code(alice, "/", alice.actor())
+    world.clocks.advance(3600)
+    assert await world.sessions.prune() == 0  # ended, but within the day
+    world.clocks.advance(KEEP_ENDED_SECONDS)
+    assert await world.sessions.prune() == 2  # the signed-out one and the unused code
+    live_id = live.secret.split("_")[1]
+    assert await world.sessions.row(live_id) is not None  # expired less than a day ago
+    assert unused.url  # its row is gone: the link no longer works
+    with pytest.raises(Unauthenticated):
+        await world.sessions.exchange(unused.url.split("code=")[1], world.auth.token_for_session)
+    world.clocks.advance(SESSION_SECONDS)
+    assert await world.sessions.prune() == 1  # the live one, a day after it expired
+    assert await world.sessions.row(live_id) is None

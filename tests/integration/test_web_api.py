@@ -164,6 +164,10 @@ def test_connect_calls_reach_the_servicers_with_the_same_rules(plane: LocalContr
         "POST", API + "RunService/GetRun", b"id=x", {"Content-Type": "text/plain", **bearer(viewer)}
     )
     assert form.status == 415
+    huge = web.request(
+        "POST", API + "RunService/GetRun", b" " * (5 << 20), CONNECT | bearer(viewer)
+    )
+    assert huge.status == 429 and huge.json()["code"] == "resource_exhausted"
 
 
 def test_watch_run_streams_over_connect_until_the_run_ends(plane: LocalControlPlane) -> None:
