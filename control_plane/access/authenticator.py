@@ -93,9 +93,16 @@ class Authenticator:
     async def api(self, presented: str, *, claimed_user: str = "") -> Principal:
         parsed = token_secrets.parse(presented)
         if parsed is None:
+            shape = (
+                "it starts like one but is not lgt_<16-character id>_<43-character secret>: "
+                "cut short, or with something extra"
+                if presented.strip().startswith("lgt_")
+                else "API tokens look like lgt_<id>_<secret>"
+            )
             raise Unauthenticated(
-                "the credential sent is not a Legato token (API tokens start with lgt_); "
-                + NO_CREDENTIAL.split(": ", 1)[1]
+                f"the credential sent is not a Legato token ({shape}); "
+                + NO_CREDENTIAL.split(": ", 1)[1],
+                reason="CREDENTIAL_MALFORMED",
             )
         if parsed.kind != "api":
             message, reason = _NOT_API[parsed.kind]

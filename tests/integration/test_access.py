@@ -162,13 +162,16 @@ def test_missing_unknown_revoked_and_expired_credentials_are_unauthenticated(
     admin = plane.client()
     cases = {
         "none": ("", "this call needs a credential: send the metadata `authorization: Bearer"),
-        "garbage": ("hunter2", "the credential sent is not a Legato token (API tokens start"),
+        "garbage": ("hunter2", "the credential sent is not a Legato token (API tokens look"),
+        "cut short": ("lgt_nope_nope", "it starts like one but is not lgt_<16-character id>"),
         "unknown": (token_secrets.new_secret("api")[1], "no token has that id"),
     }
     for what, (secret, message) in cases.items():
         error = refused(lambda: list(plane.client(token=secret).list_runs()))  # noqa: B023
         assert (what, error.code) == (what, UNAUTHENTICATED)
         assert message in error.message, (what, error.message)
+        if what in ("garbage", "cut short"):
+            assert error.reason == "CREDENTIAL_MALFORMED", (what, error.reason)
         assert (
             "legato tokens create" in error.message
             or "ask an admin" in error.message

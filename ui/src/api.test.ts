@@ -1,34 +1,49 @@
 import { describe, expect, it } from "vitest";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decodeErrorInfo, errorMessage, errorReason, newRequestId } from "./api";
+import { BadRequestSchema, ErrorInfoSchema } from "@legato/client/gen/google/rpc/error_details_pb";
+import { errorCode, errorInfo, errorMessage, errorReason, fieldViolations, newRequestId } from "./api";
 
-function errorInfoBytes(reason: string, domain: string, metadata: Record<string, string>): Uint8Array {
-  const w = new BinaryWriter();
-  w.tag(1, 2).string(reason);
-  w.tag(2, 2).string(domain);
-  for (const [k, v] of Object.entries(metadata)) {
-    w.tag(3, 2).fork().tag(1, 2).string(k).tag(2, 2).string(v).join();
-  }
-  return w.finish();
+/** A ConnectError as the Connect transport makes it from an error body's `details`. */
+function refused(message: string, code: Code, details: { type: string; value: Uint8Array }[]): ConnectError {
+  const e = new ConnectError(message, code);
+  e.details = details;
+  return e;
 }
 
 describe("errors", () => {
-  it("decodes ErrorInfo", () => {
-    expect(decodeErrorInfo(errorInfoBytes("ROLE_REQUIRED", "legato.dev", { required_role: "editor" }))).toEqual({
+  it("reads the reason, metadata and message of a ConnectError", () => {
+    const info = create(ErrorInfoSchema, {
       reason: "ROLE_REQUIRED",
       domain: "legato.dev",
       metadata: { required_role: "editor" },
     });
+    const e = refused("this needs the editor role", Code.PermissionDenied, [
+      { type: "google.rpc.ErrorInfo", value: toBinary(ErrorInfoSchema, info) },
+    ]);
+    expect(errorMessage(e)).toBe("this needs the editor role");
+    expect(errorReason(e)).toBe("ROLE_REQUIRED");
+    expect(errorInfo(e)?.metadata).toEqual({ required_role: "editor" });
+    expect(errorCode(e)).toBe(Code.PermissionDenied);
   });
 
-  it("reads the reason and message of a ConnectError", () => {
-    const e = new ConnectError("pipeline etl not found", Code.NotFound);
-    e.details = [{ type: "google.rpc.ErrorInfo", value: errorInfoBytes("PIPELINE_NOT_FOUND", "legato.dev", {}) }];
-    expect(errorMessage(e)).toBe("pipeline etl not found");
-    expect(errorReason(e)).toBe("PIPELINE_NOT_FOUND");
+  it("reads the field violations of a BadRequest", () => {
+    const bad = create(BadRequestSchema, {
+      fieldViolations: [{ field: "steps[1].needs[0]", description: "'extrac' is not a step" }],
+    });
+    const e = refused("pipeline spec 'etl' has 1 problem", Code.InvalidArgument, [
+      { type: "google.rpc.BadRequest", value: toBinary(BadRequestSchema, bad) },
+    ]);
+    expect(fieldViolations(e)).toEqual([
+      { field: "steps[1].needs[0]", description: "'extrac' is not a step", reason: "" },
+    ]);
+    expect(errorReason(e)).toBe("");
+  });
+
+  it("answers for anything thrown", () => {
     expect(errorReason(new Error("x"))).toBe("");
     expect(errorMessage("plain")).toBe("plain");
+    expect(errorCode(new Error("x"))).toBe(Code.Unknown);
   });
 
   it("makes distinct UUIDs", () => {

@@ -1,7 +1,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { useLocation, useNavigate } from "react-router-dom";
 import { access, Code, errorCode, errorMessage, onUnauthenticated } from "./api";
-import { ActorKind, Role } from "./gen/legato/v1/access_pb";
+import { ActorKind, Role } from "@legato/client/gen/legato/v1/access_pb";
 
 export type RoleName = "viewer" | "operator" | "editor" | "admin";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { PipelineSpecSchema, StepSchema, TransformStepSchema, QueryStepSchema } from "./gen/legato/v1/spec_pb";
+import { PipelineSpecSchema, StepSchema, TransformStepSchema, QueryStepSchema } from "@legato/client/gen/legato/v1/spec_pb";
 import { dagInput, edgePath, layoutDag, nodeWidth } from "./dagLayout";
 
 function spec(steps: { name: string; needs?: string[]; kind?: "transform" | "query" }[]) {

@@ -1,5 +1,5 @@
 import { graphlib, layout } from "@dagrejs/dagre";
-import type { PipelineSpec } from "./gen/legato/v1/spec_pb";
+import type { PipelineSpec } from "@legato/client/gen/legato/v1/spec_pb";
 
 export interface DagNodeInput {
   id: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { TimestampSchema, DurationSchema } from "@bufbuild/protobuf/wkt";
-import { RunStatus, StepStatus, TriggerKind } from "./gen/legato/v1/run_pb";
+import { RunStatus, StepStatus, TriggerKind } from "@legato/client/gen/legato/v1/run_pb";
 import {
   durationMs,
   formatDuration,

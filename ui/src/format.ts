@@ -1,6 +1,6 @@
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
-import { RunStatus, StepStatus, TriggerKind } from "./gen/legato/v1/run_pb";
-import { ParamType } from "./gen/legato/v1/spec_pb";
+import { RunStatus, StepStatus, TriggerKind } from "@legato/client/gen/legato/v1/run_pb";
+import { ParamType } from "@legato/client/gen/legato/v1/spec_pb";
 
 /** Milliseconds since the epoch of a Timestamp, undefined when absent. */
 export function tsMs(ts?: Timestamp): number | undefined {

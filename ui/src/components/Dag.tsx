@@ -1,5 +1,5 @@
 import { useMemo } from "react";
-import type { PipelineSpec } from "../gen/legato/v1/spec_pb";
+import type { PipelineSpec } from "@legato/client/gen/legato/v1/spec_pb";
 import { dagInput, edgePath, layoutDag } from "../dagLayout";
 
 export interface DagProps {

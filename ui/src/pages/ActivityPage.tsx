@@ -4,7 +4,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { audit } from "../api";
 import { actorKindName } from "../auth";
 import { formatMs, formatTime } from "../format";
-import { AuditOutcome, type AuditEvent } from "../gen/legato/v1/access_pb";
+import { AuditOutcome, type AuditEvent } from "@legato/client/gen/legato/v1/access_pb";
 import { ErrorNote, Pill } from "../components/run/Notice";
 import { VirtualTable } from "../components/run/VirtualTable";
 import { usePaged } from "./run/usePaged";

@@ -3,7 +3,7 @@ import { Link, useSearchParams } from "react-router-dom";
 import { agents, errorMessage, newRequestId } from "../api";
 import { useCaller } from "../auth";
 import { formatRelative, formatTime, tsMs } from "../format";
-import { AgentState, type Agent, type AgentLease } from "../gen/legato/v1/agent_pb";
+import { AgentState, type Agent, type AgentLease } from "@legato/client/gen/legato/v1/agent_pb";
 import { ErrorNote, Pill } from "../components/run/Notice";
 import { VirtualTable } from "../components/run/VirtualTable";
 import { useNow, usePageVisible } from "./run/useNow";

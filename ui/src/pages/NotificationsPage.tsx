@@ -2,7 +2,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { runs } from "../api";
 import { formatMs, formatRelative, formatTime, tsMs } from "../format";
-import { NotificationStatus, type NotificationDelivery } from "../gen/legato/v1/run_service_pb";
+import { NotificationStatus, type NotificationDelivery } from "@legato/client/gen/legato/v1/run_service_pb";
 import { ErrorNote, Pill } from "../components/run/Notice";
 import { VirtualTable } from "../components/run/VirtualTable";
 import { useNow, usePageVisible } from "./run/useNow";

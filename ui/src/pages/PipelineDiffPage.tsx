@@ -2,7 +2,7 @@ import { useEffect, useMemo, useState } from "react";
 import { Link, useParams, useSearchParams } from "react-router-dom";
 import { errorMessage, pipelines } from "../api";
 import { formatTime } from "../format";
-import type { PipelineDiff, PipelineVersion } from "../gen/legato/v1/pipeline_pb";
+import type { PipelineDiff, PipelineVersion } from "@legato/client/gen/legato/v1/pipeline_pb";
 import { diffStats, diffToRows, type DiffCell } from "./pipeline/diffRows";
 
 interface Side {

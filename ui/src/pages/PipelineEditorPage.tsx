@@ -4,7 +4,7 @@ import { errorMessage, newRequestId, pipelines } from "../api";
 import { useCaller } from "../auth";
 import { Dag } from "../components/Dag";
 import { YamlEditor, type YamlEditorHandle } from "../components/YamlEditor";
-import type { PipelineSpec } from "../gen/legato/v1/spec_pb";
+import type { PipelineSpec } from "@legato/client/gen/legato/v1/spec_pb";
 import type { LineProblem } from "./pipeline/editorLint";
 
 export const NEW_PIPELINE_TEMPLATE = `name: new-pipeline

@@ -6,9 +6,9 @@ import { Dag } from "../components/Dag";
 import { Dialog } from "../components/Dialog";
 import { StatusBadge } from "../components/StatusBadge";
 import { durationMs, formatDuration, formatLocalTime, formatTime, runStatusName, triggerName } from "../format";
-import type { Pipeline, PipelineVersion } from "../gen/legato/v1/pipeline_pb";
-import type { PreviewScheduleResponse } from "../gen/legato/v1/pipeline_service_pb";
-import type { Run } from "../gen/legato/v1/run_pb";
+import type { Pipeline, PipelineVersion } from "@legato/client/gen/legato/v1/pipeline_pb";
+import type { PreviewScheduleResponse } from "@legato/client/gen/legato/v1/pipeline_service_pb";
+import type { Run } from "@legato/client/gen/legato/v1/run_pb";
 import { RunDialog } from "./pipeline/RunDialog";
 import { paramFields } from "./pipeline/params";
 

@@ -4,7 +4,7 @@ import { useVirtualizer } from "@tanstack/react-virtual";
 import { errorMessage, pipelines } from "../api";
 import { useCaller } from "../auth";
 import { formatRelative, formatTime, tsMs } from "../format";
-import type { Pipeline } from "../gen/legato/v1/pipeline_pb";
+import type { Pipeline } from "@legato/client/gen/legato/v1/pipeline_pb";
 import { RunMarks } from "./pipeline/RunMarks";
 import { useRunMarks, type MarksEntry } from "./pipeline/runMarks";
 import { filterPipelines } from "./pipeline/pipelineList";

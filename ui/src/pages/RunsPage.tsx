@@ -14,7 +14,7 @@ import {
   triggerName,
   tsMs,
 } from "../format";
-import type { Run, RunStatus, TriggerKind } from "../gen/legato/v1/run_pb";
+import type { Run, RunStatus, TriggerKind } from "@legato/client/gen/legato/v1/run_pb";
 import { StatusBadge } from "../components/StatusBadge";
 import { ErrorNote } from "../components/run/Notice";
 import { VirtualTable } from "../components/run/VirtualTable";

@@ -1,6 +1,6 @@
 import { useMemo } from "react";
 import { formatDuration, formatMs, stepStatusName, tsMs } from "../../format";
-import { StepStatus, type Run, type StepRun } from "../../gen/legato/v1/run_pb";
+import { StepStatus, type Run, type StepRun } from "@legato/client/gen/legato/v1/run_pb";
 import { RunIdText } from "./RunIdText";
 import { clockUtc, ganttTickStep, ganttTicks, ganttWindow, isRunActive, type GanttBar } from "../../pages/run/util";
 

@@ -1,7 +1,7 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { formatTime, tsMs } from "../../format";
-import { LogStream, type LogLine } from "../../gen/legato/v1/run_pb";
+import { LogStream, type LogLine } from "@legato/client/gen/legato/v1/run_pb";
 import { filterLines, type LogBuffer } from "../../pages/run/logBuffer";
 
 const LINE_HEIGHT = 20;

@@ -1,6 +1,6 @@
 import { Link } from "react-router-dom";
 import { durationMs, formatCount, formatDuration, formatTime, stepStatusName, tsMs } from "../../format";
-import { StepStatus, type StepRun } from "../../gen/legato/v1/run_pb";
+import { StepStatus, type StepRun } from "@legato/client/gen/legato/v1/run_pb";
 import { StatusBadge } from "../StatusBadge";
 import { RunIdText } from "./RunIdText";
 import { elapsedMs, formatBytes, isStepActive, shortRunId } from "../../pages/run/util";

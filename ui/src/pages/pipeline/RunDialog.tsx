@@ -2,8 +2,8 @@ import { useMemo, useState } from "react";
 import { useNavigate } from "react-router-dom";
 import { errorMessage, newRequestId, runs } from "../../api";
 import { Dialog } from "../../components/Dialog";
-import { TriggerKind } from "../../gen/legato/v1/run_pb";
-import type { ParamSpec } from "../../gen/legato/v1/spec_pb";
+import { TriggerKind } from "@legato/client/gen/legato/v1/run_pb";
+import type { ParamSpec } from "@legato/client/gen/legato/v1/spec_pb";
 import { buildParams, paramFields, type ParamField } from "./params";
 
 function FieldInput({

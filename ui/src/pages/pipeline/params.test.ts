@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { ParamSpecSchema, ParamType } from "../../gen/legato/v1/spec_pb";
+import { ParamSpecSchema, ParamType } from "@legato/client/gen/legato/v1/spec_pb";
 import { buildParams, paramFields, parseParam } from "./params";
 
 const num = (n: number) => create(ValueSchema, { kind: { case: "numberValue", value: n } });

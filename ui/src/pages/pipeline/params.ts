@@ -1,6 +1,6 @@
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { ParamType, type ParamSpec } from "../../gen/legato/v1/spec_pb";
+import { ParamType, type ParamSpec } from "@legato/client/gen/legato/v1/spec_pb";
 import { paramTypeName } from "../../format";
 
 export type ParamControl = "text" | "number" | "boolean" | "date" | "json" | "choice";

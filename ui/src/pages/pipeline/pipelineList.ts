@@ -1,4 +1,4 @@
-import type { Pipeline } from "../../gen/legato/v1/pipeline_pb";
+import type { Pipeline } from "@legato/client/gen/legato/v1/pipeline_pb";
 
 export interface PipelineFilter {
   /** Name prefix (the server filters by it too; the client repeats it for rows loaded before). */

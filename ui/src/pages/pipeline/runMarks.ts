@@ -1,6 +1,6 @@
 import { useEffect, useState, useSyncExternalStore } from "react";
 import { errorMessage, runs } from "../../api";
-import type { Run } from "../../gen/legato/v1/run_pb";
+import type { Run } from "@legato/client/gen/legato/v1/run_pb";
 
 export interface MarksEntry {
   runs: Run[];

@@ -1,5 +1,5 @@
 import { agents } from "../../api";
-import type { Artifact } from "../../gen/legato/v1/run_pb";
+import type { Artifact } from "@legato/client/gen/legato/v1/run_pb";
 
 /** An artifact read through AgentService.DownloadArtifact (its description, then its
  * bytes in chunks) as a Blob of its media type. */

@@ -1,4 +1,4 @@
-import type { LogLine } from "../../gen/legato/v1/run_pb";
+import type { LogLine } from "@legato/client/gen/legato/v1/run_pb";
 
 /** The lines of a run's log, in seq order, without repeats. It is mutated in place (a
  * 100,000-line log is not copied on every new line); `version` changes on every change so

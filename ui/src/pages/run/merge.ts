@@ -1,5 +1,5 @@
 // How WatchRun's messages fold into the run shown.
-import type { Run, StepRun } from "../../gen/legato/v1/run_pb";
+import type { Run, StepRun } from "@legato/client/gen/legato/v1/run_pb";
 
 /** A Run message without steps (WatchRun sends one on a status change) keeps the steps
  * already known. */

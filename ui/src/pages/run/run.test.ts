@@ -8,7 +8,7 @@ import {
   StepAttemptSchema,
   StepRunSchema,
   StepStatus,
-} from "../../gen/legato/v1/run_pb";
+} from "@legato/client/gen/legato/v1/run_pb";
 import { stepBars } from "../../components/run/Gantt";
 import { filterLines, LogBuffer } from "./logBuffer";
 import { mergeRun, mergeStep } from "./merge";

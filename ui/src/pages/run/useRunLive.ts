@@ -2,7 +2,7 @@
 // (server streaming) for step changes and new log lines while the run is active.
 import { useCallback, useEffect, useRef, useState } from "react";
 import { runs, errorMessage } from "../../api";
-import type { Run } from "../../gen/legato/v1/run_pb";
+import type { Run } from "@legato/client/gen/legato/v1/run_pb";
 import { LogBuffer } from "./logBuffer";
 import { mergeRun, mergeStep } from "./merge";
 import { isRunActive } from "./util";

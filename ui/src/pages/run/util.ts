@@ -1,5 +1,5 @@
 // Pure helpers of the run-side pages (no React, no network): tested in util.test.ts.
-import { RunStatus, StepStatus } from "../../gen/legato/v1/run_pb";
+import { RunStatus, StepStatus } from "@legato/client/gen/legato/v1/run_pb";
 
 export function isRunActive(s: RunStatus): boolean {
   return s === RunStatus.QUEUED || s === RunStatus.RUNNING;

@@ -1,6 +1,6 @@
 // "Why is this waiting": the run's and its steps' waiting reasons said in words.
 import { formatDuration, formatMs, stepStatusName, tsMs } from "../../format";
-import { RunStatus, StepStatus, type Run } from "../../gen/legato/v1/run_pb";
+import { RunStatus, StepStatus, type Run } from "@legato/client/gen/legato/v1/run_pb";
 
 export interface WaitingLine {
   /** "run" or the step's name. */
