@@ -440,6 +440,13 @@ class ControlPlane:
         current = await migrate.current_revision(db)
         if current == head:
             return
+        if current is not None and not migrate.is_known_revision(current):
+            raise FailedPrecondition(
+                f"the database schema is at revision {current}, newer than this server knows "
+                f"(its newest is {head}): a newer Legato upgraded it. Run that version (or "
+                "newer); a schema is never downgraded by starting an older server",
+                reason="SCHEMA_TOO_NEW",
+            )
         if not self.config.migrate:
             raise FailedPrecondition(
                 f"the database schema is at revision {current or 'none'}, this server needs "

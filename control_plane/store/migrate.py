@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from control_plane.store.db import Database
 
-__all__ = ["current_revision", "downgrade", "head_revision", "upgrade"]
+__all__ = ["current_revision", "downgrade", "head_revision", "is_known_revision", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # Arbitrary but fixed: the key of the advisory lock held while migrating.
@@ -34,6 +34,13 @@ def head_revision() -> str:
     if head is None:
         raise RuntimeError(f"no migrations found in {_MIGRATIONS}")
     return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether this installation's migrations include ``revision`` (a newer server's is
+    not: the database was upgraded past this code)."""
+    scripts = ScriptDirectory.from_config(_config())
+    return any(script.revision == revision for script in scripts.walk_revisions())
 
 
 async def current_revision(db: Database) -> str | None:

@@ -191,8 +191,9 @@ class Runner:
         return server.pid if server is not None and server.alive else None
 
     def _server_env(self) -> dict[str, str]:
-        # Steps get the connections they name in their task, never the agent's others.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        # Steps get the connections they name in their task, never the agent's others, and
+        # none of the agent's own credentials or settings (its enrolment token above all).
+        env = {k: v for k, v in os.environ.items() if not _agent_only(k)}
         self._environ = {name: os.environ.get(name) for name in SINGLE_THREADED}
         env.update(SINGLE_THREADED)
         # User modules come from module_path, then the agent's PYTHONPATH; `executor` and
@@ -525,3 +526,14 @@ class Runner:
                 and CgroupPool.oom_killed(started.cgroup)
             ),
         )
+
+
+_AGENT_ONLY_PREFIXES = (ENV_PREFIX, "LEGATO_AGENT_", "LEGATO_SERVER_", "LEGATO_SECRET_")
+_AGENT_ONLY_NAMES = frozenset({"LEGATO_TOKEN"})
+
+
+def _agent_only(name: str) -> bool:
+    """Whether the agent's environment variable ``name`` stays out of step processes:
+    connections (a step gets those its task names), the agent's enrolment token and
+    settings, a server's settings and secrets, and a CLI token."""
+    return name.startswith(_AGENT_ONLY_PREFIXES) or name in _AGENT_ONLY_NAMES
