@@ -1,11 +1,15 @@
-"""The Legato Python SDK: a synchronous client of the legato.v1 API.
+"""The Legato Python SDK: a synchronous client of the legato.v1 API
+(:class:`legato.AsyncClient` is the same over ``grpc.aio``).
 
     from legato import Client
     with Client("localhost:7470") as legato:
-        result = legato.apply_pipeline(spec, message="first cut")
+        legato.apply(pipeline, message="first cut")     # a legato.Pipeline or a PipelineSpec
 
-        run = legato.trigger_run("etl", params={"day": "2026-06-12"}).run
-        for event in legato.watch_run(run.id):
+        run = legato.run("etl", params={"day": "2026-06-12"})   # a RunHandle
+        finished = run.wait(timeout=600)                        # a Run: .status, .steps
+        totals = run.output("totals").to_pandas()
+
+        for event in legato.watch_run(run.id):                  # the raw messages
             ...
 
         started = legato.publish_event("orders.created", {"order": 42}).run_ids
@@ -13,26 +17,29 @@
 Mutations send a ``request_id`` (generated when not given) so that a call retried after a
 lost response takes effect once; unary calls are retried on UNAVAILABLE by the channel's
 retry policy, and ``watch_run`` reconnects on its own, resuming after the last log line it
-delivered. Failures raise ``legato.RpcError``."""
+delivered. Failures raise ``legato.RpcError``, as the subclass of their status
+(``legato.NotFound``, ``legato.InvalidSpec`` with every field violation, ...)."""
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import io
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
 
+from legato import messages
 from legato.connection import DEFAULT_SERVER, Connection, resolve
-from legato.errors import from_grpc_error
+from legato.errors import DeadlineExceeded, from_grpc_error
+from legato.runs import RunHandle
+from legato.statuses import RunStatus, TriggerKind
 from legato.v1 import (
     access_pb2,
     access_service_pb2_grpc,
@@ -48,12 +55,24 @@ from legato.v1 import (
 )
 from legato.v1 import access_service_pb2 as access
 from legato.v1 import agent_service_pb2 as agents
-from legato.v1 import audit_service_pb2 as audits
 from legato.v1 import event_service_pb2 as events
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
-__all__ = ["DEFAULT_SERVER", "Client", "default_server", "default_user"]
+if TYPE_CHECKING:
+    from legato.pipeline import Pipeline
+    from legato.spec import LoadedSpec
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "DEFAULT_SERVER",
+    "Client",
+    "call_metadata",
+    "default_server",
+    "default_user",
+    "spec_of",
+    "watch_deadline",
+]
 
 USER_METADATA_KEY = "legato-user"
 
@@ -85,11 +104,45 @@ _SERVICE_CONFIG = json.dumps(
     }
 )
 
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+"""Options of every client's channel (sync and ``grpc.aio``)."""
+
+
+def call_metadata(connection: Connection, user: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata of every call: the user it is made for and the token."""
+    metadata = [(USER_METADATA_KEY, user or default_user())]
+    if connection.token:
+        metadata.append(("authorization", f"Bearer {connection.token}"))
+    return tuple(metadata)
+
+
 # watch_run: reconnections after UNAVAILABLE before giving up, and the waits between them
 # (doubling up to the maximum); ~20 s in all, enough for a control plane to restart.
 WATCH_RECONNECTS = 8
 WATCH_BACKOFF_INITIAL = 0.2
 WATCH_BACKOFF_MAX = 5.0
+
+
+def spec_of(pipeline: Pipeline | spec_pb2.PipelineSpec | LoadedSpec) -> spec_pb2.PipelineSpec:
+    """The ``PipelineSpec`` of what ``apply`` and ``validate`` take; a Pipeline with
+    problems raises ``legato.spec.SpecFormatError`` (one ``FILE:LINE: path: message``
+    per problem)."""
+    if isinstance(pipeline, spec_pb2.PipelineSpec):
+        return pipeline
+    from legato.pipeline import Pipeline
+    from legato.spec import LoadedSpec
+
+    if isinstance(pipeline, Pipeline):
+        return pipeline.to_spec()
+    if isinstance(pipeline, LoadedSpec):
+        return pipeline.spec
+    raise TypeError(
+        f"expected a legato.Pipeline, a PipelineSpec or a LoadedSpec, got {type(pipeline).__name__}"
+    )
 
 
 def default_server() -> str:
@@ -139,15 +192,8 @@ class Client:
         self.connection = connection
         self.target = connection.server
         self._timeout = timeout
-        metadata = [(USER_METADATA_KEY, user or default_user())]
-        if connection.token:
-            metadata.append(("authorization", f"Bearer {connection.token}"))
-        self._metadata = tuple(metadata)
-        options = [
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ]
+        self._metadata = call_metadata(connection, user)
+        options = CHANNEL_OPTIONS
         credentials = connection.channel_credentials()
         if credentials is None:
             self._channel = grpc.insecure_channel(self.target, options=options)
@@ -181,10 +227,27 @@ class Client:
     def apply_pipeline(
         self, spec: spec_pb2.PipelineSpec, *, message: str = "", request_id: str | None = None
     ) -> pipelines.ApplyPipelineResponse:
-        request = pipelines.ApplyPipelineRequest(
-            spec=spec, message=message, request_id=request_id or _request_id()
-        )
+        request = messages.apply_pipeline(spec, message, request_id)
         return self._call(self._pipelines.ApplyPipeline, request)
+
+    def apply(
+        self,
+        pipeline: Pipeline | spec_pb2.PipelineSpec | LoadedSpec,
+        *,
+        message: str = "",
+        request_id: str | None = None,
+    ) -> pipelines.ApplyPipelineResponse:
+        """Save ``pipeline`` (a :class:`legato.Pipeline`, a ``PipelineSpec`` or a loaded
+        spec file) as its next version, or find it unchanged (``created`` false). A spec
+        the server refuses raises :class:`legato.InvalidSpec` with every violation."""
+        return self.apply_pipeline(spec_of(pipeline), message=message, request_id=request_id)
+
+    def validate(
+        self, pipeline: Pipeline | spec_pb2.PipelineSpec | LoadedSpec
+    ) -> pipelines.ValidatePipelineResponse:
+        """Check ``pipeline`` as ``apply`` would, saving nothing: its canonical form and
+        content hash, or :class:`legato.InvalidSpec` with every violation."""
+        return self.validate_pipeline(spec_of(pipeline))
 
     def get_pipeline(self, name: str) -> pipeline_pb2.Pipeline:
         return self._call(
@@ -199,11 +262,8 @@ class Client:
         def fetch(token: str) -> tuple[list[pipeline_pb2.Pipeline], str]:
             response = self._call(
                 self._pipelines.ListPipelines,
-                pipelines.ListPipelinesRequest(
-                    page_size=page_size,
-                    page_token=token,
-                    show_archived=show_archived,
-                    name_prefix=name_prefix,
+                messages.list_pipelines(
+                    token, show_archived=show_archived, name_prefix=name_prefix, page_size=page_size
                 ),
             )
             return list(response.pipelines), response.next_page_token
@@ -242,19 +302,14 @@ class Client:
     def rollback_pipeline(
         self, pipeline: str, version: int, *, message: str = "", request_id: str | None = None
     ) -> pipelines.RollbackPipelineResponse:
-        request = pipelines.RollbackPipelineRequest(
-            pipeline=pipeline,
-            version=version,
-            message=message,
-            request_id=request_id or _request_id(),
-        )
+        request = messages.rollback_pipeline(pipeline, version, message, request_id)
         return self._call(self._pipelines.RollbackPipeline, request)
 
     def archive_pipeline(
         self, name: str, *, request_id: str | None = None
     ) -> pipeline_pb2.Pipeline:
         request = pipelines.ArchivePipelineRequest(
-            name=name, request_id=request_id or _request_id()
+            name=name, request_id=messages.request_id(request_id)
         )
         return self._call(self._pipelines.ArchivePipeline, request).pipeline
 
@@ -262,7 +317,7 @@ class Client:
         self, name: str, *, request_id: str | None = None
     ) -> pipeline_pb2.Pipeline:
         request = pipelines.RestorePipelineRequest(
-            name=name, request_id=request_id or _request_id()
+            name=name, request_id=messages.request_id(request_id)
         )
         return self._call(self._pipelines.RestorePipeline, request).pipeline
 
@@ -273,16 +328,14 @@ class Client:
     ) -> pipelines.PreviewScheduleResponse:
         """The next ``count`` fire times (after ``start``, default now), the schedule's
         state and why it is not firing, when it is not."""
-        request = pipelines.PreviewScheduleRequest(pipeline=pipeline, count=count)
-        if start is not None:
-            request.start_time.FromDatetime(_utc(start))
+        request = messages.preview_schedule(pipeline, count, start)
         return self._call(self._pipelines.PreviewSchedule, request)
 
     def pause_schedule(
         self, pipeline: str, *, reason: str = "", request_id: str | None = None
     ) -> pipeline_pb2.Pipeline:
         request = pipelines.PauseScheduleRequest(
-            pipeline=pipeline, reason=reason, request_id=request_id or _request_id()
+            pipeline=pipeline, reason=reason, request_id=messages.request_id(request_id)
         )
         return self._call(self._pipelines.PauseSchedule, request).pipeline
 
@@ -292,7 +345,7 @@ class Client:
         """Resume a paused schedule from its next fire time (the paused period is not
         caught up) and clear its count of failed runs."""
         request = pipelines.ResumeScheduleRequest(
-            pipeline=pipeline, request_id=request_id or _request_id()
+            pipeline=pipeline, request_id=messages.request_id(request_id)
         )
         return self._call(self._pipelines.ResumeSchedule, request).pipeline
 
@@ -312,15 +365,7 @@ class Client:
         its ``notifications``). Each result says whether the receiver took it and what it
         answered; nothing is stored and no run is made. Give exactly one of ``pipeline``
         and ``spec``."""
-        if bool(pipeline) == (spec is not None):
-            raise ValueError("give exactly one of pipeline and spec")
-        request = pipelines.TestNotificationsRequest(
-            positions=list(positions), request_id=request_id or _request_id()
-        )
-        if spec is not None:
-            request.spec.CopyFrom(spec)
-        else:
-            request.pipeline = pipeline
+        request = messages.test_notifications(pipeline, spec, positions, request_id)
         return self._call(self._pipelines.TestNotifications, request)
 
     # -- backfills ----------------------------------------------------------------------
@@ -337,14 +382,9 @@ class Client:
     ) -> runs.CreateBackfillResponse:
         """Runs for the schedule's fire times in ``[start, end)``; with ``dry_run`` only
         their logical times. Naive datetimes are local time."""
-        request = runs.CreateBackfillRequest(
-            pipeline=pipeline,
-            dry_run=dry_run,
-            only_missing=only_missing,
-            request_id=request_id or _request_id(),
+        request = messages.create_backfill(
+            pipeline, start, end, dry_run=dry_run, only_missing=only_missing, given_id=request_id
         )
-        request.start_time.FromDatetime(_utc(start))
-        request.end_time.FromDatetime(_utc(end))
         return self._call(self._runs.CreateBackfill, request)
 
     def get_backfill(self, backfill_id: str) -> run_pb2.Backfill:
@@ -354,7 +394,9 @@ class Client:
         self, backfill_id: str, *, request_id: str | None = None
     ) -> run_pb2.Backfill:
         """Cancel the backfill's queued and running runs."""
-        request = runs.CancelBackfillRequest(id=backfill_id, request_id=request_id or _request_id())
+        request = runs.CancelBackfillRequest(
+            id=backfill_id, request_id=messages.request_id(request_id)
+        )
         return self._call(self._runs.CancelBackfill, request).backfill
 
     # -- runs ---------------------------------------------------------------------------
@@ -366,19 +408,36 @@ class Client:
         params: Mapping[str, Any] | None = None,
         version: int = 0,
         request_id: str | None = None,
-        kind: run_pb2.TriggerKind.ValueType = run_pb2.TRIGGER_KIND_API,
+        kind: TriggerKind | run_pb2.TriggerKind.ValueType = run_pb2.TRIGGER_KIND_API,
     ) -> runs.TriggerRunResponse:
         """Start a run of ``version`` (0: the latest). ``params`` are JSON values (dates
         are sent as ISO strings); ``kind`` is API, or MANUAL when a person asked for it."""
-        request = runs.TriggerRunRequest(
-            pipeline=pipeline,
-            version=version,
-            request_id=request_id or _request_id(),
-            kind=kind,
+        request = messages.trigger_run(
+            pipeline, params=params, version=version, given_id=request_id, kind=kind
         )
-        if params:
-            request.params.CopyFrom(_struct(params))
         return self._call(self._runs.TriggerRun, request)
+
+    def run(
+        self,
+        pipeline: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        version: int = 0,
+        request_id: str | None = None,
+        kind: TriggerKind | run_pb2.TriggerKind.ValueType = run_pb2.TRIGGER_KIND_API,
+    ) -> RunHandle:
+        """Start a run of ``pipeline`` and return its :class:`legato.RunHandle`:
+        ``.wait(timeout=...)`` returns the finished :class:`legato.Run`, ``.logs()`` and
+        ``.output(step)`` read what it did. ``params`` are JSON values (dates as ISO
+        strings), checked against the pipeline's declared params."""
+        started = self.trigger_run(
+            pipeline, params=params, version=version, request_id=request_id, kind=kind
+        )
+        return RunHandle(self, started.run.id, created=started.created)
+
+    def run_handle(self, run_id: str) -> RunHandle:
+        """A :class:`legato.RunHandle` for a run started elsewhere (no call is made)."""
+        return RunHandle(self, run_id)
 
     def get_run(self, run_id: str) -> run_pb2.Run:
         """The run with its steps in DAG order."""
@@ -388,26 +447,25 @@ class Client:
         self,
         *,
         pipeline: str = "",
-        statuses: Sequence[run_pb2.RunStatus.ValueType] = (),
-        triggers: Sequence[run_pb2.TriggerKind.ValueType] = (),
+        statuses: Sequence[RunStatus | run_pb2.RunStatus.ValueType] = (),
+        triggers: Sequence[TriggerKind | run_pb2.TriggerKind.ValueType] = (),
         since: datetime | None = None,
         page_size: int = 0,
         backfill_id: str = "",
     ) -> Iterator[run_pb2.Run]:
         """Runs newest first (without their steps), fetching pages as the iterator
         advances. ``since`` (timezone-aware) keeps runs created at or after it;
-        ``backfill_id`` keeps the runs of one backfill."""
-        request = runs.ListRunsRequest(
+        ``backfill_id`` keeps the runs of one backfill. ``statuses`` and ``triggers``
+        take :class:`legato.RunStatus` and :class:`legato.TriggerKind` members or proto
+        numbers."""
+        request = messages.list_runs(
             pipeline=pipeline,
             statuses=statuses,
             triggers=triggers,
+            since=since,
             page_size=page_size,
             backfill_id=backfill_id,
         )
-        if since is not None:
-            if since.tzinfo is None:
-                raise ValueError("since must be timezone-aware, e.g. datetime.now(UTC)")
-            request.since.FromDatetime(since)
 
         def fetch(token: str) -> tuple[list[run_pb2.Run], str]:
             request.page_token = token
@@ -436,7 +494,7 @@ class Client:
     ) -> run_pb2.Run:
         """Cancel a run; a run that had already ended comes back unchanged."""
         request = runs.CancelRunRequest(
-            id=run_id, reason=reason, request_id=request_id or _request_id()
+            id=run_id, reason=reason, request_id=messages.request_id(request_id)
         )
         return self._call(self._runs.CancelRun, request).run
 
@@ -451,29 +509,38 @@ class Client:
         """Start a new run from a finished one: its failed and cancelled steps, or with
         ``all_steps`` every step; on the run's version, or with ``latest_version`` the
         pipeline's latest. Returns the new run."""
-        request = runs.RerunRunRequest(
-            id=run_id,
-            all_steps=all_steps,
-            latest_version=latest_version,
-            request_id=request_id or _request_id(),
+        request = messages.rerun_run(
+            run_id, all_steps=all_steps, latest_version=latest_version, given_id=request_id
         )
         return self._call(self._runs.RerunRun, request).run
 
     def watch_run(
-        self, run_id: str, *, include_logs: bool = True, after_seq: int = 0
+        self,
+        run_id: str,
+        *,
+        include_logs: bool = True,
+        after_seq: int = 0,
+        timeout: float | None = None,
     ) -> Generator[runs.WatchRunResponse, None, None]:
         """Events of a run until it ends: the ``run`` first and on each status change,
-        ``step`` changes and (with ``include_logs``) the ``log`` lines after ``after_seq``.
+        ``step`` changes and (with ``include_logs``) the ``log`` lines after ``after_seq``;
+        the last message is the whole ended run.
 
-        The call has no deadline. When the connection is lost (UNAVAILABLE, e.g. the
-        control plane restarts) it reconnects with backoff, up to WATCH_RECONNECTS times
-        in a row, asking for the lines after the last one delivered; the server then sends
-        the run again. Closing the generator cancels the call."""
+        The call has no deadline unless ``timeout`` (seconds, over all reconnections)
+        gives one: then it raises :class:`legato.DeadlineExceeded`. When the connection
+        is lost (UNAVAILABLE, e.g. the control plane restarts) it reconnects with
+        backoff, up to WATCH_RECONNECTS times in a row, asking for the lines after the
+        last one delivered; the server then sends the run again. Closing the generator
+        cancels the call."""
         last_seq = after_seq
         failures = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             request = runs.WatchRunRequest(id=run_id, include_logs=include_logs, after_seq=last_seq)
-            stream = self._runs.WatchRun(request, metadata=self._metadata)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise watch_deadline(run_id, timeout or 0.0)
+            stream = self._runs.WatchRun(request, metadata=self._metadata, timeout=remaining)
             try:
                 for event in stream:
                     failures = 0
@@ -501,12 +568,8 @@ class Client:
         def fetch(token: str) -> tuple[list[run_pb2.LogLine], str]:
             response = self._call(
                 self._runs.GetRunLogs,
-                runs.GetRunLogsRequest(
-                    run_id=run_id,
-                    step=step,
-                    attempt=attempt,
-                    page_size=page_size,
-                    page_token=token,
+                messages.get_run_logs(
+                    run_id, token, step=step, attempt=attempt, page_size=page_size
                 ),
             )
             return list(response.lines), response.next_page_token
@@ -523,28 +586,40 @@ class Client:
     def download_artifact(self, artifact_id: str, destination: Path) -> run_pb2.Artifact:
         """Write an artifact (a step's output table or a file it produced) to
         ``destination``, checking its SHA-256; returns its description."""
-        request = agents.DownloadArtifactRequest(artifact_id=artifact_id)
-        digest = hashlib.sha256()
-        info = run_pb2.Artifact()
         partial = destination.with_name(destination.name + ".part")
         try:
             with partial.open("wb") as out:
-                stream = self._agents.DownloadArtifact(
-                    request, timeout=self._timeout, metadata=self._metadata
-                )
-                for message in stream:
-                    if message.WhichOneof("message") == "artifact":
-                        info = message.artifact
-                    else:
-                        out.write(message.chunk)
-                        digest.update(message.chunk)
-        except grpc.RpcError as error:
+                info = self._stream_artifact(artifact_id, out)
+        except BaseException:
             partial.unlink(missing_ok=True)
+            raise
+        partial.replace(destination)
+        return info
+
+    def read_artifact(self, artifact_id: str) -> tuple[run_pb2.Artifact, bytes]:
+        """An artifact's description and content, in memory, its SHA-256 checked."""
+        buffer = io.BytesIO()
+        info = self._stream_artifact(artifact_id, buffer)
+        return info, buffer.getvalue()
+
+    def _stream_artifact(self, artifact_id: str, out: IO[bytes]) -> run_pb2.Artifact:
+        request = agents.DownloadArtifactRequest(artifact_id=artifact_id)
+        digest = hashlib.sha256()
+        info = run_pb2.Artifact()
+        try:
+            stream = self._agents.DownloadArtifact(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+            for message in stream:
+                if message.WhichOneof("message") == "artifact":
+                    info = message.artifact
+                else:
+                    out.write(message.chunk)
+                    digest.update(message.chunk)
+        except grpc.RpcError as error:
             raise from_grpc_error(error, self.target, tls=self.connection.uses_tls) from None
         if info.sha256 and digest.hexdigest() != info.sha256:
-            partial.unlink(missing_ok=True)
             raise OSError(f"artifact {artifact_id} arrived damaged (its SHA-256 does not match)")
-        partial.replace(destination)
         return info
 
     # -- events -------------------------------------------------------------------------
@@ -561,11 +636,7 @@ class Client:
         matches starts a run. ``payload`` holds JSON values (dates as ISO strings). A
         repeated ``request_id`` starts nothing new and returns the first event's id and
         runs with ``duplicate`` set."""
-        request = events.PublishRequest(
-            type=type, request_id=request_id or _request_id(), source=source
-        )
-        if payload:
-            request.payload.update(_json_value(payload, "payload"))
+        request = messages.publish_event(type, payload, request_id, source)
         return self._call(self._events.Publish, request)
 
     # -- agents -------------------------------------------------------------------------
@@ -579,8 +650,8 @@ class Client:
         def fetch(token: str) -> tuple[list[agent_pb2.Agent], str]:
             response = self._call(
                 self._agents.ListAgents,
-                agents.ListAgentsRequest(
-                    page_size=page_size, page_token=token, show_disconnected=show_disconnected
+                messages.list_agents(
+                    token, show_disconnected=show_disconnected, page_size=page_size
                 ),
             )
             return list(response.agents), response.next_page_token
@@ -589,7 +660,7 @@ class Client:
 
     def drain_agent(self, name: str, *, request_id: str | None = None) -> agent_pb2.Agent:
         """Ask an agent to finish its tasks and take no new ones."""
-        request = agents.DrainAgentRequest(name=name, request_id=request_id or _request_id())
+        request = agents.DrainAgentRequest(name=name, request_id=messages.request_id(request_id))
         return self._call(self._agents.DrainAgent, request).agent
 
     # -- access -------------------------------------------------------------------------
@@ -606,7 +677,7 @@ class Client:
         return self._call(
             self._access.CreateSignInLink,
             access.CreateSignInLinkRequest(
-                next_path=next_path, request_id=request_id or _request_id()
+                next_path=next_path, request_id=messages.request_id(request_id)
             ),
         )
 
@@ -620,14 +691,9 @@ class Client:
         request_id: str | None = None,
     ) -> access.CreateTokenResponse:
         """A new API token; its ``secret`` is in this response only."""
-        request = access.CreateTokenRequest(
-            name=name,
-            role=role,
-            description=description,
-            request_id=request_id or _request_id(),
+        request = messages.create_token(
+            name, role, description=description, expire_time=expire_time, given_id=request_id
         )
-        if expire_time is not None:
-            request.expire_time.FromDatetime(_utc(expire_time))
         return self._call(self._access.CreateToken, request)
 
     def list_tokens(
@@ -646,7 +712,7 @@ class Client:
 
     def revoke_token(self, name: str, *, request_id: str | None = None) -> access_pb2.ApiToken:
         """Revoke an API token by name (or id); it stops working within seconds."""
-        request = access.RevokeTokenRequest(name=name, request_id=request_id or _request_id())
+        request = access.RevokeTokenRequest(name=name, request_id=messages.request_id(request_id))
         return self._call(self._access.RevokeToken, request).token
 
     def create_agent_token(
@@ -659,14 +725,13 @@ class Client:
         request_id: str | None = None,
     ) -> access.CreateAgentTokenResponse:
         """Enrol an agent: its ``secret`` is in this response only."""
-        request = access.CreateAgentTokenRequest(
-            agent=agent,
-            labels=dict(labels or {}),
-            connections=list(connections),
-            request_id=request_id or _request_id(),
+        request = messages.create_agent_token(
+            agent,
+            labels=labels,
+            connections=connections,
+            expire_time=expire_time,
+            given_id=request_id,
         )
-        if expire_time is not None:
-            request.expire_time.FromDatetime(_utc(expire_time))
         return self._call(self._access.CreateAgentToken, request)
 
     def list_agent_tokens(
@@ -675,11 +740,8 @@ class Client:
         def fetch(token: str) -> tuple[list[access_pb2.AgentToken], str]:
             response = self._call(
                 self._access.ListAgentTokens,
-                access.ListAgentTokensRequest(
-                    page_size=page_size,
-                    page_token=token,
-                    show_revoked=show_revoked,
-                    agent=agent,
+                messages.list_agent_tokens(
+                    token, agent=agent, show_revoked=show_revoked, page_size=page_size
                 ),
             )
             return list(response.tokens), response.next_page_token
@@ -691,7 +753,7 @@ class Client:
     ) -> access_pb2.AgentToken:
         """Revoke an enrolment token: the agent is disconnected within seconds."""
         request = access.RevokeAgentTokenRequest(
-            id=token_id, request_id=request_id or _request_id()
+            id=token_id, request_id=messages.request_id(request_id)
         )
         return self._call(self._access.RevokeAgentToken, request).token
 
@@ -708,13 +770,14 @@ class Client:
         page_size: int = 0,
     ) -> Iterator[access_pb2.AuditEvent]:
         """The activity log, newest first, fetching pages as the iterator advances."""
-        request = audits.ListAuditEventsRequest(
-            pipeline=pipeline, actor=actor, action=action, page_size=page_size
+        request = messages.list_audit_events(
+            pipeline=pipeline,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+            page_size=page_size,
         )
-        if since is not None:
-            request.start_time.FromDatetime(_utc(since))
-        if until is not None:
-            request.end_time.FromDatetime(_utc(until))
 
         def fetch(token: str) -> tuple[list[access_pb2.AuditEvent], str]:
             request.page_token = token
@@ -746,39 +809,11 @@ DATABASE_RETRY_SECONDS = 10.0
 """How long a call is retried while the control plane's database restarts."""
 
 
-def _utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive datetime is taken as local time."""
-    return moment.astimezone(UTC)
-
-
-def _request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _struct(params: Mapping[str, Any]) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(_json_value(params, "params"))
-    return struct
-
-
-def _json_value(value: Any, path: str) -> Any:
-    """``value`` as the JSON value a Struct holds; dates become ISO strings."""
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    if isinstance(value, date):  # datetime too
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        result: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path}: the key {key!r} is not a string; JSON keys are strings")
-            result[key] = _json_value(item, f"{path}.{key}")
-        return result
-    if isinstance(value, list | tuple):
-        return [_json_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    raise TypeError(
-        f"{path}: {type(value).__name__} is not a JSON value; use str, int, float, bool, "
-        "None, a date, or lists and dicts of them"
+def watch_deadline(run_id: str, timeout: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+        message=f"run {run_id} did not end within {timeout:g}s of watching",
+        reason="DEADLINE_EXCEEDED",
     )
 
 
