@@ -41,7 +41,9 @@ class StandIn(agent_service_pb2_grpc.AgentServiceServicer):
     """Just enough of the control plane for agents to run no-op steps without end."""
 
     def __init__(self, isolation: str) -> None:
-        self.step = spec_pb2.Step(name="noop", transform=spec_pb2.TransformStep(code="pass"))
+        self.step = spec_pb2.Step(
+            name="noop", transform=spec_pb2.TransformStep(code="result = None")
+        )
         if isolation != "process":  # left unset: also runs against agents from before issue 11
             self.step.isolation = spec_pb2.Isolation.Value(f"ISOLATION_{isolation.upper()}")
         self.leases = itertools.count()

@@ -32,7 +32,7 @@ from harness import BenchPlane, CpuMeter, cluster, percentile, wait_run
 
 from legato.v1 import spec_pb2
 
-NOOP = spec_pb2.TransformStep(code="pass")
+NOOP = spec_pb2.TransformStep(code="result = None")
 
 
 def chain(name: str, length: int) -> spec_pb2.PipelineSpec:

@@ -3,8 +3,11 @@
 The code runs with these globals: ``data`` (the upstream table as a pandas DataFrame when
 exactly one upstream has a table, else None), ``inputs`` (upstream name → its DataFrame, or
 its values when it has no table), ``params`` (the run's parameters) and ``pd`` (pandas).
-Its output is what it binds to ``result`` (see :mod:`executor.kinds.output`). This is the
-user's code on the user's agent: running it is the point, in a child process under limits.
+Its output is what it binds to ``result`` (see :mod:`executor.kinds.output`); code that
+never binds ``result`` fails the step, so that a forgotten assignment does not pass
+nothing downstream as if it were the output: ``result = None`` says the step has none.
+This is the user's code on the user's agent: running it is the point, in a child process
+under limits.
 """
 
 from __future__ import annotations
@@ -59,5 +62,11 @@ class TransformKind:
                 raise StepError(f"the transform called sys.exit({exc.code!r})") from None
         except Exception as exc:
             raise failure(exc, _where) from None
-        table, values = to_output(scope.get("result"), source="the transform's result")
+        if "result" not in scope:
+            raise StepError(
+                f"the transform of step {ctx.step!r} never sets `result`, so it has no output "
+                "to pass on; assign the output to `result` (a DataFrame, a list of dicts or "
+                "a dict of values), or write `result = None` if the step has none"
+            )
+        table, values = to_output(scope["result"], source="the transform's result")
         return StepResult(table=table, values=values, records_in=records_in)

@@ -516,11 +516,11 @@ def test_run_follow_prints_the_log_and_exits_0_when_the_run_succeeds(
 
     assert capsys.readouterr().out.splitlines() == [
         "run r9 started: etl v3 (trigger manual)",
-        "2026-06-12 09:00:00 - Pipeline started (etl v3)",
-        "2026-06-12 09:00:01 - [extract#1] read 127 rows",
-        "2026-06-12 09:00:02 - [extract#1 stderr] careful: 3 nulls",
-        "2026-06-12 09:00:03 - [clean#1] kept 98 rows",
-        "2026-06-12 09:01:03 - Pipeline succeeded",
+        "2026-06-12 09:00:00 UTC - Pipeline started (etl v3)",
+        "2026-06-12 09:00:01 UTC - [extract#1] read 127 rows",
+        "2026-06-12 09:00:02 UTC - [extract#1 stderr] careful: 3 nulls",
+        "2026-06-12 09:00:03 UTC - [clean#1] kept 98 rows",
+        "2026-06-12 09:01:03 UTC - Pipeline succeeded",
         "run r9 succeeded in 1m3s",
     ]
     [watch] = plane.runs.of(run_service_pb2.WatchRunRequest)
@@ -579,7 +579,7 @@ def test_ctrl_c_stops_following_without_cancelling(
 
     assert code == 130
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[-1] == "2026-06-12 09:01:03 - Pipeline succeeded"
+    assert captured.out.splitlines()[-1] == "2026-06-12 09:01:03 UTC - Pipeline succeeded"
     assert "legato cancel r9" in captured.err
     assert plane.runs.of(run_service_pb2.CancelRunRequest) == []
     assert plane.runs.left.wait(5)  # the watch call was cancelled
@@ -595,14 +595,14 @@ def test_runs_lists_runs_with_trigger_status_and_duration(
 
     rows = _rows(capsys.readouterr().out)
     assert rows[0] == ["ID", "PIPELINE", "VERSION", "TRIGGER", "STATUS", "STARTED", "DURATION"]
-    assert rows[1][:6] == ["r2", "etl", "3", "manual", "running", "2026-06-12 09:02:00"]
+    assert rows[1][:6] == ["r2", "etl", "3", "manual", "running", "2026-06-12 09:02:00 UTC"]
     assert rows[2] == [
         "r1",
         "etl",
         "3",
-        "schedule@2026-06-12 09:00",
+        "schedule@2026-06-12 09:00 UTC",
         "failed",
-        "2026-06-12 09:00:00",
+        "2026-06-12 09:00:00 UTC",
         "1m3s",
     ]
     [request] = plane.runs.of(run_service_pb2.ListRunsRequest)
@@ -668,11 +668,11 @@ def test_status_prints_the_run_and_its_steps_in_server_order(
         "run:      r1",
         "pipeline: etl v3",
         "status:   failed",
-        "trigger:  schedule@2026-06-12 09:00 by scheduler",
+        "trigger:  schedule@2026-06-12 09:00 UTC by scheduler",
         'params:   {"day": "2026-06-12", "limit": 7}',
-        "created:  2026-06-12 09:00:00",
-        "started:  2026-06-12 09:00:00",
-        "ended:    2026-06-12 09:01:03",
+        "created:  2026-06-12 09:00:00 UTC",
+        "started:  2026-06-12 09:00:00 UTC",
+        "ended:    2026-06-12 09:01:03 UTC",
         "duration: 1m3s",
         "error:    step 'load' failed",
     ]
@@ -680,7 +680,16 @@ def test_status_prints_the_run_and_its_steps_in_server_order(
     headers = ["STEP", "STATUS", "ATTEMPT", "AGENT", "STARTED", "DURATION", "RECORDS"]
     assert rows[0] == [*headers, "ERROR/WAITING"]
     assert [r[0] for r in rows[1:]] == ["extract", "clean", "load", "notify"]
-    assert rows[1] == ["extract", "succeeded", "1", "a1", "2026-06-12 09:00:01", "2s", "127", "-"]
+    assert rows[1] == [
+        "extract",
+        "succeeded",
+        "1",
+        "a1",
+        "2026-06-12 09:00:01 UTC",
+        "2s",
+        "127",
+        "-",
+    ]
     assert rows[2][5:7] == ["1.5s", "127 → 98"]
     load_error = rows[3][7]
     assert len(load_error) == 60
@@ -695,17 +704,20 @@ def test_status_as_json_has_proto_field_names(
 
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "RUN_STATUS_FAILED"
-    assert data["steps"][1]["records_in"] == "127"
+    # int64 fields print as numbers and Struct numbers as written, not 127.0 or "127".
+    assert data["steps"][1]["records_in"] == 127
+    assert data["params"] == {"day": "2026-06-12", "limit": 7}
     assert data["steps"][3]["waiting_reason"] == "waiting for load"
 
 
 def test_an_rpc_error_is_one_line_on_stderr(
     plane: Plane, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert plane.legato("status", "nope") == 1
+    missing = "01m9zzzzzzzzzzzzzzzzzzzzzz"  # a whole id: sent as it is
+    assert plane.legato("status", missing) == 1
 
     captured = capsys.readouterr()
-    assert captured.err == "legato status: run 'nope' not found\n"
+    assert captured.err == f"legato status: run '{missing}' not found\n"
     assert captured.out == ""
 
 
@@ -716,11 +728,11 @@ def test_logs_prints_every_page(plane: Plane, capsys: pytest.CaptureFixture[str]
     assert plane.legato("logs", "r1") == 0
 
     assert capsys.readouterr().out.splitlines() == [
-        "2026-06-12 09:00:00 - Pipeline started (etl v3)",
-        "2026-06-12 09:00:01 - [extract#1] read 127 rows",
-        "2026-06-12 09:00:02 - [extract#1 stderr] careful: 3 nulls",
-        "2026-06-12 09:00:03 - [clean#1] kept 98 rows",
-        "2026-06-12 09:01:03 - Pipeline succeeded",
+        "2026-06-12 09:00:00 UTC - Pipeline started (etl v3)",
+        "2026-06-12 09:00:01 UTC - [extract#1] read 127 rows",
+        "2026-06-12 09:00:02 UTC - [extract#1 stderr] careful: 3 nulls",
+        "2026-06-12 09:00:03 UTC - [clean#1] kept 98 rows",
+        "2026-06-12 09:01:03 UTC - Pipeline succeeded",
     ]
     tokens = [r.page_token for r in plane.runs.of(run_service_pb2.GetRunLogsRequest)]
     assert tokens == ["", "3"]
@@ -731,8 +743,8 @@ def test_logs_of_one_step_attempt(plane: Plane, capsys: pytest.CaptureFixture[st
     assert plane.legato("logs", "r1", "--step", "extract", "--attempt", "1") == 0
 
     assert capsys.readouterr().out.splitlines() == [
-        "2026-06-12 09:00:01 - [extract#1] read 127 rows",
-        "2026-06-12 09:00:02 - [extract#1 stderr] careful: 3 nulls",
+        "2026-06-12 09:00:01 UTC - [extract#1] read 127 rows",
+        "2026-06-12 09:00:02 UTC - [extract#1 stderr] careful: 3 nulls",
     ]
     [request] = plane.runs.of(run_service_pb2.GetRunLogsRequest)
     assert (request.run_id, request.step, request.attempt) == ("r1", "extract", 1)
@@ -745,7 +757,7 @@ def test_logs_follow_continues_after_the_last_line_read(
 
     assert plane.legato("logs", "r1", "-f") == 0
 
-    assert [line[22:] for line in capsys.readouterr().out.splitlines()] == [
+    assert [line.split(" - ", 1)[1] for line in capsys.readouterr().out.splitlines()] == [
         "Pipeline started (etl v3)",
         "[extract#1] read 127 rows",
         "[extract#1 stderr] careful: 3 nulls",
@@ -768,11 +780,11 @@ def test_logs_attempt_needs_a_step(plane: Plane, capsys: pytest.CaptureFixture[s
 
 
 def test_cancel(plane: Plane, capsys: pytest.CaptureFixture[str]) -> None:
-    assert plane.legato("cancel", "r9", "--reason", "wrong day") == 0
+    assert plane.legato("cancel", "r2", "--reason", "wrong day") == 0
 
-    assert capsys.readouterr().out == "run r9 cancelled\n"
+    assert capsys.readouterr().out == "run r2 cancelled\n"
     [request] = plane.runs.of(run_service_pb2.CancelRunRequest)
-    assert (request.id, request.reason) == ("r9", "wrong day")
+    assert (request.id, request.reason) == ("r2", "wrong day")
     assert request.request_id
 
 
@@ -854,7 +866,7 @@ def test_agents(plane: Plane, capsys: pytest.CaptureFixture[str]) -> None:
             "gpu=no,region=eu",
             "1/4",
             "0.1.0",
-            "2026-06-12 09:00:00",
+            "2026-06-12 09:00:00 UTC",
             "warehouse,lake",
         ],
     ]

@@ -57,7 +57,8 @@ async def test_what_a_step_leaves_running_is_killed_when_it_ends(
     runner: Runner, make_task: MakeTask
 ) -> None:
     logs = Logs()
-    outcome = await runner.run(make_task(SPAWN), logs)  # returns with `sleep` still running
+    # It returns with `sleep` still running.
+    outcome = await runner.run(make_task(SPAWN + "result = None\n"), logs)
     assert outcome.status == "succeeded", outcome.error
     assert not any(alive(pid) for pid in pids(logs))
 

@@ -59,6 +59,7 @@ async def test_output_lines_arrive_per_stream_in_order(runner: Runner, make_task
         "print('err 1', file=sys.stderr)\n"
         "print('out 2')\n"
         "sys.stdout.write('no newline at the end')\n"
+        "result = None\n"
     )
     logs = Logs()
     outcome = await runner.run(make_task(code), logs)
@@ -96,7 +97,7 @@ async def test_a_hundred_thousand_lines_all_arrive_in_bounded_memory(
     runner: Runner, make_task: MakeTask
 ) -> None:
     # 100,000 lines of 200 bytes: 20 MB of output, while the runner's memory stays flat.
-    code = "pad = 'x' * 192\nfor i in range(100_000):\n    print(f'{i:06d} {pad}')\n"
+    code = "pad = 'x' * 192\nfor i in range(100_000):\n    print(f'{i:06d} {pad}')\nresult = None\n"
     counter = Counter()
     tracemalloc.start()
     try:
@@ -122,7 +123,7 @@ async def test_a_slow_consumer_does_not_lose_or_reorder_lines(
         if counter.count % 1000 == 0:
             time.sleep(0.01)
 
-    code = "for i in range(20_000):\n    print(f'{i:06d} line')\n"
+    code = "for i in range(20_000):\n    print(f'{i:06d} line')\nresult = None\n"
     outcome = await runner.run(make_task(code), slow)
     assert outcome.status == "succeeded", outcome.error
     assert (counter.count, counter.out_of_order) == (20_000, 0)

@@ -9,7 +9,7 @@ import asyncio
 from executor.runner import Outcome, Runner
 from tests.executor.runner_support import Logs, MakeTask, alive, wait_until
 
-PID = "import os\nprint(os.getpid(), flush=True)\n"
+PID = "import os\nprint(os.getpid(), flush=True)\nresult = None  # no output\n"
 
 
 async def pooled(

@@ -36,7 +36,9 @@ async def test_a_no_op_transform_succeeds_with_no_output(
 ) -> None:
     logs = Logs()
     started: list[int] = []
-    outcome = await runner.run(make_task("pass"), logs, lambda pid, _t: started.append(pid))
+    outcome = await runner.run(
+        make_task("result = None"), logs, lambda pid, _t: started.append(pid)
+    )
     assert outcome.status == "succeeded", outcome.error
     assert (outcome.failure_kind, outcome.error) == (None, "")
     assert (outcome.records_in, outcome.records_out, outcome.rows) == (None, None, None)
@@ -111,7 +113,7 @@ async def test_transform_results_become_tables_or_values(
             {"n": 3, "on": "2026-01-02T00:00:00"},
         ),
         "result = 2.5": (None, {"result": 2.5}),
-        "x = 1": (None, {}),
+        "x = 1\nresult = None": (None, {}),  # declared to have no output
     }
     for code, (rows, values) in cases.items():
         outcome = await runner.run(make_task(code), Logs())

@@ -8,7 +8,7 @@ import asyncio
 from executor.runner import Runner
 from tests.executor.runner_support import USER_MODULES, Logs, MakeTask, children_of, wait_until
 
-PID = "import os\nprint(os.getpid(), flush=True)\n"
+PID = "import os\nprint(os.getpid(), flush=True)\nresult = None  # no output\n"
 
 
 async def test_each_free_slot_has_a_child_waiting_and_attempts_start_in_them(

@@ -410,14 +410,14 @@ def test_legato_activity_shows_a_pipelines_recent_changes(server: Server, tmp_pa
     lines = shown.stdout.splitlines()
     assert lines[0].split() == ["TIME", "ACTOR", "ACTION", "RESOURCE", "OUTCOME", "REQUEST"]
     rows = [line.split() for line in lines[1:]]
-    assert [row[2:] for row in rows] == [
+    assert [row[3:] for row in rows] == [  # after the date, the time and its zone
         ["test-admin", "(token)", "PauseSchedule", "pipelines/etl", "succeeded", rows[0][-1]],
         ["test-admin", "(token)", "ApplyPipeline", "pipelines/etl", "succeeded", rows[1][-1]],
     ]
     assert all(len(row[-1]) == 32 for row in rows)  # the request ids the CLI sent
 
     everything = legato(server, "activity").stdout.splitlines()
-    assert [line.split()[4] for line in everything[1:]] == [
+    assert [line.split()[5] for line in everything[1:]] == [
         "ApplyPipeline",
         "PauseSchedule",
         "ApplyPipeline",

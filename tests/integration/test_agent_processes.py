@@ -13,7 +13,9 @@ from tests.executor.runner_support import children_of
 
 pytestmark = pytest.mark.timeout(120)
 
-PRINT_PID = "import os\\nprint(os.environ['LEGATO_STEP'], os.getpid(), flush=True)\\n"
+PRINT_PID = (
+    "import os\\nprint(os.environ['LEGATO_STEP'], os.getpid(), flush=True)\\nresult = None\\n"
+)
 
 
 def fork_server_of(agent: int) -> int:

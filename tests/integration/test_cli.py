@@ -332,10 +332,11 @@ def test_schedule_preview_pause_resume_and_backfill(server: Server, tmp_path: Pa
     )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
-        "3 fire times (dry run, nothing created):",
-        "  2026-03-20 01:30:00 UTC  (2026-03-20 01:30 UTC)",
-        "  2026-03-21 01:30:00 UTC  (2026-03-21 01:30 UTC)",
-        "  2026-03-22 01:30:00 UTC  (2026-03-22 01:30 UTC)",
+        # In the schedule's zone (the host's is UTC here), each with its UTC time.
+        "3 fire times in Europe/Berlin (dry run, nothing created):",
+        "  2026-03-20 02:30:00 CET  (2026-03-20 01:30 UTC)",
+        "  2026-03-21 02:30:00 CET  (2026-03-21 01:30 UTC)",
+        "  2026-03-22 02:30:00 CET  (2026-03-22 01:30 UTC)",
     ]
     created = legato(
         server, "backfill", "nightly", "--from", "2026-03-20T00:00Z", "--to", "2026-03-23T00:00Z"

@@ -18,7 +18,11 @@ the command line, so ``--server elsewhere`` cannot leak it. The same holds for t
 certificate files.
 
 The config file holds tokens: it is written with mode 0600, and a file others can read
-is refused with a message saying how to fix it."""
+is refused with a message saying how to fix it.
+
+A server is ``HOST:PORT`` (or a gRPC target such as ``dns:///host:7470`` or
+``unix:/path``); a URL (``http://host:7470``) is refused with the address to give
+instead, since gRPC would only say "Misformatted domain name"."""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ __all__ = [
     "LOCAL_CREDENTIALS",
     "ConfigFileError",
     "Connection",
+    "check_address",
     "config_path",
     "find_local_credentials",
     "load_config",
@@ -44,6 +49,10 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = "localhost:7470"
+DEFAULT_PORT = 7470
+URL_SCHEMES = ("http", "https", "grpc", "grpcs", "tcp")
+"""Schemes people write before an address that gRPC does not take (its own resolver
+schemes, ``dns:``, ``unix:``, ``ipv4:`` ..., are left alone)."""
 LOCAL_CREDENTIALS = Path(".legato") / "credentials.yaml"
 SETTINGS = ("server", "token", "ca", "cert", "key")
 
@@ -130,6 +139,15 @@ def resolve(
         if local is not None:
             fallback = local
     target = chosen["server"] or str(fallback.get("server") or "") or DEFAULT_SERVER
+    if explicit["server"]:
+        origin = "--server"
+    elif from_env["server"]:
+        origin = "LEGATO_SERVER"
+    elif fallback.get("server"):
+        origin = f"the server of context {name!r}" if name else "the server in .legato/"
+    else:
+        origin = "the server"
+    check_address(target, origin)
     same_server = _same(target, str(fallback.get("server") or DEFAULT_SERVER))
     if same_server:
         tls = bool(fallback.get("tls"))
@@ -150,6 +168,28 @@ def resolve(
         key=chosen["key"] or "",
         tls=tls,
         context=name if same_server else "",
+    )
+
+
+def check_address(address: str, origin: str = "the server") -> None:
+    """Refuse a URL where ``HOST:PORT`` belongs, saying what to give instead."""
+    scheme, sep, rest = address.strip().partition("://")
+    if not sep or scheme.lower() not in URL_SCHEMES:
+        return
+    hostport = rest.split("/", 1)[0]
+    if hostport.rpartition(":")[2].isdigit() and ":" in hostport:
+        suggested = hostport
+    else:
+        suggested = f"{hostport}:{DEFAULT_PORT}"
+    tls = (
+        "; TLS is not chosen by the scheme: give --ca (or `legato config set-context "
+        "--tls` for a server with a public certificate)"
+        if scheme.lower() in ("https", "grpcs")
+        else ""
+    )
+    raise ConfigFileError(
+        f"{origin} {address!r} is a URL; give HOST:PORT without the scheme: drop "
+        f"'{scheme}://' and use {suggested}{tls}"
     )
 
 

@@ -67,7 +67,7 @@ def register(
     t.add_argument("id", metavar="ID", help="the token's id (`legato agents token list`)")
 
     p = command("drain", drain, "let an agent finish its tasks and take no new ones")
-    p.add_argument("agent", metavar="AGENT")
+    p.add_argument("agent", metavar="AGENT", help="the agent's name (legato agents lists them)")
 
 
 def list_agents(client: Client, args: argparse.Namespace) -> int:

@@ -20,7 +20,13 @@ import yaml
 
 from legato.cli.output import render_table
 from legato.cli.specfiles import CommandError
-from legato.connection import ConfigFileError, config_path, load_config, save_config
+from legato.connection import (
+    ConfigFileError,
+    check_address,
+    config_path,
+    load_config,
+    save_config,
+)
 
 __all__ = ["mask", "register"]
 
@@ -37,7 +43,7 @@ def register(
     p = config_sub.add_parser(
         "set-context", help="add a context, or change the settings it is given"
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the context's name, e.g. prod")
     p.add_argument("--server", help="HOST:PORT of the control plane")
     p.add_argument("--token", help="API token (lgt_...); stored in the config file (0600)")
     p.add_argument("--token-file", help="read the token from this file at each call instead")
@@ -54,7 +60,7 @@ def register(
     p.set_defaults(handler=set_context, needs_client=False)
 
     p = config_sub.add_parser("use-context", help="make a context the current one")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the context to use from now on")
     p.set_defaults(handler=use_context, needs_client=False)
 
     p = config_sub.add_parser("get-contexts", help="list the contexts")
@@ -68,7 +74,7 @@ def register(
     p.set_defaults(handler=view, needs_client=False)
 
     p = config_sub.add_parser("delete-context", help="remove a context")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="the context to remove")
     p.set_defaults(handler=delete_context, needs_client=False)
 
 
@@ -100,6 +106,11 @@ def set_context(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise CommandError
+    try:
+        check_address(str(context["server"]), "--server")
+    except ConfigFileError as error:
+        print(f"legato config set-context: {error}", file=sys.stderr)
+        raise CommandError from None
     contexts[args.name] = context
     config["contexts"] = contexts
     if args.use or not config.get("current-context"):

@@ -11,6 +11,7 @@ from collections import Counter
 import grpc
 
 from legato.cli.output import emit_message, local_time, render_table
+from legato.cli.runref import resolve_run
 from legato.cli.specfiles import CommandError, load_all, print_violations
 from legato.client import Client
 from legato.errors import RpcError
@@ -30,7 +31,13 @@ def register(
     help_text = "list notifications, newest first: event, channel, delivery status, last error"
     p = sub.add_parser("notifications", parents=[common], help=help_text, description=help_text)
     p.set_defaults(handler=list_notifications, needs_client=True)
-    p.add_argument("run", metavar="RUN", nargs="?", default="", help="only this run's")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        default="",
+        help="only this run's: an id, a unique prefix of a recent one, or latest",
+    )
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0: all)")
 
     notify = sub.add_parser(
@@ -66,6 +73,8 @@ def register(
 
 
 def list_notifications(client: Client, args: argparse.Namespace) -> int:
+    if args.run:
+        args.run = resolve_run(client, args)
     found = client.list_notifications(
         run_id=args.run, page_size=min(args.limit, 1000) if args.limit > 0 else 0
     )

@@ -1,32 +1,39 @@
 """Run commands: run, runs, status, logs, cancel, rerun, output.
 
-``run --follow``, ``rerun --follow`` and ``logs -f`` print the run's log as it grows, over
-``Client.watch_run`` (which reconnects on its own), until the run ends."""
+``run --follow``, ``rerun --follow`` and ``logs -f`` print the run's log as it grows, and
+what it waits for, until the run ends (see ``cli/follow.py``). RUN is an id, a unique
+prefix of a recent one, or ``latest`` (see ``cli/runref.py``); ``-p`` values are read by
+their parameter's declared type (see ``cli/params.py``)."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import grpc
 import yaml
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 
+from legato.cli.follow import ENDED, StreamStoppedError, explain_waits, format_log_line, watch
 from legato.cli.notifications import run_notifications
 from legato.cli.output import emit_message, local_time, render_table
+from legato.cli.params import ParamError, param, parse_param_value, plain_scalars, typed_params
+from legato.cli.runref import add_run_argument, resolve_run
 from legato.cli.specfiles import CommandError
 from legato.client import Client
+from legato.errors import RpcError
 from legato.spec.enums import enum_choices, enum_number, short_name
 from legato.spec.units import format_duration
 from legato.spec.wellknown import well_known_to_python
-from legato.v1 import run_pb2
+from legato.v1 import run_pb2, spec_pb2
 from legato.v1 import run_service_pb2 as pb
 
 __all__ = ["format_log_line", "parse_param_value", "register"]
@@ -35,21 +42,9 @@ Handler = Callable[[Client, argparse.Namespace], int]
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-ENDED = frozenset(
-    {
-        run_pb2.RUN_STATUS_SUCCEEDED,
-        run_pb2.RUN_STATUS_FAILED,
-        run_pb2.RUN_STATUS_CANCELLED,
-        run_pb2.RUN_STATUS_TIMED_OUT,
-        run_pb2.RUN_STATUS_SKIPPED,
-    }
-)
 RUN_STATUS = run_pb2.RunStatus.DESCRIPTOR
 STEP_STATUS = run_pb2.StepStatus.DESCRIPTOR
 TRIGGER_KIND = run_pb2.TriggerKind.DESCRIPTOR
-# Numbers in a Struct are doubles: larger integers would not come back as written.
-EXACT_INT = 2**53
-NULL_WORDS = frozenset({"~", "null", "Null", "NULL"})
 CELL_CHARS = 60
 
 
@@ -62,7 +57,7 @@ def register(
         return parser
 
     p = command("run", run, "start a run of a pipeline")
-    p.add_argument("pipeline")
+    p.add_argument("pipeline", help="the pipeline to run")
     p.add_argument(
         "-p",
         "--param",
@@ -71,7 +66,8 @@ def register(
         type=param,
         default=[],
         metavar="KEY=VALUE",
-        help="a parameter; VALUE reads as YAML: 7, 2.5, true, 'quoted text'; repeatable",
+        help="a parameter, read by its declared type (a string stays as written: 0123, no); "
+        "repeatable",
     )
     p.add_argument(
         "--params-file",
@@ -107,22 +103,22 @@ def register(
     p.add_argument("--limit", type=int, default=20, help="at most this many (default 20, 0: all)")
 
     p = command("status", status, "show a run and its steps")
-    p.add_argument("run", metavar="RUN")
+    add_run_argument(p)
 
     p = command("logs", logs, "print the log of a run")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--step", default="", help="only this step's lines")
+    add_run_argument(p)
+    p.add_argument("--step", default="", help="only this step's lines (a step of the run)")
     p.add_argument("--attempt", type=int, default=0, help="with --step: only this attempt")
     p.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new lines until the run ends"
     )
 
     p = command("cancel", cancel, "stop a run: running steps are stopped, pending ones cancelled")
-    p.add_argument("run", metavar="RUN")
+    add_run_argument(p)
     p.add_argument("--reason", default="", help="recorded with the cancellation")
 
     p = command("rerun", rerun, "start a new run of a finished one's failed and cancelled steps")
-    p.add_argument("run", metavar="RUN")
+    add_run_argument(p)
     p.add_argument("--all", dest="all_steps", action="store_true", help="run every step again")
     p.add_argument(
         "--latest-version",
@@ -136,8 +132,8 @@ def register(
     )
 
     p = command("output", output, "show a step's output: its summary and first rows")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("step", metavar="STEP")
+    add_run_argument(p)
+    p.add_argument("step", metavar="STEP", help="the step whose output to show")
     p.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
     p.add_argument(
         "--save",
@@ -151,7 +147,18 @@ def register(
 
 
 def run(client: Client, args: argparse.Namespace) -> int:
-    params = {**_params_file(args), **dict(args.params)}
+    file_values, file_texts = _params_file(args)
+    spec = _declared_params(client, args) if args.params or file_values else None
+    try:
+        params = typed_params(
+            args.params,
+            spec,
+            file_values=file_values,
+            file_texts=file_texts,
+            file_name=args.params_file or "",
+        )
+    except ParamError as error:
+        _fail(args, str(error))
     try:
         response = client.trigger_run(
             args.pipeline, params=params, version=args.version, kind=run_pb2.TRIGGER_KIND_MANUAL
@@ -173,6 +180,17 @@ def run(client: Client, args: argparse.Namespace) -> int:
         flush=True,
     )
     return _follow_printing(client, args, started.id) if args.follow else 0
+
+
+def _declared_params(client: Client, args: argparse.Namespace) -> spec_pb2.PipelineSpec | None:
+    """The spec of the version that will run, for its parameters' types; None when the
+    server cannot say (the values are then read untyped and checked by the server)."""
+    try:
+        return client.get_pipeline_version(args.pipeline, args.version).spec
+    except RpcError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            raise  # says which pipeline or version does not exist
+        return None
 
 
 def list_runs(client: Client, args: argparse.Namespace) -> int:
@@ -209,10 +227,13 @@ def list_runs(client: Client, args: argparse.Namespace) -> int:
 
 
 def status(client: Client, args: argparse.Namespace) -> int:
-    found = client.get_run(args.run)
+    found = client.get_run(resolve_run(client, args))
     if args.output != "table":
         emit_message(found, args.output)
         return 0
+    waits = explain_waits(
+        found, list(found.steps), lambda: list(client.list_agents()), server=client.target
+    )
     duration = found.duration if found.HasField("duration") else None
     fields = [
         ("run", found.id),
@@ -227,7 +248,10 @@ def status(client: Client, args: argparse.Namespace) -> int:
         ("error", found.error or "-"),
     ]
     if found.waiting_reason:
-        fields.append(("waiting", found.waiting_reason))
+        fields.append(("waiting", found.waiting_reason.removeprefix("waiting: ")))
+    no_agent = {why for name, why in waits.items() if name and why != _server_reason(found, name)}
+    for why in sorted(no_agent):
+        fields.append(("waiting", why.removeprefix("waiting: ")))
     for label, value in fields:
         lines = value.splitlines() or [""]
         print(f"{label + ':':<10}{lines[0]}")
@@ -246,7 +270,7 @@ def status(client: Client, args: argparse.Namespace) -> int:
             local_time(s.start_time),
             _duration(s.duration if s.HasField("duration") else None, s.start_time, s.end_time),
             _records(s),
-            _shorten(s.error or s.waiting_reason or _child(s)) or "-",
+            _shorten(s.error or waits.get(s.name) or s.waiting_reason or _child(s)) or "-",
         ]
         for s in found.steps
     ]
@@ -264,6 +288,10 @@ def status(client: Client, args: argparse.Namespace) -> int:
         print()
         print("\n".join(told))
     return 0
+
+
+def _server_reason(found: run_pb2.Run, step: str) -> str:
+    return next((s.waiting_reason for s in found.steps if s.name == step), "")
 
 
 def _child(step: run_pb2.StepRun) -> str:
@@ -285,11 +313,14 @@ def _output_text(summary: run_pb2.OutputSummary) -> str:
 def logs(client: Client, args: argparse.Namespace) -> int:
     if args.attempt and not args.step:
         _fail(args, "--attempt needs --step: attempts are numbered per step")
+    run_id = resolve_run(client, args)
+    if args.step:
+        _check_step(client, args, run_id)
     as_table = args.output == "table"
     lines: list[run_pb2.LogLine] = []
     last_seq = 0
     printed = 0
-    for line in client.get_run_logs(args.run, step=args.step, attempt=args.attempt):
+    for line in client.get_run_logs(run_id, step=args.step, attempt=args.attempt):
         last_seq = max(last_seq, line.seq)
         printed += 1
         if as_table:
@@ -308,16 +339,29 @@ def logs(client: Client, args: argparse.Namespace) -> int:
             else:
                 lines.append(line)
 
-        _watch(client, args, args.run, after_seq=last_seq, on_line=on_line)
+        _watch(client, args, run_id, after_seq=last_seq, on_line=on_line, show_waits=as_table)
     if not as_table:
         emit_message(pb.GetRunLogsResponse(lines=lines), args.output)
     elif not printed and not args.follow:
-        print(f"run {args.run} has no log lines" + (f" of step {args.step}" if args.step else ""))
+        print(f"run {run_id} has no log lines" + (f" of step {args.step}" if args.step else ""))
     return 0
 
 
+def _check_step(client: Client, args: argparse.Namespace, run_id: str) -> None:
+    """Fail unless ``--step`` names a step of the run (a typo would print nothing)."""
+    names = [s.name for s in client.get_run(run_id).steps]
+    if args.step in names:
+        return
+    close = difflib.get_close_matches(args.step, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    _fail(
+        args,
+        f"run {run_id} has no step '{args.step}' (its steps: {', '.join(names) or 'none'}){hint}",
+    )
+
+
 def cancel(client: Client, args: argparse.Namespace) -> int:
-    result = client.cancel_run(args.run, reason=args.reason)
+    result = client.cancel_run(resolve_run(client, args), reason=args.reason)
     if args.output != "table":
         emit_message(result, args.output)
     elif result.status == run_pb2.RUN_STATUS_CANCELLED:
@@ -330,9 +374,8 @@ def cancel(client: Client, args: argparse.Namespace) -> int:
 
 
 def rerun(client: Client, args: argparse.Namespace) -> int:
-    started = client.rerun_run(
-        args.run, all_steps=args.all_steps, latest_version=args.latest_version
-    )
+    source = resolve_run(client, args)
+    started = client.rerun_run(source, all_steps=args.all_steps, latest_version=args.latest_version)
     if args.output != "table":
         if args.follow:
             ended = _follow_quietly(client, args, started.id)
@@ -342,14 +385,14 @@ def rerun(client: Client, args: argparse.Namespace) -> int:
         emit_message(started, args.output)
         return _outcome(started) if args.follow else 0
     print(
-        f"run {started.id} started: rerun of {args.run} ({started.pipeline} v{started.version})",
+        f"run {started.id} started: rerun of {source} ({started.pipeline} v{started.version})",
         flush=True,
     )
     return _follow_printing(client, args, started.id) if args.follow else 0
 
 
 def output(client: Client, args: argparse.Namespace) -> int:
-    response = client.get_step_output(args.run, args.step, limit=args.limit)
+    response = client.get_step_output(resolve_run(client, args), args.step, limit=args.limit)
     if args.output != "table":
         emit_message(response, args.output)
         return 0
@@ -404,7 +447,8 @@ def _save_artifacts(
 
 
 def _follow_printing(client: Client, args: argparse.Namespace, run_id: str) -> int:
-    """Print the run's log until it ends, then how it ended; the exit code is the outcome."""
+    """Print the run's log and what it waits for until it ends, then how it ended; the
+    exit code is the outcome."""
     try:
         ended = _watch(
             client,
@@ -412,6 +456,7 @@ def _follow_printing(client: Client, args: argparse.Namespace, run_id: str) -> i
             run_id,
             after_seq=0,
             on_line=lambda line: print(format_log_line(line), flush=True),
+            show_waits=True,
         )
     except KeyboardInterrupt:
         _interrupted(run_id)
@@ -439,27 +484,24 @@ def _watch(
     *,
     after_seq: int,
     on_line: Callable[[run_pb2.LogLine], None] | None,
+    show_waits: bool = False,
 ) -> run_pb2.Run:
     """Hand each new log line to ``on_line`` until the run ends; the ended run."""
-    last: run_pb2.Run | None = None
-    seen = after_seq
-    events = client.watch_run(run_id, include_logs=on_line is not None, after_seq=after_seq)
-    for event in events:
-        kind = event.WhichOneof("event")
-        if kind == "run":
-            last = event.run
-        elif kind == "log" and on_line is not None and event.log.seq > seen:
-            seen = event.log.seq
-            on_line(event.log)
-    if last is None or last.status not in ENDED:
-        last = client.get_run(run_id)
-    if last.status not in ENDED:
+    try:
+        return watch(
+            client,
+            run_id,
+            after_seq=after_seq,
+            on_line=on_line,
+            on_wait=(lambda line: print(line, flush=True)) if show_waits else None,
+        )
+    except StreamStoppedError as stopped:
         _fail(
             args,
             f"the server stopped sending events of run {run_id}, which is still "
-            f"{_enum_name(RUN_STATUS, last.status)}; follow it again with: legato logs -f {run_id}",
+            f"{_enum_name(RUN_STATUS, stopped.run.status)}; follow it again with: "
+            f"legato logs -f {run_id}",
         )
-    return last
 
 
 def _interrupted(run_id: str) -> None:
@@ -473,53 +515,14 @@ def _outcome(ended: run_pb2.Run) -> int:
     return 0 if ended.status == run_pb2.RUN_STATUS_SUCCEEDED else EXIT_FAILED
 
 
-def format_log_line(line: run_pb2.LogLine) -> str:
-    """``TIME - text`` for Legato's own lines, ``TIME - [step#attempt] text`` for a step's
-    output (``[step#attempt stderr]`` for its stderr)."""
-    when = local_time(line.time)
-    text = line.text.rstrip("\n")
-    if line.stream == run_pb2.LOG_STREAM_SYSTEM or not line.step:
-        return f"{when} - {text}"
-    stderr = " stderr" if line.stream == run_pb2.LOG_STREAM_STDERR else ""
-    return f"{when} - [{line.step}#{line.attempt}{stderr}] {text}"
-
-
 # -- parameters ------------------------------------------------------------------------
 
 
-def param(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` of ``-p``."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, parse_param_value(raw)
-
-
-def parse_param_value(raw: str) -> Any:
-    """VALUE as a YAML scalar: ``7`` → 7, ``2.5`` → 2.5, ``true`` → True, ``null`` → None,
-    ``'7'`` → '7'. What YAML reads otherwise (a date, a list, a mapping, a comment) and
-    integers beyond 2**53 stay the text as written."""
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    if value is None:
-        return None if raw.strip() in NULL_WORDS else raw
-    if isinstance(value, str):
-        return value if raw.lstrip().startswith(("'", '"')) else raw
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value if abs(value) <= EXACT_INT else raw
-    if isinstance(value, float):
-        return value if math.isfinite(value) else raw
-    return raw
-
-
-def _params_file(args: argparse.Namespace) -> dict[str, Any]:
+def _params_file(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The params file's values, and its plain scalars as written (for string params)."""
     path: str | None = args.params_file
     if path is None:
-        return {}
+        return {}, {}
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as error:
@@ -528,12 +531,14 @@ def _params_file(args: argparse.Namespace) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         _fail(args, f"{path}: not JSON or YAML ({error})")
+    except ValueError as error:  # a date YAML cannot build, like 2026-13-01
+        _fail(args, f"{path}: {error}; put the value in quotes")
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         kind = "list" if isinstance(data, list) else type(data).__name__
         _fail(args, f"{path}: expected a mapping of parameter names to values, got a {kind}")
-    return data
+    return data, plain_scalars(text)
 
 
 # -- cells -----------------------------------------------------------------------------
@@ -551,11 +556,11 @@ def _number(enum: EnumDescriptor, name: str) -> int:
 
 
 def _trigger_cell(trigger: run_pb2.RunTrigger) -> str:
-    """``manual``; ``schedule@2026-06-12 09:00`` for scheduled and backfill runs."""
+    """``manual``; ``schedule@2026-06-12 09:00 UTC`` for scheduled and backfill runs."""
     name = _enum_name(TRIGGER_KIND, trigger.kind)
     timed = (run_pb2.TRIGGER_KIND_SCHEDULE, run_pb2.TRIGGER_KIND_BACKFILL)
     if trigger.kind in timed and trigger.HasField("logical_time"):
-        return f"{name}@{local_time(trigger.logical_time)[:16]}"
+        return f"{name}@{local_time(trigger.logical_time, seconds=False)}"
     return name
 
 

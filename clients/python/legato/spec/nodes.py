@@ -49,13 +49,63 @@ def compose(text: str) -> Node | None:
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise YamlSyntaxError(
-            mark.line + 1 if mark is not None else None, f"invalid YAML: {what}"
-        ) from None
+        raise _syntax_error(text, exc) from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, f"invalid YAML: {exc}") from None
+
+
+_QUOTES = {'"': "double-quoted", "'": "single-quoted"}
+
+
+def _syntax_error(text: str, exc: yaml.MarkedYAMLError) -> YamlSyntaxError:
+    """The error at the line to fix. A quoted string left open is reported by PyYAML at
+    the end of the file ("found unexpected end of stream"), or wherever a later quote
+    happened to close it: both point at the line where the string opens instead."""
+    problem = exc.problem_mark
+    context = exc.context_mark
+    what = ", ".join(part for part in (exc.context, exc.problem) if part)
+    if exc.context == "while scanning a quoted scalar" and context is not None:
+        quote = _QUOTES.get(text[context.index : context.index + 1], "quoted")
+        closing = text[context.index : context.index + 1] or '"'
+        return YamlSyntaxError(
+            context.line + 1,
+            f"invalid YAML: the {quote} string that opens at column {context.column + 1} "
+            f"is never closed; end it with {closing}",
+        )
+    mark = problem or context
+    if mark is None:
+        return YamlSyntaxError(None, f"invalid YAML: {what}")
+    opened = _open_quote_before(text, mark.line)
+    if opened is not None:
+        line, column, quote = opened
+        return YamlSyntaxError(
+            line + 1,
+            f"invalid YAML: the {_QUOTES[quote]} string that opens at column {column + 1} "
+            f"runs on to line {mark.line + 1}, where the document stops making sense "
+            f"({what}); is its closing {quote} missing?",
+        )
+    return YamlSyntaxError(mark.line + 1, f"invalid YAML: {what}")
+
+
+def _open_quote_before(text: str, error_line: int) -> tuple[int, int, str] | None:
+    """Where a quoted scalar that spans lines and ends on ``error_line`` opens (line,
+    column, quote), if there is one: the likely cause of an error found on that line."""
+    found: tuple[int, int, str] | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            start, end = token.start_mark, token.end_mark
+            if start.line > error_line:
+                break
+            if (
+                isinstance(token, yaml.ScalarToken)
+                and token.style in _QUOTES
+                and start.line < end.line
+                and end.line == error_line
+            ):
+                found = (start.line, start.column, token.style)
+    except yaml.YAMLError:
+        pass
+    return found
 
 
 def line_of(node: Node) -> int:
