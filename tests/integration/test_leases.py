@@ -156,7 +156,9 @@ steps:
 def test_two_replicas_never_hand_out_one_attempt_twice(db_url: str, tmp_path: Path) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("several control planes share a database only on PostgreSQL")
-    spec = FAN + "".join(f"  - name: s{i}\n    transform: {{code: 'pass'}}\n" for i in range(10))
+    spec = FAN + "".join(
+        f"  - name: s{i}\n    transform: {{code: 'result = None'}}\n" for i in range(10)
+    )
     with (
         LocalControlPlane(db=db_url) as one,
         LocalControlPlane(db=db_url) as two,
