@@ -119,15 +119,6 @@ class ConnectContext:
         self.error = ConnectError.from_status(code, details, status)
         raise grpc.aio.AbortError()
 
-    def set_trailing_metadata(self, metadata: Iterable[tuple[str, str | bytes]]) -> None:
-        return None
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return self.error is not None
-
 
 class ConnectAdapter:
     """Serves the services named in ``services`` (full names) over Connect."""

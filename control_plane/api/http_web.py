@@ -18,7 +18,6 @@ no-referrer`` so a sign-in link's code never leaves in a Referer header."""
 from __future__ import annotations
 
 import json
-import mimetypes
 import urllib.parse
 from pathlib import Path
 
@@ -170,10 +169,8 @@ class WebUi:
         path = _inside(self._static / "assets", request.match_info["path"])
         if path is None or not path.is_file():
             raise web.HTTPNotFound(text="no such file in the web UI's bundle")
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return web.Response(
-            body=path.read_bytes(),
-            content_type=kind,
+        return web.FileResponse(
+            path,
             headers={"Cache-Control": "public, max-age=31536000, immutable", **_SECURITY_HEADERS},
         )
 
@@ -181,11 +178,8 @@ class WebUi:
         name = request.match_info["path"]
         top = _inside(self._static, name) if name and "/" not in name else None
         if top is not None and top.is_file() and top.name != "index.html":
-            kind = mimetypes.guess_type(top.name)[0] or "application/octet-stream"
-            return web.Response(
-                body=top.read_bytes(),
-                content_type=kind,
-                headers={"Cache-Control": "public, max-age=3600", **_SECURITY_HEADERS},
+            return web.FileResponse(
+                top, headers={"Cache-Control": "public, max-age=3600", **_SECURITY_HEADERS}
             )
         index = self._static / "index.html"
         if not index.is_file():

@@ -66,3 +66,16 @@ def test_every_proto_value_has_a_member(enum: type[ProtoEnum], proto: object, pr
     assert [member.value for member in enum] == [
         value.name.removeprefix(prefix).lower() for value in values
     ]
+
+
+def test_the_package_exports_each_name_once_from_where_it_lives() -> None:
+    """``legato/__init__.py`` names its exports three times (for type checkers, for the
+    lazy import, for ``__all__``): they must agree, and each must import."""
+    import importlib
+
+    import legato
+
+    lazy = legato._MODULE_OF
+    assert set(legato.__all__) == set(lazy)
+    for name, module in lazy.items():
+        assert getattr(legato, name) is getattr(importlib.import_module(module), name), name
