@@ -135,11 +135,9 @@ class WebSessions:
         now = self._clock()
         _, secret, secret_hash = token_secrets.new_secret("session", parsed.id)
         async with self._db.write() as session:
-            row = (
-                await session.execute(
-                    select(WebSessionRow).where(WebSessionRow.id == parsed.id).with_for_update()
-                )
-            ).scalar_one_or_none()
+            # Read to say why a code is refused; the conditional UPDATE below is what
+            # spends it, once, whichever replica's exchange comes first.
+            row = await session.get(WebSessionRow, parsed.id)
             if (
                 row is None
                 or row.code_hash is None
@@ -160,7 +158,11 @@ class WebSessions:
             expire = _session_expiry(now, token_expiry)
             claimed = await session.execute(
                 update(WebSessionRow)
-                .where(WebSessionRow.id == row.id, WebSessionRow.code_hash == row.code_hash)
+                .where(
+                    WebSessionRow.id == row.id,
+                    WebSessionRow.code_hash == row.code_hash,
+                    WebSessionRow.code_expire_time > now,
+                )
                 .values(code_hash=None, secret_hash=secret_hash, expire_time=expire)
                 .returning(WebSessionRow.id)
             )

@@ -5,6 +5,7 @@ sign-out, or when its token is revoked or expires — whichever comes first."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -159,3 +160,17 @@ async def test_ended_sessions_and_spent_codes_are_pruned_after_a_day(world: Worl
     world.clocks.advance(SESSION_SECONDS)
     assert await world.sessions.prune() == 1  # the live one, a day after it expired
     assert await world.sessions.row(live_id) is None
+
+
+async def test_a_code_exchanged_twice_at_once_opens_one_session(world: World) -> None:
+    _, alice = await world.principal()
+    link = await world.sessions.create_code(alice, "/", alice.actor())
+    code = link.url.split("code=")[1]
+    results = await asyncio.gather(
+        *(world.sessions.exchange(code, world.auth.token_for_session) for _ in range(4)),
+        return_exceptions=True,
+    )
+    opened = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, Unauthenticated)]
+    assert len(opened) == 1 and len(refused) == 3, results
+    assert {r.reason for r in refused} == {"SIGN_IN_CODE_USED"}
