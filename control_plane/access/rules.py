@@ -20,6 +20,7 @@ from legato.v1 import (
     agent_service_pb2,
     audit_service_pb2,
     event_service_pb2,
+    lineage_service_pb2,
     pipeline_service_pb2,
     run_service_pb2,
 )
@@ -40,6 +41,7 @@ LEGATO_SERVICES: tuple[ServiceDescriptor, ...] = (
     agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"],
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"],
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"],
+    lineage_service_pb2.DESCRIPTOR.services_by_name["LineageService"],
 )
 
 

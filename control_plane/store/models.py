@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -250,6 +251,10 @@ class StepRunRow(Base):
     end_time: Mapped[datetime | None]
     waiting_reason: Mapped[str] = mapped_column(Text, default="")
     child_run_id: Mapped[str | None] = mapped_column(String(32))
+    # The latest attempt's resource use (migration 0014).
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    memory_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AttemptRow(Base):
@@ -278,6 +283,10 @@ class AttemptRow(Base):
     records_out: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str] = mapped_column(Text, default="")
     failure_kind: Mapped[str] = mapped_column(String(16), default="")
+    # What the attempt's process tree used, as its agent measured it (migration 0014).
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    memory_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LogLineRow(Base):

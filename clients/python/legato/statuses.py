@@ -141,6 +141,7 @@ class TriggerKind(ProtoEnum):
     BACKFILL = "backfill"
     RERUN = "rerun"
     PIPELINE = "pipeline"
+    TEST = "test"
 
 
 class LogStream(ProtoEnum):

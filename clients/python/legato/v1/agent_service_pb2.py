@@ -27,11 +27,12 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 from legato.v1 import agent_pb2 as legato_dot_v1_dot_agent__pb2
+from legato.v1 import lineage_pb2 as legato_dot_v1_dot_lineage__pb2
 from legato.v1 import run_pb2 as legato_dot_v1_dot_run__pb2
 from legato.v1 import spec_pb2 as legato_dot_v1_dot_spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlegato/v1/agent_service.proto\x12\tlegato.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x15legato/v1/agent.proto\x1a\x13legato/v1/run.proto\x1a\x14legato/v1/spec.proto\"\xd5\x02\n\x0e\x43onnectRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x30\n\x08register\x18\x02 \x01(\x0b\x32\x1c.legato.v1.AgentRegistrationH\x00\x12(\n\x06\x63redit\x18\x03 \x01(\x0b\x32\x16.legato.v1.CreditGrantH\x00\x12)\n\x07started\x18\x04 \x01(\x0b\x32\x16.legato.v1.TaskStartedH\x00\x12#\n\x04logs\x18\x05 \x01(\x0b\x32\x13.legato.v1.TaskLogsH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.legato.v1.HeartbeatH\x00\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x15.legato.v1.TaskResultH\x00\x12+\n\x06\x63hange\x18\x08 \x01(\x0b\x32\x19.legato.v1.DatabaseChangeH\x00\x42\t\n\x07message\"\x81\x02\n\x11\x41gentRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.legato.v1.AgentRegistration.LabelsEntry\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x06 \x03(\t\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x19\n\x11running_lease_ids\x18\x08 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\r\"I\n\x0bTaskStarted\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x08TaskLogs\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12%\n\x05lines\x18\x02 \x03(\x0b\x32\x16.legato.v1.TaskLogLine\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x04\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\xae\x02\n\nTaskResult\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.legato.v1.TaskOutcome\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12,\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\x0e\x32\x16.legato.v1.FailureKind\x12\x17\n\nrecords_in\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0brecords_out\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12(\n\x06output\x18\x07 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_records_inB\x0e\n\x0c_records_out\"_\n\x0e\x44\x61tabaseChange\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\twatermark\x18\x03 \x01(\t\"\xd4\x02\n\x0f\x43onnectResponse\x12\x30\n\nregistered\x18\x01 \x01(\x0b\x32\x1a.legato.v1.AgentRegisteredH\x00\x12/\n\nassignment\x18\x02 \x01(\x0b\x32\x19.legato.v1.TaskAssignmentH\x00\x12\'\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x15.legato.v1.CancelTaskH\x00\x12*\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x19.legato.v1.DrainRequestedH\x00\x12#\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x14.legato.v1.ReportAckH\x00\x12+\n\x05watch\x18\x06 \x01(\x0b\x32\x1a.legato.v1.WatchAssignmentH\x00\x12,\n\x07unwatch\x18\x07 \x01(\x0b\x32\x19.legato.v1.WatchCancelledH\x00\x42\t\n\x07message\"\xc2\x01\n\x0f\x41gentRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fstale_lease_ids\x18\x04 \x03(\t\x12\x1a\n\x12\x61rtifact_max_bytes\x18\x05 \x01(\x03\".\n\nCancelTask\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\" \n\x0e\x44rainRequested\x12\x0e\n\x06reason\x18\x01 \x01(\t\"P\n\tReportAck\x12\x13\n\x0bthrough_seq\x18\x01 \x01(\x04\x12.\n\nrejections\x18\x02 \x03(\x0b\x32\x1a.legato.v1.ReportRejection\"O\n\x0fReportRejection\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"u\n\x0fWatchAssignment\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12+\n\x07trigger\x18\x03 \x01(\x0b\x32\x1a.legato.v1.DatabaseTrigger\x12\x11\n\twatermark\x18\x04 \x01(\t\"\"\n\x0eWatchCancelled\x12\x10\n\x08watch_id\x18\x01 \x01(\t\"U\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x19\n\x11show_disconnected\x18\x03 \x01(\x08\"O\n\x12ListAgentsResponse\x12 \n\x06\x61gents\x18\x01 \x03(\x0b\x32\x10.legato.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11\x44rainAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"5\n\x12\x44rainAgentResponse\x12\x1f\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x10.legato.v1.Agent\"`\n\x15UploadArtifactRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.legato.v1.ArtifactHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"X\n\x0e\x41rtifactHeader\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"?\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.legato.v1.Artifact\"@\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"_\n\x18\x44ownloadArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.legato.v1.ArtifactH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message2\xce\x03\n\x0c\x41gentService\x12L\n\x07\x43onnect\x12\x19.legato.v1.ConnectRequest\x1a\x1a.legato.v1.ConnectResponse\"\x06\xf2\x90\x19\x02\x10\x01(\x01\x30\x01\x12Q\n\nListAgents\x12\x1c.legato.v1.ListAgentsRequest\x1a\x1d.legato.v1.ListAgentsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12S\n\nDrainAgent\x12\x1c.legato.v1.DrainAgentRequest\x1a\x1d.legato.v1.DrainAgentResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12_\n\x0eUploadArtifact\x12 .legato.v1.UploadArtifactRequest\x1a!.legato.v1.UploadArtifactResponse\"\x06\xf2\x90\x19\x02\x10\x01(\x01\x12g\n\x10\x44ownloadArtifact\x12\".legato.v1.DownloadArtifactRequest\x1a#.legato.v1.DownloadArtifactResponse\"\x08\xf2\x90\x19\x04\x08\x01\x10\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dlegato/v1/agent_service.proto\x12\tlegato.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x15legato/v1/agent.proto\x1a\x17legato/v1/lineage.proto\x1a\x13legato/v1/run.proto\x1a\x14legato/v1/spec.proto\"\xd5\x02\n\x0e\x43onnectRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x30\n\x08register\x18\x02 \x01(\x0b\x32\x1c.legato.v1.AgentRegistrationH\x00\x12(\n\x06\x63redit\x18\x03 \x01(\x0b\x32\x16.legato.v1.CreditGrantH\x00\x12)\n\x07started\x18\x04 \x01(\x0b\x32\x16.legato.v1.TaskStartedH\x00\x12#\n\x04logs\x18\x05 \x01(\x0b\x32\x13.legato.v1.TaskLogsH\x00\x12)\n\theartbeat\x18\x06 \x01(\x0b\x32\x14.legato.v1.HeartbeatH\x00\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x15.legato.v1.TaskResultH\x00\x12+\n\x06\x63hange\x18\x08 \x01(\x0b\x32\x19.legato.v1.DatabaseChangeH\x00\x42\t\n\x07message\"\x81\x02\n\x11\x41gentRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x38\n\x06labels\x18\x02 \x03(\x0b\x32(.legato.v1.AgentRegistration.LabelsEntry\x12\r\n\x05slots\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12\x13\n\x0b\x63onnections\x18\x06 \x03(\t\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x19\n\x11running_lease_ids\x18\x08 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\r\"I\n\x0bTaskStarted\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x08TaskLogs\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12%\n\x05lines\x18\x02 \x03(\x0b\x32\x16.legato.v1.TaskLogLine\x12\x0f\n\x07\x64ropped\x18\x03 \x01(\x04\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x80\x03\n\nTaskResult\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.legato.v1.TaskOutcome\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12,\n\x0c\x66\x61ilure_kind\x18\x04 \x01(\x0e\x32\x16.legato.v1.FailureKind\x12\x17\n\nrecords_in\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0brecords_out\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12(\n\x06output\x18\x07 \x01(\x0b\x32\x18.legato.v1.OutputSummary\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05usage\x18\t \x01(\x0b\x32\x18.legato.v1.ResourceUsage\x12\'\n\x07lineage\x18\n \x01(\x0b\x32\x16.legato.v1.StepLineageB\r\n\x0b_records_inB\x0e\n\x0c_records_out\"r\n\rResourceUsage\x12\x1e\n\x11peak_memory_bytes\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12+\n\x08\x63pu_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x14\n\x12_peak_memory_bytes\"_\n\x0e\x44\x61tabaseChange\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\twatermark\x18\x03 \x01(\t\"\xd4\x02\n\x0f\x43onnectResponse\x12\x30\n\nregistered\x18\x01 \x01(\x0b\x32\x1a.legato.v1.AgentRegisteredH\x00\x12/\n\nassignment\x18\x02 \x01(\x0b\x32\x19.legato.v1.TaskAssignmentH\x00\x12\'\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x15.legato.v1.CancelTaskH\x00\x12*\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x19.legato.v1.DrainRequestedH\x00\x12#\n\x03\x61\x63k\x18\x05 \x01(\x0b\x32\x14.legato.v1.ReportAckH\x00\x12+\n\x05watch\x18\x06 \x01(\x0b\x32\x1a.legato.v1.WatchAssignmentH\x00\x12,\n\x07unwatch\x18\x07 \x01(\x0b\x32\x19.legato.v1.WatchCancelledH\x00\x42\t\n\x07message\"\xc2\x01\n\x0f\x41gentRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x31\n\x0elease_duration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fstale_lease_ids\x18\x04 \x03(\t\x12\x1a\n\x12\x61rtifact_max_bytes\x18\x05 \x01(\x03\".\n\nCancelTask\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\" \n\x0e\x44rainRequested\x12\x0e\n\x06reason\x18\x01 \x01(\t\"P\n\tReportAck\x12\x13\n\x0bthrough_seq\x18\x01 \x01(\x04\x12.\n\nrejections\x18\x02 \x03(\x0b\x32\x1a.legato.v1.ReportRejection\"O\n\x0fReportRejection\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"u\n\x0fWatchAssignment\x12\x10\n\x08watch_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12+\n\x07trigger\x18\x03 \x01(\x0b\x32\x1a.legato.v1.DatabaseTrigger\x12\x11\n\twatermark\x18\x04 \x01(\t\"\"\n\x0eWatchCancelled\x12\x10\n\x08watch_id\x18\x01 \x01(\t\"U\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x19\n\x11show_disconnected\x18\x03 \x01(\x08\"O\n\x12ListAgentsResponse\x12 \n\x06\x61gents\x18\x01 \x03(\x0b\x32\x10.legato.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x11\x44rainAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"5\n\x12\x44rainAgentResponse\x12\x1f\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x10.legato.v1.Agent\"`\n\x15UploadArtifactRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.legato.v1.ArtifactHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"X\n\x0e\x41rtifactHeader\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\"?\n\x16UploadArtifactResponse\x12%\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.legato.v1.Artifact\"@\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"_\n\x18\x44ownloadArtifactResponse\x12\'\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x13.legato.v1.ArtifactH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message2\xce\x03\n\x0c\x41gentService\x12L\n\x07\x43onnect\x12\x19.legato.v1.ConnectRequest\x1a\x1a.legato.v1.ConnectResponse\"\x06\xf2\x90\x19\x02\x10\x01(\x01\x30\x01\x12Q\n\nListAgents\x12\x1c.legato.v1.ListAgentsRequest\x1a\x1d.legato.v1.ListAgentsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12S\n\nDrainAgent\x12\x1c.legato.v1.DrainAgentRequest\x1a\x1d.legato.v1.DrainAgentResponse\"\x08\xf2\x90\x19\x04\x08\x04\x18\x01\x12_\n\x0eUploadArtifact\x12 .legato.v1.UploadArtifactRequest\x1a!.legato.v1.UploadArtifactResponse\"\x06\xf2\x90\x19\x02\x10\x01(\x01\x12g\n\x10\x44ownloadArtifact\x12\".legato.v1.DownloadArtifactRequest\x1a#.legato.v1.DownloadArtifactResponse\"\x08\xf2\x90\x19\x04\x08\x01\x10\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,58 +51,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['UploadArtifact']._serialized_options = b'\362\220\031\002\020\001'
   _globals['_AGENTSERVICE'].methods_by_name['DownloadArtifact']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['DownloadArtifact']._serialized_options = b'\362\220\031\004\010\001\020\001'
-  _globals['_CONNECTREQUEST']._serialized_start=230
-  _globals['_CONNECTREQUEST']._serialized_end=571
-  _globals['_AGENTREGISTRATION']._serialized_start=574
-  _globals['_AGENTREGISTRATION']._serialized_end=831
-  _globals['_AGENTREGISTRATION_LABELSENTRY']._serialized_start=786
-  _globals['_AGENTREGISTRATION_LABELSENTRY']._serialized_end=831
-  _globals['_CREDITGRANT']._serialized_start=833
-  _globals['_CREDITGRANT']._serialized_end=863
-  _globals['_TASKSTARTED']._serialized_start=865
-  _globals['_TASKSTARTED']._serialized_end=938
-  _globals['_TASKLOGS']._serialized_start=940
-  _globals['_TASKLOGS']._serialized_end=1024
-  _globals['_HEARTBEAT']._serialized_start=1026
-  _globals['_HEARTBEAT']._serialized_end=1056
-  _globals['_TASKRESULT']._serialized_start=1059
-  _globals['_TASKRESULT']._serialized_end=1361
-  _globals['_DATABASECHANGE']._serialized_start=1363
-  _globals['_DATABASECHANGE']._serialized_end=1458
-  _globals['_CONNECTRESPONSE']._serialized_start=1461
-  _globals['_CONNECTRESPONSE']._serialized_end=1801
-  _globals['_AGENTREGISTERED']._serialized_start=1804
-  _globals['_AGENTREGISTERED']._serialized_end=1998
-  _globals['_CANCELTASK']._serialized_start=2000
-  _globals['_CANCELTASK']._serialized_end=2046
-  _globals['_DRAINREQUESTED']._serialized_start=2048
-  _globals['_DRAINREQUESTED']._serialized_end=2080
-  _globals['_REPORTACK']._serialized_start=2082
-  _globals['_REPORTACK']._serialized_end=2162
-  _globals['_REPORTREJECTION']._serialized_start=2164
-  _globals['_REPORTREJECTION']._serialized_end=2243
-  _globals['_WATCHASSIGNMENT']._serialized_start=2245
-  _globals['_WATCHASSIGNMENT']._serialized_end=2362
-  _globals['_WATCHCANCELLED']._serialized_start=2364
-  _globals['_WATCHCANCELLED']._serialized_end=2398
-  _globals['_LISTAGENTSREQUEST']._serialized_start=2400
-  _globals['_LISTAGENTSREQUEST']._serialized_end=2485
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=2487
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=2566
-  _globals['_DRAINAGENTREQUEST']._serialized_start=2568
-  _globals['_DRAINAGENTREQUEST']._serialized_end=2621
-  _globals['_DRAINAGENTRESPONSE']._serialized_start=2623
-  _globals['_DRAINAGENTRESPONSE']._serialized_end=2676
-  _globals['_UPLOADARTIFACTREQUEST']._serialized_start=2678
-  _globals['_UPLOADARTIFACTREQUEST']._serialized_end=2774
-  _globals['_ARTIFACTHEADER']._serialized_start=2776
-  _globals['_ARTIFACTHEADER']._serialized_end=2864
-  _globals['_UPLOADARTIFACTRESPONSE']._serialized_start=2866
-  _globals['_UPLOADARTIFACTRESPONSE']._serialized_end=2929
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=2931
-  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=2995
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=2997
-  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=3092
-  _globals['_AGENTSERVICE']._serialized_start=3095
-  _globals['_AGENTSERVICE']._serialized_end=3557
+  _globals['_CONNECTREQUEST']._serialized_start=255
+  _globals['_CONNECTREQUEST']._serialized_end=596
+  _globals['_AGENTREGISTRATION']._serialized_start=599
+  _globals['_AGENTREGISTRATION']._serialized_end=856
+  _globals['_AGENTREGISTRATION_LABELSENTRY']._serialized_start=811
+  _globals['_AGENTREGISTRATION_LABELSENTRY']._serialized_end=856
+  _globals['_CREDITGRANT']._serialized_start=858
+  _globals['_CREDITGRANT']._serialized_end=888
+  _globals['_TASKSTARTED']._serialized_start=890
+  _globals['_TASKSTARTED']._serialized_end=963
+  _globals['_TASKLOGS']._serialized_start=965
+  _globals['_TASKLOGS']._serialized_end=1049
+  _globals['_HEARTBEAT']._serialized_start=1051
+  _globals['_HEARTBEAT']._serialized_end=1081
+  _globals['_TASKRESULT']._serialized_start=1084
+  _globals['_TASKRESULT']._serialized_end=1468
+  _globals['_RESOURCEUSAGE']._serialized_start=1470
+  _globals['_RESOURCEUSAGE']._serialized_end=1584
+  _globals['_DATABASECHANGE']._serialized_start=1586
+  _globals['_DATABASECHANGE']._serialized_end=1681
+  _globals['_CONNECTRESPONSE']._serialized_start=1684
+  _globals['_CONNECTRESPONSE']._serialized_end=2024
+  _globals['_AGENTREGISTERED']._serialized_start=2027
+  _globals['_AGENTREGISTERED']._serialized_end=2221
+  _globals['_CANCELTASK']._serialized_start=2223
+  _globals['_CANCELTASK']._serialized_end=2269
+  _globals['_DRAINREQUESTED']._serialized_start=2271
+  _globals['_DRAINREQUESTED']._serialized_end=2303
+  _globals['_REPORTACK']._serialized_start=2305
+  _globals['_REPORTACK']._serialized_end=2385
+  _globals['_REPORTREJECTION']._serialized_start=2387
+  _globals['_REPORTREJECTION']._serialized_end=2466
+  _globals['_WATCHASSIGNMENT']._serialized_start=2468
+  _globals['_WATCHASSIGNMENT']._serialized_end=2585
+  _globals['_WATCHCANCELLED']._serialized_start=2587
+  _globals['_WATCHCANCELLED']._serialized_end=2621
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2623
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2708
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=2710
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=2789
+  _globals['_DRAINAGENTREQUEST']._serialized_start=2791
+  _globals['_DRAINAGENTREQUEST']._serialized_end=2844
+  _globals['_DRAINAGENTRESPONSE']._serialized_start=2846
+  _globals['_DRAINAGENTRESPONSE']._serialized_end=2899
+  _globals['_UPLOADARTIFACTREQUEST']._serialized_start=2901
+  _globals['_UPLOADARTIFACTREQUEST']._serialized_end=2997
+  _globals['_ARTIFACTHEADER']._serialized_start=2999
+  _globals['_ARTIFACTHEADER']._serialized_end=3087
+  _globals['_UPLOADARTIFACTRESPONSE']._serialized_start=3089
+  _globals['_UPLOADARTIFACTRESPONSE']._serialized_end=3152
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=3154
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=3218
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_start=3220
+  _globals['_DOWNLOADARTIFACTRESPONSE']._serialized_end=3315
+  _globals['_AGENTSERVICE']._serialized_start=3318
+  _globals['_AGENTSERVICE']._serialized_end=3780
 # @@protoc_insertion_point(module_scope)

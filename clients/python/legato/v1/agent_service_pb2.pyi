@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from legato.v1 import agent_pb2 as _agent_pb2
+from legato.v1 import lineage_pb2 as _lineage_pb2
 from legato.v1 import run_pb2 as _run_pb2
 from legato.v1 import spec_pb2 as _spec_pb2
 import builtins as _builtins
@@ -246,6 +247,8 @@ class TaskResult(_message.Message):
     RECORDS_OUT_FIELD_NUMBER: _builtins.int
     OUTPUT_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    LINEAGE_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     outcome: _agent_pb2.TaskOutcome.ValueType
     error: _builtins.str
@@ -256,6 +259,14 @@ class TaskResult(_message.Message):
     def output(self) -> _run_pb2.OutputSummary: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def usage(self) -> Global___ResourceUsage:
+        """What the attempt's processes used."""
+
+    @_builtins.property
+    def lineage(self) -> _lineage_pb2.StepLineage:
+        """What the step read and wrote (query SQL parsed on the agent, export targets)."""
+
     def __init__(
         self,
         *,
@@ -267,10 +278,12 @@ class TaskResult(_message.Message):
         records_out: _builtins.int | None = ...,
         output: _run_pb2.OutputSummary | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        usage: Global___ResourceUsage | None = ...,
+        lineage: _lineage_pb2.StepLineage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "end_time", b"end_time", "output", b"output", "records_in", b"records_in", "records_out", b"records_out"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "end_time", b"end_time", "lineage", b"lineage", "output", b"output", "records_in", b"records_in", "records_out", b"records_out", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "lease_id", b"lease_id", "outcome", b"outcome", "output", b"output", "records_in", b"records_in", "records_out", b"records_out"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "lease_id", b"lease_id", "lineage", b"lineage", "outcome", b"outcome", "output", b"output", "records_in", b"records_in", "records_out", b"records_out", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__records_in: _TypeAlias = _typing.Literal["records_in"]  # noqa: Y015
     _WhichOneofArgType__records_in: _TypeAlias = _typing.Literal["_records_in", b"_records_in"]  # noqa: Y015
@@ -282,6 +295,36 @@ class TaskResult(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__records_out) -> _WhichOneofReturnType__records_out | None: ...
 
 Global___TaskResult: _TypeAlias = TaskResult  # noqa: Y015
+
+@_typing.final
+class ResourceUsage(_message.Message):
+    """ResourceUsage is what one attempt's process tree used."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    peak_memory_bytes: _builtins.int
+    """Peak resident memory of the process tree; absent when not measured."""
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration:
+        """User + system CPU time of the process tree."""
+
+    def __init__(
+        self,
+        *,
+        peak_memory_bytes: _builtins.int | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "cpu_time", b"cpu_time", "peak_memory_bytes", b"peak_memory_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "cpu_time", b"cpu_time", "peak_memory_bytes", b"peak_memory_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__peak_memory_bytes: _TypeAlias = _typing.Literal["peak_memory_bytes"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes) -> _WhichOneofReturnType__peak_memory_bytes | None: ...
+
+Global___ResourceUsage: _TypeAlias = ResourceUsage  # noqa: Y015
 
 @_typing.final
 class DatabaseChange(_message.Message):

@@ -22,19 +22,23 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from legato.v1 import access_pb2 as legato_dot_v1_dot_access__pb2
 from legato.v1 import pipeline_pb2 as legato_dot_v1_dot_pipeline__pb2
+from legato.v1 import run_pb2 as legato_dot_v1_dot_run__pb2
 from legato.v1 import spec_pb2 as legato_dot_v1_dot_spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n legato/v1/pipeline_service.proto\x12\tlegato.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x18legato/v1/pipeline.proto\x1a\x14legato/v1/spec.proto\"b\n\x17ValidatePipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"\x83\x01\n\x18ValidatePipelineResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12*\n\x08problems\x18\x03 \x03(\x0b\x32\x18.legato.v1.SourceProblem\"M\n\rSourceProblem\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\r\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"b\n\x14\x41pplyPipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"|\n\x15\x41pplyPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\"\n\x12GetPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13GetPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x14ListPipelinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\x12\x13\n\x0bname_prefix\x18\x04 \x01(\t\"X\n\x15ListPipelinesResponse\x12&\n\tpipelines\x18\x01 \x03(\x0b\x32\x13.legato.v1.Pipeline\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x19GetPipelineVersionRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"W\n\x1aGetPipelineVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0c\n\x04yaml\x18\x02 \x01(\t\"V\n\x1bListPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"e\n\x1cListPipelineVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x1b\x44iffPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\r\x12\x12\n\nto_version\x18\x03 \x01(\r\"E\n\x1c\x44iffPipelineVersionsResponse\x12%\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineDiff\"a\n\x17RollbackPipelineRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x18RollbackPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x16\x41rchivePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17\x41rchivePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\":\n\x16RestorePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17RestorePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x16PreviewScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x17PreviewScheduleResponse\x12\x0c\n\x04\x63ron\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\'\n\nfire_times\x18\x03 \x03(\x0b\x32\x13.legato.v1.FireTime\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.legato.v1.ScheduleState\x12\x16\n\x0ewaiting_reason\x18\x05 \x01(\t\"L\n\x14PauseScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"=\n\x15ResumeScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"\x88\x01\n\x18TestNotificationsRequest\x12\x12\n\x08pipeline\x18\x01 \x01(\tH\x00\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x17.legato.v1.PipelineSpecH\x00\x12\x11\n\tpositions\x18\x03 \x03(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x08\n\x06source\"a\n\x19TestNotificationsResponse\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.legato.v1.NotificationTestResult\"g\n\x16NotificationTestResult\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t2\x8d\x0b\n\x0fPipelineService\x12\x63\n\x10ValidatePipeline\x12\".legato.v1.ValidatePipelineRequest\x1a#.legato.v1.ValidatePipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rApplyPipeline\x12\x1f.legato.v1.ApplyPipelineRequest\x1a .legato.v1.ApplyPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12T\n\x0bGetPipeline\x12\x1d.legato.v1.GetPipelineRequest\x1a\x1e.legato.v1.GetPipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12Z\n\rListPipelines\x12\x1f.legato.v1.ListPipelinesRequest\x1a .legato.v1.ListPipelinesResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12i\n\x12GetPipelineVersion\x12$.legato.v1.GetPipelineVersionRequest\x1a%.legato.v1.GetPipelineVersionResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14ListPipelineVersions\x12&.legato.v1.ListPipelineVersionsRequest\x1a\'.legato.v1.ListPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14\x44iffPipelineVersions\x12&.legato.v1.DiffPipelineVersionsRequest\x1a\'.legato.v1.DiffPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\x65\n\x10RollbackPipeline\x12\".legato.v1.RollbackPipelineRequest\x1a#.legato.v1.RollbackPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0f\x41rchivePipeline\x12!.legato.v1.ArchivePipelineRequest\x1a\".legato.v1.ArchivePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0fRestorePipeline\x12!.legato.v1.RestorePipelineRequest\x1a\".legato.v1.RestorePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12`\n\x0fPreviewSchedule\x12!.legato.v1.PreviewScheduleRequest\x1a\".legato.v1.PreviewScheduleResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rPauseSchedule\x12\x1f.legato.v1.PauseScheduleRequest\x1a .legato.v1.PauseScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12_\n\x0eResumeSchedule\x12 .legato.v1.ResumeScheduleRequest\x1a!.legato.v1.ResumeScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12h\n\x11TestNotifications\x12#.legato.v1.TestNotificationsRequest\x1a$.legato.v1.TestNotificationsResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n legato/v1/pipeline_service.proto\x12\tlegato.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16legato/v1/access.proto\x1a\x18legato/v1/pipeline.proto\x1a\x13legato/v1/run.proto\x1a\x14legato/v1/spec.proto\"b\n\x17ValidatePipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"\x83\x01\n\x18ValidatePipelineResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12*\n\x08problems\x18\x03 \x03(\x0b\x32\x18.legato.v1.SourceProblem\"M\n\rSourceProblem\x12\x0c\n\x04line\x18\x01 \x01(\r\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\r\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"b\n\x14\x41pplyPipelineRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineSpec\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"|\n\x15\x41pplyPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\"\n\x12GetPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13GetPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x14ListPipelinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rshow_archived\x18\x03 \x01(\x08\x12\x13\n\x0bname_prefix\x18\x04 \x01(\t\"X\n\x15ListPipelinesResponse\x12&\n\tpipelines\x18\x01 \x03(\x0b\x32\x13.legato.v1.Pipeline\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x19GetPipelineVersionRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"W\n\x1aGetPipelineVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0c\n\x04yaml\x18\x02 \x01(\t\"V\n\x1bListPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"e\n\x1cListPipelineVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x1b\x44iffPipelineVersionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\r\x12\x12\n\nto_version\x18\x03 \x01(\r\"E\n\x1c\x44iffPipelineVersionsResponse\x12%\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x17.legato.v1.PipelineDiff\"a\n\x17RollbackPipelineRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x18RollbackPipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\x12+\n\x07version\x18\x02 \x01(\x0b\x32\x1a.legato.v1.PipelineVersion\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\":\n\x16\x41rchivePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17\x41rchivePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\":\n\x16RestorePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"@\n\x17RestorePipelineResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"i\n\x16PreviewScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x17PreviewScheduleResponse\x12\x0c\n\x04\x63ron\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12\'\n\nfire_times\x18\x03 \x03(\x0b\x32\x13.legato.v1.FireTime\x12\'\n\x05state\x18\x04 \x01(\x0b\x32\x18.legato.v1.ScheduleState\x12\x16\n\x0ewaiting_reason\x18\x05 \x01(\t\"L\n\x14PauseScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\">\n\x15PauseScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"=\n\x15ResumeScheduleRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"?\n\x16ResumeScheduleResponse\x12%\n\x08pipeline\x18\x01 \x01(\x0b\x32\x13.legato.v1.Pipeline\"\x88\x01\n\x18TestNotificationsRequest\x12\x12\n\x08pipeline\x18\x01 \x01(\tH\x00\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x17.legato.v1.PipelineSpecH\x00\x12\x11\n\tpositions\x18\x03 \x03(\r\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x08\n\x06source\"a\n\x19TestNotificationsResponse\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32!.legato.v1.NotificationTestResult\"g\n\x16NotificationTestResult\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"9\n\x17GetPipelineStatsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0c\n\x04runs\x18\x02 \x01(\r\"\x8b\x01\n\x18GetPipelineStatsResponse\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\"\n\x04runs\x18\x02 \x03(\x0b\x32\x14.legato.v1.RunSample\x12#\n\x05steps\x18\x03 \x03(\x0b\x32\x14.legato.v1.StepStats\x12\x14\n\x0cslowest_step\x18\x04 \x01(\t\"\xaf\x01\n\tRunSample\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.legato.v1.RunStatus\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xcd\x03\n\tStepStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\r\x12/\n\x0c\x64uration_p50\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0c\x64uration_p95\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x15peak_memory_bytes_p50\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\"\n\x15peak_memory_bytes_max\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x1c\n\x0frecords_out_p50\x18\t \x01(\x03H\x02\x88\x01\x01\x12/\n\x0c\x63pu_time_p50\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12memory_limit_bytes\x18\x0b \x01(\x04\x12&\n\x07samples\x18\x0c \x03(\x0b\x32\x15.legato.v1.StepSampleB\x18\n\x16_peak_memory_bytes_p50B\x18\n\x16_peak_memory_bytes_maxB\x12\n\x10_records_out_p50\"\xad\x02\n\nStepSample\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.legato.v1.StepStatus\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1e\n\x11peak_memory_bytes\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x0brecords_out\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12+\n\x08\x63pu_time\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x14\n\x12_peak_memory_bytesB\x0e\n\x0c_records_out2\xf2\x0b\n\x0fPipelineService\x12\x63\n\x10GetPipelineStats\x12\".legato.v1.GetPipelineStatsRequest\x1a#.legato.v1.GetPipelineStatsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\x63\n\x10ValidatePipeline\x12\".legato.v1.ValidatePipelineRequest\x1a#.legato.v1.ValidatePipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rApplyPipeline\x12\x1f.legato.v1.ApplyPipelineRequest\x1a .legato.v1.ApplyPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12T\n\x0bGetPipeline\x12\x1d.legato.v1.GetPipelineRequest\x1a\x1e.legato.v1.GetPipelineResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12Z\n\rListPipelines\x12\x1f.legato.v1.ListPipelinesRequest\x1a .legato.v1.ListPipelinesResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12i\n\x12GetPipelineVersion\x12$.legato.v1.GetPipelineVersionRequest\x1a%.legato.v1.GetPipelineVersionResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14ListPipelineVersions\x12&.legato.v1.ListPipelineVersionsRequest\x1a\'.legato.v1.ListPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12o\n\x14\x44iffPipelineVersions\x12&.legato.v1.DiffPipelineVersionsRequest\x1a\'.legato.v1.DiffPipelineVersionsResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\x65\n\x10RollbackPipeline\x12\".legato.v1.RollbackPipelineRequest\x1a#.legato.v1.RollbackPipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0f\x41rchivePipeline\x12!.legato.v1.ArchivePipelineRequest\x1a\".legato.v1.ArchivePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12\x62\n\x0fRestorePipeline\x12!.legato.v1.RestorePipelineRequest\x1a\".legato.v1.RestorePipelineResponse\"\x08\xf2\x90\x19\x04\x08\x03\x18\x01\x12`\n\x0fPreviewSchedule\x12!.legato.v1.PreviewScheduleRequest\x1a\".legato.v1.PreviewScheduleResponse\"\x06\xf2\x90\x19\x02\x08\x01\x12\\\n\rPauseSchedule\x12\x1f.legato.v1.PauseScheduleRequest\x1a .legato.v1.PauseScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12_\n\x0eResumeSchedule\x12 .legato.v1.ResumeScheduleRequest\x1a!.legato.v1.ResumeScheduleResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x12h\n\x11TestNotifications\x12#.legato.v1.TestNotificationsRequest\x1a$.legato.v1.TestNotificationsResponse\"\x08\xf2\x90\x19\x04\x08\x02\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'legato.v1.pipeline_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipelineStats']._loaded_options = None
+  _globals['_PIPELINESERVICE'].methods_by_name['GetPipelineStats']._serialized_options = b'\362\220\031\002\010\001'
   _globals['_PIPELINESERVICE'].methods_by_name['ValidatePipeline']._loaded_options = None
   _globals['_PIPELINESERVICE'].methods_by_name['ValidatePipeline']._serialized_options = b'\362\220\031\002\010\001'
   _globals['_PIPELINESERVICE'].methods_by_name['ApplyPipeline']._loaded_options = None
@@ -63,66 +67,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIPELINESERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\362\220\031\004\010\002\030\001'
   _globals['_PIPELINESERVICE'].methods_by_name['TestNotifications']._loaded_options = None
   _globals['_PIPELINESERVICE'].methods_by_name['TestNotifications']._serialized_options = b'\362\220\031\004\010\002\030\001'
-  _globals['_VALIDATEPIPELINEREQUEST']._serialized_start=152
-  _globals['_VALIDATEPIPELINEREQUEST']._serialized_end=250
-  _globals['_VALIDATEPIPELINERESPONSE']._serialized_start=253
-  _globals['_VALIDATEPIPELINERESPONSE']._serialized_end=384
-  _globals['_SOURCEPROBLEM']._serialized_start=386
-  _globals['_SOURCEPROBLEM']._serialized_end=463
-  _globals['_APPLYPIPELINEREQUEST']._serialized_start=465
-  _globals['_APPLYPIPELINEREQUEST']._serialized_end=563
-  _globals['_APPLYPIPELINERESPONSE']._serialized_start=565
-  _globals['_APPLYPIPELINERESPONSE']._serialized_end=689
-  _globals['_GETPIPELINEREQUEST']._serialized_start=691
-  _globals['_GETPIPELINEREQUEST']._serialized_end=725
-  _globals['_GETPIPELINERESPONSE']._serialized_start=727
-  _globals['_GETPIPELINERESPONSE']._serialized_end=787
-  _globals['_LISTPIPELINESREQUEST']._serialized_start=789
-  _globals['_LISTPIPELINESREQUEST']._serialized_end=894
-  _globals['_LISTPIPELINESRESPONSE']._serialized_start=896
-  _globals['_LISTPIPELINESRESPONSE']._serialized_end=984
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=986
-  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=1048
-  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_start=1050
-  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_end=1137
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=1139
-  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1225
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1227
-  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1328
-  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_start=1330
-  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_end=1419
-  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_start=1421
-  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_end=1490
-  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_start=1492
-  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_end=1589
-  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_start=1591
-  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_end=1718
-  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_start=1720
-  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_end=1778
-  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_start=1780
-  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_end=1844
-  _globals['_RESTOREPIPELINEREQUEST']._serialized_start=1846
-  _globals['_RESTOREPIPELINEREQUEST']._serialized_end=1904
-  _globals['_RESTOREPIPELINERESPONSE']._serialized_start=1906
-  _globals['_RESTOREPIPELINERESPONSE']._serialized_end=1970
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=1972
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=2077
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=2080
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=2243
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2245
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2321
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2323
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2385
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2387
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2448
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2450
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=2513
-  _globals['_TESTNOTIFICATIONSREQUEST']._serialized_start=2516
-  _globals['_TESTNOTIFICATIONSREQUEST']._serialized_end=2652
-  _globals['_TESTNOTIFICATIONSRESPONSE']._serialized_start=2654
-  _globals['_TESTNOTIFICATIONSRESPONSE']._serialized_end=2751
-  _globals['_NOTIFICATIONTESTRESULT']._serialized_start=2753
-  _globals['_NOTIFICATIONTESTRESULT']._serialized_end=2856
-  _globals['_PIPELINESERVICE']._serialized_start=2859
-  _globals['_PIPELINESERVICE']._serialized_end=4280
+  _globals['_VALIDATEPIPELINEREQUEST']._serialized_start=205
+  _globals['_VALIDATEPIPELINEREQUEST']._serialized_end=303
+  _globals['_VALIDATEPIPELINERESPONSE']._serialized_start=306
+  _globals['_VALIDATEPIPELINERESPONSE']._serialized_end=437
+  _globals['_SOURCEPROBLEM']._serialized_start=439
+  _globals['_SOURCEPROBLEM']._serialized_end=516
+  _globals['_APPLYPIPELINEREQUEST']._serialized_start=518
+  _globals['_APPLYPIPELINEREQUEST']._serialized_end=616
+  _globals['_APPLYPIPELINERESPONSE']._serialized_start=618
+  _globals['_APPLYPIPELINERESPONSE']._serialized_end=742
+  _globals['_GETPIPELINEREQUEST']._serialized_start=744
+  _globals['_GETPIPELINEREQUEST']._serialized_end=778
+  _globals['_GETPIPELINERESPONSE']._serialized_start=780
+  _globals['_GETPIPELINERESPONSE']._serialized_end=840
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=842
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=947
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=949
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=1037
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_start=1039
+  _globals['_GETPIPELINEVERSIONREQUEST']._serialized_end=1101
+  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_start=1103
+  _globals['_GETPIPELINEVERSIONRESPONSE']._serialized_end=1190
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_start=1192
+  _globals['_LISTPIPELINEVERSIONSREQUEST']._serialized_end=1278
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_start=1280
+  _globals['_LISTPIPELINEVERSIONSRESPONSE']._serialized_end=1381
+  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_start=1383
+  _globals['_DIFFPIPELINEVERSIONSREQUEST']._serialized_end=1472
+  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_start=1474
+  _globals['_DIFFPIPELINEVERSIONSRESPONSE']._serialized_end=1543
+  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_start=1545
+  _globals['_ROLLBACKPIPELINEREQUEST']._serialized_end=1642
+  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_start=1644
+  _globals['_ROLLBACKPIPELINERESPONSE']._serialized_end=1771
+  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_start=1773
+  _globals['_ARCHIVEPIPELINEREQUEST']._serialized_end=1831
+  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_start=1833
+  _globals['_ARCHIVEPIPELINERESPONSE']._serialized_end=1897
+  _globals['_RESTOREPIPELINEREQUEST']._serialized_start=1899
+  _globals['_RESTOREPIPELINEREQUEST']._serialized_end=1957
+  _globals['_RESTOREPIPELINERESPONSE']._serialized_start=1959
+  _globals['_RESTOREPIPELINERESPONSE']._serialized_end=2023
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=2025
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=2130
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=2133
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=2296
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=2298
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=2374
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=2376
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=2438
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=2440
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=2501
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=2503
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=2566
+  _globals['_TESTNOTIFICATIONSREQUEST']._serialized_start=2569
+  _globals['_TESTNOTIFICATIONSREQUEST']._serialized_end=2705
+  _globals['_TESTNOTIFICATIONSRESPONSE']._serialized_start=2707
+  _globals['_TESTNOTIFICATIONSRESPONSE']._serialized_end=2804
+  _globals['_NOTIFICATIONTESTRESULT']._serialized_start=2806
+  _globals['_NOTIFICATIONTESTRESULT']._serialized_end=2909
+  _globals['_GETPIPELINESTATSREQUEST']._serialized_start=2911
+  _globals['_GETPIPELINESTATSREQUEST']._serialized_end=2968
+  _globals['_GETPIPELINESTATSRESPONSE']._serialized_start=2971
+  _globals['_GETPIPELINESTATSRESPONSE']._serialized_end=3110
+  _globals['_RUNSAMPLE']._serialized_start=3113
+  _globals['_RUNSAMPLE']._serialized_end=3288
+  _globals['_STEPSTATS']._serialized_start=3291
+  _globals['_STEPSTATS']._serialized_end=3752
+  _globals['_STEPSAMPLE']._serialized_start=3755
+  _globals['_STEPSAMPLE']._serialized_end=4056
+  _globals['_PIPELINESERVICE']._serialized_start=4059
+  _globals['_PIPELINESERVICE']._serialized_end=5581
 # @@protoc_insertion_point(module_scope)

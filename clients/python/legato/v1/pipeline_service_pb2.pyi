@@ -5,10 +5,12 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from legato.v1 import pipeline_pb2 as _pipeline_pb2
+from legato.v1 import run_pb2 as _run_pb2
 from legato.v1 import spec_pb2 as _spec_pb2
 import builtins as _builtins
 import sys
@@ -804,3 +806,223 @@ class NotificationTestResult(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationTestResult: _TypeAlias = NotificationTestResult  # noqa: Y015
+
+@_typing.final
+class GetPipelineStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    pipeline: _builtins.str
+    runs: _builtins.int
+    """How many of the latest finished runs to count; 0 means 30, values above 1000 are
+    read as 1000. Test runs are never counted.
+    """
+    def __init__(
+        self,
+        *,
+        pipeline: _builtins.str = ...,
+        runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPipelineStatsRequest: _TypeAlias = GetPipelineStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetPipelineStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    SLOWEST_STEP_FIELD_NUMBER: _builtins.int
+    pipeline: _builtins.str
+    slowest_step: _builtins.str
+    """The step with the highest p50 duration; empty when no step ran."""
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunSample]:
+        """Runs counted, newest first."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepStats]:
+        """In the latest version's DAG order, then steps only older versions had."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: _builtins.str = ...,
+        runs: _abc.Iterable[Global___RunSample] | None = ...,
+        steps: _abc.Iterable[Global___StepStats] | None = ...,
+        slowest_step: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "runs", b"runs", "slowest_step", b"slowest_step", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPipelineStatsResponse: _TypeAlias = GetPipelineStatsResponse  # noqa: Y015
+
+@_typing.final
+class RunSample(_message.Message):
+    """RunSample is one counted run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    version: _builtins.int
+    status: _run_pb2.RunStatus.ValueType
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        status: _run_pb2.RunStatus.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "run_id", b"run_id", "start_time", b"start_time", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunSample: _TypeAlias = RunSample  # noqa: Y015
+
+@_typing.final
+class StepStats(_message.Message):
+    """StepStats summarises one step over the counted runs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    DURATION_P50_FIELD_NUMBER: _builtins.int
+    DURATION_P95_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_P50_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_MAX_FIELD_NUMBER: _builtins.int
+    RECORDS_OUT_P50_FIELD_NUMBER: _builtins.int
+    CPU_TIME_P50_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: _builtins.str
+    count: _builtins.int
+    """Runs in which the step ran (had at least one attempt)."""
+    failures: _builtins.int
+    peak_memory_bytes_p50: _builtins.int
+    peak_memory_bytes_max: _builtins.int
+    """The largest peak over the counted runs."""
+    records_out_p50: _builtins.int
+    memory_limit_bytes: _builtins.int
+    """The latest memory limit the step ran under; 0 for none."""
+    @_builtins.property
+    def duration_p50(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def duration_p95(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def cpu_time_p50(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepSample]:
+        """One per counted run, oldest first (for a trend line); a run where the step did
+        not run has no sample.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        count: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        duration_p50: _duration_pb2.Duration | None = ...,
+        duration_p95: _duration_pb2.Duration | None = ...,
+        peak_memory_bytes_p50: _builtins.int | None = ...,
+        peak_memory_bytes_max: _builtins.int | None = ...,
+        records_out_p50: _builtins.int | None = ...,
+        cpu_time_p50: _duration_pb2.Duration | None = ...,
+        memory_limit_bytes: _builtins.int = ...,
+        samples: _abc.Iterable[Global___StepSample] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes_max", b"_peak_memory_bytes_max", "_peak_memory_bytes_p50", b"_peak_memory_bytes_p50", "_records_out_p50", b"_records_out_p50", "cpu_time_p50", b"cpu_time_p50", "duration_p50", b"duration_p50", "duration_p95", b"duration_p95", "peak_memory_bytes_max", b"peak_memory_bytes_max", "peak_memory_bytes_p50", b"peak_memory_bytes_p50", "records_out_p50", b"records_out_p50"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes_max", b"_peak_memory_bytes_max", "_peak_memory_bytes_p50", b"_peak_memory_bytes_p50", "_records_out_p50", b"_records_out_p50", "count", b"count", "cpu_time_p50", b"cpu_time_p50", "duration_p50", b"duration_p50", "duration_p95", b"duration_p95", "failures", b"failures", "kind", b"kind", "memory_limit_bytes", b"memory_limit_bytes", "name", b"name", "peak_memory_bytes_max", b"peak_memory_bytes_max", "peak_memory_bytes_p50", b"peak_memory_bytes_p50", "records_out_p50", b"records_out_p50", "samples", b"samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__peak_memory_bytes_max: _TypeAlias = _typing.Literal["peak_memory_bytes_max"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes_max: _TypeAlias = _typing.Literal["_peak_memory_bytes_max", b"_peak_memory_bytes_max"]  # noqa: Y015
+    _WhichOneofReturnType__peak_memory_bytes_p50: _TypeAlias = _typing.Literal["peak_memory_bytes_p50"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes_p50: _TypeAlias = _typing.Literal["_peak_memory_bytes_p50", b"_peak_memory_bytes_p50"]  # noqa: Y015
+    _WhichOneofReturnType__records_out_p50: _TypeAlias = _typing.Literal["records_out_p50"]  # noqa: Y015
+    _WhichOneofArgType__records_out_p50: _TypeAlias = _typing.Literal["_records_out_p50", b"_records_out_p50"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes_max) -> _WhichOneofReturnType__peak_memory_bytes_max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes_p50) -> _WhichOneofReturnType__peak_memory_bytes_p50 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__records_out_p50) -> _WhichOneofReturnType__records_out_p50 | None: ...
+
+Global___StepStats: _TypeAlias = StepStats  # noqa: Y015
+
+@_typing.final
+class StepSample(_message.Message):
+    """StepSample is the step's latest attempt in one run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    RECORDS_OUT_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    status: _run_pb2.StepStatus.ValueType
+    peak_memory_bytes: _builtins.int
+    records_out: _builtins.int
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        status: _run_pb2.StepStatus.ValueType = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        duration: _duration_pb2.Duration | None = ...,
+        peak_memory_bytes: _builtins.int | None = ...,
+        records_out: _builtins.int | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_out", b"_records_out", "cpu_time", b"cpu_time", "duration", b"duration", "peak_memory_bytes", b"peak_memory_bytes", "records_out", b"records_out", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_out", b"_records_out", "cpu_time", b"cpu_time", "duration", b"duration", "peak_memory_bytes", b"peak_memory_bytes", "records_out", b"records_out", "run_id", b"run_id", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__peak_memory_bytes: _TypeAlias = _typing.Literal["peak_memory_bytes"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__records_out: _TypeAlias = _typing.Literal["records_out"]  # noqa: Y015
+    _WhichOneofArgType__records_out: _TypeAlias = _typing.Literal["_records_out", b"_records_out"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes) -> _WhichOneofReturnType__peak_memory_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__records_out) -> _WhichOneofReturnType__records_out | None: ...
+
+Global___StepSample: _TypeAlias = StepSample  # noqa: Y015

@@ -35,6 +35,11 @@ class PipelineServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.GetPipelineStats = channel.unary_unary(
+                '/legato.v1.PipelineService/GetPipelineStats',
+                request_serializer=legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsResponse.FromString,
+                _registered_method=True)
         self.ValidatePipeline = channel.unary_unary(
                 '/legato.v1.PipelineService/ValidatePipeline',
                 request_serializer=legato_dot_v1_dot_pipeline__service__pb2.ValidatePipelineRequest.SerializeToString,
@@ -110,6 +115,14 @@ class PipelineServiceStub:
 class PipelineServiceServicer:
     """PipelineService keeps pipelines and their versions.
     """
+
+    def GetPipelineStats(self, request, context):
+        """Per step duration, peak memory and records over a pipeline's latest finished runs,
+        with the samples for a trend and the slowest step (see docs/monitoring.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def ValidatePipeline(self, request, context):
         """Checks a spec without saving it. Invalid specs fail with INVALID_ARGUMENT
@@ -208,6 +221,11 @@ class PipelineServiceServicer:
 
 def add_PipelineServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'GetPipelineStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipelineStats,
+                    request_deserializer=legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsResponse.SerializeToString,
+            ),
             'ValidatePipeline': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidatePipeline,
                     request_deserializer=legato_dot_v1_dot_pipeline__service__pb2.ValidatePipelineRequest.FromString,
@@ -289,6 +307,33 @@ def add_PipelineServiceServicer_to_server(servicer, server):
 class PipelineService:
     """PipelineService keeps pipelines and their versions.
     """
+
+    @staticmethod
+    def GetPipelineStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.PipelineService/GetPipelineStats',
+            legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsRequest.SerializeToString,
+            legato_dot_v1_dot_pipeline__service__pb2.GetPipelineStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def ValidatePipeline(request,

@@ -33,6 +33,10 @@ class PipelineServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PipelineServiceAsyncStub: ...
+    GetPipelineStats: _grpc.UnaryUnaryMultiCallable[_pipeline_service_pb2.GetPipelineStatsRequest, _pipeline_service_pb2.GetPipelineStatsResponse]
+    """Per step duration, peak memory and records over a pipeline's latest finished runs,
+    with the samples for a trend and the slowest step (see docs/monitoring.md).
+    """
     ValidatePipeline: _grpc.UnaryUnaryMultiCallable[_pipeline_service_pb2.ValidatePipelineRequest, _pipeline_service_pb2.ValidatePipelineResponse]
     """Checks a spec without saving it. Invalid specs fail with INVALID_ARGUMENT
     and google.rpc.BadRequest field violations.
@@ -66,6 +70,10 @@ class PipelineServiceAsyncStub(PipelineServiceStub):
     """PipelineService keeps pipelines and their versions."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    GetPipelineStats: _aio.UnaryUnaryMultiCallable[_pipeline_service_pb2.GetPipelineStatsRequest, _pipeline_service_pb2.GetPipelineStatsResponse]  # type: ignore[assignment]
+    """Per step duration, peak memory and records over a pipeline's latest finished runs,
+    with the samples for a trend and the slowest step (see docs/monitoring.md).
+    """
     ValidatePipeline: _aio.UnaryUnaryMultiCallable[_pipeline_service_pb2.ValidatePipelineRequest, _pipeline_service_pb2.ValidatePipelineResponse]  # type: ignore[assignment]
     """Checks a spec without saving it. Invalid specs fail with INVALID_ARGUMENT
     and google.rpc.BadRequest field violations.
@@ -96,6 +104,16 @@ class PipelineServiceAsyncStub(PipelineServiceStub):
 
 class PipelineServiceServicer(metaclass=_abc_1.ABCMeta):
     """PipelineService keeps pipelines and their versions."""
+
+    @_abc_1.abstractmethod
+    def GetPipelineStats(
+        self,
+        request: _pipeline_service_pb2.GetPipelineStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipeline_service_pb2.GetPipelineStatsResponse, _abc.Awaitable[_pipeline_service_pb2.GetPipelineStatsResponse]]:
+        """Per step duration, peak memory and records over a pipeline's latest finished runs,
+        with the samples for a trend and the slowest step (see docs/monitoring.md).
+        """
 
     @_abc_1.abstractmethod
     def ValidatePipeline(

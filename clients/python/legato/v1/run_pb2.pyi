@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from legato.v1 import lineage_pb2 as _lineage_pb2
 from legato.v1 import spec_pb2 as _spec_pb2
 import builtins as _builtins
 import sys
@@ -113,6 +114,11 @@ class _TriggerKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TriggerKi
     TRIGGER_KIND_RERUN: _TriggerKind.ValueType  # 7
     TRIGGER_KIND_PIPELINE: _TriggerKind.ValueType  # 8
     """A trigger step of another pipeline's run."""
+    TRIGGER_KIND_TEST: _TriggerKind.ValueType  # 9
+    """A step tested from a notebook or the SDK (RunService.TestStep): not a production
+    run. Left out of ListRuns unless asked for, of stats and lineage, and it sends no
+    notifications.
+    """
 
 class TriggerKind(_TriggerKind, metaclass=_TriggerKindEnumTypeWrapper):
     """TriggerKind says what started a run."""
@@ -127,6 +133,11 @@ TRIGGER_KIND_BACKFILL: TriggerKind.ValueType  # 6
 TRIGGER_KIND_RERUN: TriggerKind.ValueType  # 7
 TRIGGER_KIND_PIPELINE: TriggerKind.ValueType  # 8
 """A trigger step of another pipeline's run."""
+TRIGGER_KIND_TEST: TriggerKind.ValueType  # 9
+"""A step tested from a notebook or the SDK (RunService.TestStep): not a production
+run. Left out of ListRuns unless asked for, of stats and lineage, and it sends no
+notifications.
+"""
 Global___TriggerKind: _TypeAlias = TriggerKind  # noqa: Y015
 
 class _LogStream:
@@ -343,6 +354,9 @@ class StepAttempt(_message.Message):
     RECORDS_OUT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FAILURE_KIND_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     status: Global___StepStatus.ValueType
     agent: _builtins.str
@@ -351,12 +365,22 @@ class StepAttempt(_message.Message):
     records_out: _builtins.int
     error: _builtins.str
     failure_kind: _spec_pb2.FailureKind.ValueType
+    peak_memory_bytes: _builtins.int
+    """Peak resident memory of the attempt's process tree; absent when not measured
+    (trigger steps, an attempt whose agent was lost).
+    """
+    memory_limit_bytes: _builtins.int
+    """The memory limit the attempt ran under; 0 for none."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def duration(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration:
+        """CPU time (user + system) of the attempt's process tree."""
+
     def __init__(
         self,
         *,
@@ -371,15 +395,22 @@ class StepAttempt(_message.Message):
         records_out: _builtins.int | None = ...,
         error: _builtins.str = ...,
         failure_kind: _spec_pb2.FailureKind.ValueType = ...,
+        peak_memory_bytes: _builtins.int | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+        memory_limit_bytes: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "duration", b"duration", "end_time", b"end_time", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_in", b"_records_in", "_records_out", b"_records_out", "cpu_time", b"cpu_time", "duration", b"duration", "end_time", b"end_time", "peak_memory_bytes", b"peak_memory_bytes", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "agent", b"agent", "duration", b"duration", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "lease_id", b"lease_id", "number", b"number", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_in", b"_records_in", "_records_out", b"_records_out", "agent", b"agent", "cpu_time", b"cpu_time", "duration", b"duration", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "lease_id", b"lease_id", "memory_limit_bytes", b"memory_limit_bytes", "number", b"number", "peak_memory_bytes", b"peak_memory_bytes", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__peak_memory_bytes: _TypeAlias = _typing.Literal["peak_memory_bytes"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes"]  # noqa: Y015
     _WhichOneofReturnType__records_in: _TypeAlias = _typing.Literal["records_in"]  # noqa: Y015
     _WhichOneofArgType__records_in: _TypeAlias = _typing.Literal["_records_in", b"_records_in"]  # noqa: Y015
     _WhichOneofReturnType__records_out: _TypeAlias = _typing.Literal["records_out"]  # noqa: Y015
     _WhichOneofArgType__records_out: _TypeAlias = _typing.Literal["_records_out", b"_records_out"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes) -> _WhichOneofReturnType__peak_memory_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__records_in) -> _WhichOneofReturnType__records_in | None: ...
     @_typing.overload
@@ -410,6 +441,10 @@ class StepRun(_message.Message):
     CHILD_RUN_ID_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    LINEAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     status: Global___StepStatus.ValueType
     attempt: _builtins.int
@@ -425,6 +460,9 @@ class StepRun(_message.Message):
     """Trigger steps: the run they started."""
     kind: _builtins.str
     """query, transform, function, export or trigger."""
+    peak_memory_bytes: _builtins.int
+    """Of the latest attempt (see StepAttempt)."""
+    memory_limit_bytes: _builtins.int
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -438,6 +476,12 @@ class StepRun(_message.Message):
     @_builtins.property
     def next_attempt_time(self) -> _timestamp_pb2.Timestamp:
         """Pending after a failure: when the next attempt may start."""
+
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def lineage(self) -> _lineage_pb2.StepLineage:
+        """What the latest finished attempt read and wrote."""
 
     def __init__(
         self,
@@ -459,15 +503,23 @@ class StepRun(_message.Message):
         child_run_id: _builtins.str = ...,
         next_attempt_time: _timestamp_pb2.Timestamp | None = ...,
         kind: _builtins.str = ...,
+        peak_memory_bytes: _builtins.int | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+        memory_limit_bytes: _builtins.int = ...,
+        lineage: _lineage_pb2.StepLineage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "duration", b"duration", "end_time", b"end_time", "next_attempt_time", b"next_attempt_time", "output", b"output", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_in", b"_records_in", "_records_out", b"_records_out", "cpu_time", b"cpu_time", "duration", b"duration", "end_time", b"end_time", "lineage", b"lineage", "next_attempt_time", b"next_attempt_time", "output", b"output", "peak_memory_bytes", b"peak_memory_bytes", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_records_in", b"_records_in", "_records_out", b"_records_out", "agent", b"agent", "attempt", b"attempt", "attempts", b"attempts", "child_run_id", b"child_run_id", "duration", b"duration", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "kind", b"kind", "name", b"name", "next_attempt_time", b"next_attempt_time", "output", b"output", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time", "status", b"status", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes", "_records_in", b"_records_in", "_records_out", b"_records_out", "agent", b"agent", "attempt", b"attempt", "attempts", b"attempts", "child_run_id", b"child_run_id", "cpu_time", b"cpu_time", "duration", b"duration", "end_time", b"end_time", "error", b"error", "failure_kind", b"failure_kind", "kind", b"kind", "lineage", b"lineage", "memory_limit_bytes", b"memory_limit_bytes", "name", b"name", "next_attempt_time", b"next_attempt_time", "output", b"output", "peak_memory_bytes", b"peak_memory_bytes", "records_in", b"records_in", "records_out", b"records_out", "start_time", b"start_time", "status", b"status", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__peak_memory_bytes: _TypeAlias = _typing.Literal["peak_memory_bytes"]  # noqa: Y015
+    _WhichOneofArgType__peak_memory_bytes: _TypeAlias = _typing.Literal["_peak_memory_bytes", b"_peak_memory_bytes"]  # noqa: Y015
     _WhichOneofReturnType__records_in: _TypeAlias = _typing.Literal["records_in"]  # noqa: Y015
     _WhichOneofArgType__records_in: _TypeAlias = _typing.Literal["_records_in", b"_records_in"]  # noqa: Y015
     _WhichOneofReturnType__records_out: _TypeAlias = _typing.Literal["records_out"]  # noqa: Y015
     _WhichOneofArgType__records_out: _TypeAlias = _typing.Literal["_records_out", b"_records_out"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__peak_memory_bytes) -> _WhichOneofReturnType__peak_memory_bytes | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__records_in) -> _WhichOneofReturnType__records_in | None: ...
     @_typing.overload

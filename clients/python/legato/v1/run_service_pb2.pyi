@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from legato.v1 import run_pb2 as _run_pb2
+from legato.v1 import spec_pb2 as _spec_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -166,11 +167,16 @@ class ListRunsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     BACKFILL_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_TESTS_FIELD_NUMBER: _builtins.int
     pipeline: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
     backfill_id: _builtins.str
     """Only the runs of this backfill."""
+    include_tests: _builtins.bool
+    """Also list test runs (RunService.TestStep); listing TRIGGER_KIND_TEST in `triggers`
+    does too.
+    """
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[_run_pb2.RunStatus.ValueType]: ...
     @_builtins.property
@@ -189,10 +195,11 @@ class ListRunsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         backfill_id: _builtins.str = ...,
+        include_tests: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_id", b"backfill_id", "page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "since", b"since", "statuses", b"statuses", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfill_id", b"backfill_id", "include_tests", b"include_tests", "page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "since", b"since", "statuses", b"statuses", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -743,3 +750,98 @@ class NotificationDelivery(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationDelivery: _TypeAlias = NotificationDelivery  # noqa: Y015
+
+@_typing.final
+class TestStepRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    step: _builtins.str
+    agent: _builtins.str
+    """The connected agent to run it on, by name."""
+    request_id: _builtins.str
+    @_builtins.property
+    def spec(self) -> _spec_pb2.PipelineSpec:
+        """The pipeline as the caller has it (it may differ from the server's versions); a
+        pipeline of this name must exist on the server.
+        """
+
+    @_builtins.property
+    def params(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___TestInput]:
+        """What the step's upstream steps would have produced."""
+
+    def __init__(
+        self,
+        *,
+        spec: _spec_pb2.PipelineSpec | None = ...,
+        step: _builtins.str = ...,
+        params: _struct_pb2.Struct | None = ...,
+        agent: _builtins.str = ...,
+        inputs: _abc.Iterable[Global___TestInput] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params", "spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "inputs", b"inputs", "params", b"params", "request_id", b"request_id", "spec", b"spec", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestStepRequest: _TypeAlias = TestStepRequest  # noqa: Y015
+
+@_typing.final
+class TestInput(_message.Message):
+    """TestInput stands for one upstream step's output in a test."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_FIELD_NUMBER: _builtins.int
+    TABLE_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    step: _builtins.str
+    table: _builtins.bytes
+    """The table as an Arrow IPC stream; empty for none."""
+    @_builtins.property
+    def values(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        step: _builtins.str = ...,
+        table: _builtins.bytes = ...,
+        values: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step", "table", b"table", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestInput: _TypeAlias = TestInput  # noqa: Y015
+
+@_typing.final
+class TestStepResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _run_pb2.Run:
+        """The test run, with its one step."""
+
+    def __init__(
+        self,
+        *,
+        run: _run_pb2.Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TestStepResponse: _TypeAlias = TestStepResponse  # noqa: Y015

@@ -95,6 +95,11 @@ class RunServiceStub:
                 request_serializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
+        self.TestStep = channel.unary_unary(
+                '/legato.v1.RunService/TestStep',
+                request_serializer=legato_dot_v1_dot_run__service__pb2.TestStepRequest.SerializeToString,
+                response_deserializer=legato_dot_v1_dot_run__service__pb2.TestStepResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -181,6 +186,15 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestStep(self, request, context):
+        """Runs one step of a pipeline on a chosen connected agent, with that agent's
+        connections, as a test run (TRIGGER_KIND_TEST): watch it with WatchRun, read its
+        output with GetStepOutput. Nothing is recorded as a production run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +257,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.ListNotifications,
                     request_deserializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.FromString,
                     response_serializer=legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.SerializeToString,
+            ),
+            'TestStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestStep,
+                    request_deserializer=legato_dot_v1_dot_run__service__pb2.TestStepRequest.FromString,
+                    response_serializer=legato_dot_v1_dot_run__service__pb2.TestStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -570,6 +589,33 @@ class RunService:
             '/legato.v1.RunService/ListNotifications',
             legato_dot_v1_dot_run__service__pb2.ListNotificationsRequest.SerializeToString,
             legato_dot_v1_dot_run__service__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/legato.v1.RunService/TestStep',
+            legato_dot_v1_dot_run__service__pb2.TestStepRequest.SerializeToString,
+            legato_dot_v1_dot_run__service__pb2.TestStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,11 @@ class RunServiceStub:
     """The notifications written about runs' events and how their delivery went, newest
     first (see docs/notifications.md).
     """
+    TestStep: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.TestStepRequest, _run_service_pb2.TestStepResponse]
+    """Runs one step of a pipeline on a chosen connected agent, with that agent's
+    connections, as a test run (TRIGGER_KIND_TEST): watch it with WatchRun, read its
+    output with GetStepOutput. Nothing is recorded as a production run.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -80,6 +85,11 @@ class RunServiceAsyncStub(RunServiceStub):
     ListNotifications: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListNotificationsRequest, _run_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """The notifications written about runs' events and how their delivery went, newest
     first (see docs/notifications.md).
+    """
+    TestStep: _aio.UnaryUnaryMultiCallable[_run_service_pb2.TestStepRequest, _run_service_pb2.TestStepResponse]  # type: ignore[assignment]
+    """Runs one step of a pipeline on a chosen connected agent, with that agent's
+    connections, as a test run (TRIGGER_KIND_TEST): watch it with WatchRun, read its
+    output with GetStepOutput. Nothing is recorded as a production run.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +186,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_service_pb2.ListNotificationsResponse, _abc.Awaitable[_run_service_pb2.ListNotificationsResponse]]:
         """The notifications written about runs' events and how their delivery went, newest
         first (see docs/notifications.md).
+        """
+
+    @_abc_1.abstractmethod
+    def TestStep(
+        self,
+        request: _run_service_pb2.TestStepRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.TestStepResponse, _abc.Awaitable[_run_service_pb2.TestStepResponse]]:
+        """Runs one step of a pipeline on a chosen connected agent, with that agent's
+        connections, as a test run (TRIGGER_KIND_TEST): watch it with WatchRun, read its
+        output with GetStepOutput. Nothing is recorded as a production run.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

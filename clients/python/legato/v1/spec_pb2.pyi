@@ -1050,6 +1050,8 @@ class Step(_message.Message):
     MEMORY_FIELD_NUMBER: _builtins.int
     ISOLATION_FIELD_NUMBER: _builtins.int
     EXPECT_FIELD_NUMBER: _builtins.int
+    INPUTS_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique within the pipeline: letters, digits, '-' and '_'."""
     description: _builtins.str
@@ -1092,6 +1094,17 @@ class Step(_message.Message):
     def expect(self) -> Global___StepExpectations:
         """Guardrails on the step's records and duration."""
 
+    @_builtins.property
+    def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Datasets a function or transform step reads, for lineage: `connection.schema.table`
+        or any `namespace.name` (query and export steps' datasets come from their SQL and
+        targets).
+        """
+
+    @_builtins.property
+    def outputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Datasets a function or transform step writes, in the same form."""
+
     def __init__(
         self,
         *,
@@ -1111,10 +1124,12 @@ class Step(_message.Message):
         memory: _builtins.str = ...,
         isolation: Global___Isolation.ValueType = ...,
         expect: Global___StepExpectations | None = ...,
+        inputs: _abc.Iterable[_builtins.str] | None = ...,
+        outputs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expect", b"expect", "export", b"export", "function", b"function", "kind", b"kind", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "expect", b"expect", "export", b"export", "function", b"function", "isolation", b"isolation", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector", "description", b"description", "expect", b"expect", "export", b"export", "function", b"function", "inputs", b"inputs", "isolation", b"isolation", "kind", b"kind", "memory", b"memory", "name", b"name", "needs", b"needs", "outputs", b"outputs", "query", b"query", "retry", b"retry", "timeout", b"timeout", "transform", b"transform", "trigger", b"trigger", "trigger_rule", b"trigger_rule", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["query", "transform", "function", "export", "trigger"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
