@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from control_plane.access.audit_log import AuditLog
 from control_plane.access.authenticator import Authenticator
 from control_plane.access.rules import Rules
+from control_plane.access.secrets import ENV_PREFIX as SECRET_PREFIX
 from control_plane.access.secrets import Secrets, SecretsError, load_secrets
 from control_plane.access.tls import grpc_credentials, http_context
 from control_plane.access.tokens import Tokens
@@ -34,6 +35,7 @@ from control_plane.api.event_service import EventServicer
 from control_plane.api.http_hooks import HookListener
 from control_plane.api.http_metrics import MetricsEndpoint
 from control_plane.api.http_web import WebUi
+from control_plane.api.lineage_service import LineageServicer
 from control_plane.api.pipeline_service import PipelineServicer
 from control_plane.api.run_service import RunServicer
 from control_plane.config import ServerConfig
@@ -47,8 +49,13 @@ from control_plane.execution.plans import PlanCache
 from control_plane.execution.reaper import Reaper
 from control_plane.execution.runs import Runs
 from control_plane.execution.signals import Signals
+from control_plane.execution.stats import PipelineStats
+from control_plane.execution.test_runs import TestRuns
 from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
+from control_plane.lineage.graph import Lineage
+from control_plane.lineage.openlineage_client import OpenLineageSender, OpenLineageTarget
+from control_plane.lineage.recorder import LineageRecorder
 from control_plane.metrics.instruments import ServerMetrics
 from control_plane.metrics.scraped import Scrape
 from control_plane.notifications.channels import Settings
@@ -71,6 +78,7 @@ from control_plane.triggers.subscriptions import EventSubscriptions
 from control_plane.triggers.watch_assignment import WatchAssigner
 from control_plane.triggers.watches import Watches, WatchSync
 from control_plane.triggers.webhooks import Webhooks
+from legato.named_values import variable_name
 from legato.v1 import (
     access_service_pb2,
     access_service_pb2_grpc,
@@ -80,6 +88,8 @@ from legato.v1 import (
     audit_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    lineage_service_pb2,
+    lineage_service_pb2_grpc,
     pipeline_service_pb2,
     pipeline_service_pb2_grpc,
     run_service_pb2,
@@ -98,6 +108,7 @@ SERVICE_NAMES = [
     agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
     audit_service_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    lineage_service_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
 ]
 CREDENTIAL_CHECK_SECONDS = 2.0
 """How often connected agents' enrolment tokens are checked for revocation and expiry."""
@@ -165,14 +176,16 @@ class ControlPlane:
             self._signals = signals
             plans = PlanCache()
             run_events = RunEvents(load_defaults(self.config.notifications_file))
+            openlineage = _openlineage(self.config, secrets)
+            lineage = LineageRecorder(openlineage)
             self._tracing = Tracing("legato-control-plane")
             metrics = self.metrics
             transitions = Transitions(
                 plans,
                 clock,
                 self._tracing,
-                on_run_finished=[record_outcome, run_events.finished],
-                on_run_started=[run_events.started],
+                on_run_finished=[record_outcome, run_events.finished, lineage.finished],
+                on_run_started=[run_events.started, lineage.started],
                 on_step_retrying=[run_events.retrying],
                 on_run_event=[run_events.happened],
                 observer=metrics,
@@ -261,11 +274,28 @@ class ControlPlane:
                     NotificationTests(
                         db, Settings(secrets, smtp, self.config.pagerduty_url), clock=clock
                     ),
+                    PipelineStats(db),
                 ),
                 registering,
             )
             run_service_pb2_grpc.add_RunServiceServicer_to_server(
-                RunServicer(runs, signals, db, artifacts, backfills), registering
+                RunServicer(
+                    runs,
+                    signals,
+                    db,
+                    artifacts,
+                    backfills,
+                    tests=TestRuns(
+                        runs,
+                        plans,
+                        transitions,
+                        registry,
+                        artifacts,
+                        lease_seconds=lease,
+                        clock=clock,
+                    ),
+                ),
+                registering,
             )
             event_service_pb2_grpc.add_EventServiceServicer_to_server(
                 EventServicer(Events(db, runs, plans, clock=clock)), registering
@@ -275,6 +305,9 @@ class ControlPlane:
             )
             audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
                 AuditServicer(audit_log), registering
+            )
+            lineage_service_pb2_grpc.add_LineageServiceServicer_to_server(
+                LineageServicer(Lineage(db)), registering
             )
             agent_service_pb2_grpc.add_AgentServiceServicer_to_server(
                 AgentServicer(
@@ -336,7 +369,14 @@ class ControlPlane:
                 asyncio.create_task(
                     Delivery(
                         db,
-                        Settings(secrets, smtp, self.config.pagerduty_url),
+                        Settings(
+                            secrets,
+                            smtp,
+                            self.config.pagerduty_url,
+                            openlineage=None
+                            if openlineage is None
+                            else OpenLineageSender(openlineage),
+                        ),
                         clock=clock,
                         on_outcome=metrics.notification_sent,
                     ).run_forever(),
@@ -472,6 +512,29 @@ async def _check_agent_credentials(agents: Agents, tokens: Tokens) -> None:
             log.exception("agent_credential_check_failed")
 
 
+def _openlineage(config: ServerConfig, secrets: Secrets) -> OpenLineageTarget | None:
+    """Where OpenLineage events go (None without --openlineage-url)."""
+    if not config.openlineage_url:
+        return None
+    api_key = ""
+    if config.openlineage_api_key_secret:
+        found = secrets.get(config.openlineage_api_key_secret)
+        if found is None:
+            raise FailedPrecondition(
+                f"--openlineage-api-key-secret {config.openlineage_api_key_secret!r}: the "
+                "server has no such secret; give it in --secrets or as "
+                + variable_name(SECRET_PREFIX, config.openlineage_api_key_secret),
+                reason="INVALID_SECRETS",
+            )
+        api_key = found
+    return OpenLineageTarget(
+        url=config.openlineage_url,
+        endpoint=config.openlineage_endpoint,
+        api_key=api_key,
+        namespace=config.openlineage_namespace,
+    )
+
+
 def _smtp(config: ServerConfig, secrets: Secrets) -> Smtp | None:
     """The SMTP settings of email notifications (None without --smtp-host)."""
     if not config.smtp_host:
@@ -482,8 +545,8 @@ def _smtp(config: ServerConfig, secrets: Secrets) -> Smtp | None:
         if found is None:
             raise FailedPrecondition(
                 f"--smtp-password-secret {config.smtp_password_secret!r}: the server has no "
-                "such secret; give it in --secrets or as LEGATO_SECRET_"
-                + config.smtp_password_secret.upper().replace("-", "_"),
+                "such secret; give it in --secrets or as "
+                + variable_name(SECRET_PREFIX, config.smtp_password_secret),
                 reason="INVALID_SECRETS",
             )
         password = found

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -78,10 +79,17 @@ class ServerConfig:
     notifications_file: str = field(
         default="", metadata={"flag": "--notifications", "env": "NOTIFICATIONS"}
     )
+    # OpenLineage: the receiver's base URL ("" emits nothing), its path, the server secret
+    # holding its API key (sent as a bearer token), and the namespace of Legato's jobs.
+    openlineage_url: str = ""
+    openlineage_endpoint: str = "api/v1/lineage"
+    openlineage_api_key_secret: str = ""
+    openlineage_namespace: str = "legato"
 
     def __post_init__(self) -> None:
         _check_transport(self)
         _check_smtp(self)
+        _check_openlineage(self)
 
     @classmethod
     def load(
@@ -131,6 +139,29 @@ def _check_smtp(config: ServerConfig) -> None:
         raise ConfigError(f"--smtp-ca {config.smtp_ca!r}: no such file")
     if config.smtp_port > 65535:
         raise ConfigError(f"--smtp-port {config.smtp_port} is not a port (1-65535)")
+
+
+_OPENLINEAGE_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
+
+
+def _check_openlineage(config: ServerConfig) -> None:
+    if not config.openlineage_url:
+        if config.openlineage_api_key_secret:
+            raise ConfigError(
+                "--openlineage-api-key-secret is set but --openlineage-url is not; give the "
+                "receiver's URL with --openlineage-url (LEGATO_SERVER_OPENLINEAGE_URL)"
+            )
+        return
+    if not _OPENLINEAGE_NAMESPACE.fullmatch(config.openlineage_namespace):
+        raise ConfigError(
+            f"--openlineage-namespace {config.openlineage_namespace!r} is not a namespace: "
+            "letters, digits, '_', '-' and '.', at most 63, e.g. legato or legato-prod"
+        )
+    if config.openlineage_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--openlineage-endpoint {config.openlineage_endpoint!r} is a URL; give the "
+            "path on --openlineage-url's host, e.g. api/v1/lineage"
+        )
 
 
 def _check_transport(config: ServerConfig) -> None:
@@ -268,6 +299,10 @@ _PARSERS: dict[str, Any] = {
     "smtp_ca": lambda raw, where: raw.strip(),
     "pagerduty_url": lambda raw, where: _http_url(raw, where),
     "notifications_file": lambda raw, where: raw.strip(),
+    "openlineage_url": lambda raw, where: _http_url(raw, where) if raw.strip() else "",
+    "openlineage_endpoint": lambda raw, where: raw.strip().lstrip("/") or "api/v1/lineage",
+    "openlineage_api_key_secret": lambda raw, where: raw.strip(),
+    "openlineage_namespace": lambda raw, where: raw.strip(),
 }
 
 
@@ -396,6 +431,30 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML file of default notifications (a `notifications:` list, as in a pipeline "
         "spec) that every pipeline gets unless it sets default_notifications: false "
         "(LEGATO_SERVER_NOTIFICATIONS)",
+    )
+    add(
+        "--openlineage-url",
+        metavar="URL",
+        help="send OpenLineage run events to this receiver, e.g. http://marquez:5000; "
+        "unset: none are sent (LEGATO_SERVER_OPENLINEAGE_URL)",
+    )
+    add(
+        "--openlineage-endpoint",
+        metavar="PATH",
+        help="the receiver's path for events (LEGATO_SERVER_OPENLINEAGE_ENDPOINT, default "
+        "api/v1/lineage)",
+    )
+    add(
+        "--openlineage-api-key-secret",
+        metavar="NAME",
+        help="the server secret holding the receiver's API key, sent as a bearer token "
+        "(LEGATO_SERVER_OPENLINEAGE_API_KEY_SECRET)",
+    )
+    add(
+        "--openlineage-namespace",
+        metavar="NAME",
+        help="the OpenLineage namespace of Legato's jobs (LEGATO_SERVER_OPENLINEAGE_NAMESPACE, "
+        "default legato)",
     )
     add(
         "--no-migrate",

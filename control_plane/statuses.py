@@ -11,6 +11,7 @@ __all__ = [
     "RUN_TERMINAL",
     "STEP_TERMINAL",
     "STEP_UNFINISHED",
+    "TEST_TRIGGER",
     "TRIGGER_KIND",
     "AttemptStatus",
     "RunStatus",
@@ -74,3 +75,6 @@ RUN_TERMINAL = frozenset(
 ACTIVE_ATTEMPT = frozenset({AttemptStatus.LEASED, AttemptStatus.RUNNING})
 # The step kind the control plane runs itself (child_runs), never handed to an agent.
 TRIGGER_KIND = "trigger"
+# The trigger kind of test runs (RunService.TestStep, execution/test_runs.py): never
+# listed by default, never counted by max_concurrent_runs or overlap policies.
+TEST_TRIGGER = "test"

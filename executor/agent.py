@@ -41,6 +41,7 @@ import structlog
 from executor.config import AgentConfig, ConfigError
 from executor.connections import load_connections
 from executor.files import OUTPUT_NAME, TooManyFilesError, media_type, step_files
+from executor.lineage import lineage_of
 from executor.logship import LogBatcher
 from executor.masking import Masker
 from executor.metrics import AgentMetrics, AgentState
@@ -425,6 +426,7 @@ class Agent:
             names = connections_of(assignment.step)
             named = {n: self.connections[n] for n in names if n in self.connections}
             task = to_task(assignment, workdir, tables, named)
+            lineage = asyncio.ensure_future(lineage_of(assignment.step, named))
             outcome = await self._runner.run(task, batcher.add, on_started)
             outcome = await self._mask.outcome(outcome)  # error, values, table: no secrets
             artifact_id = ""
@@ -447,7 +449,7 @@ class Agent:
                     outcome = replace(
                         outcome, status="failed", failure_kind="error", error=str(error)
                     )
-            result = result_message(lease_id, outcome, artifact_id, files)
+            result = result_message(lease_id, outcome, artifact_id, files, await lineage)
             self._trace(assignment, outcome)
             self.metrics.step_ended(
                 outcome.status

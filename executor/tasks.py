@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from executor.runner import Outcome, Task, TaskInput
-from legato.v1 import agent_pb2, agent_service_pb2, run_pb2, spec_pb2
+from legato.v1 import agent_pb2, agent_service_pb2, lineage_pb2, run_pb2, spec_pb2
 
 __all__ = ["result_message", "to_task"]
 
@@ -91,6 +91,7 @@ def result_message(
     outcome: Outcome,
     artifact_id: str = "",
     files: list[run_pb2.Artifact] | None = None,
+    lineage: lineage_pb2.StepLineage | None = None,
 ) -> agent_service_pb2.TaskResult:
     values = struct_pb2.Struct()
     json_format.ParseDict(outcome.values or {}, values)
@@ -114,6 +115,12 @@ def result_message(
         result.records_in = outcome.records_in
     if outcome.records_out is not None:
         result.records_out = outcome.records_out
+    if outcome.peak_memory_bytes is not None:
+        result.usage.peak_memory_bytes = outcome.peak_memory_bytes
+    if outcome.cpu_seconds is not None:
+        result.usage.cpu_time.FromMicroseconds(round(outcome.cpu_seconds * 1_000_000))
+    if lineage is not None:
+        result.lineage.CopyFrom(lineage)
     return result
 
 

@@ -481,6 +481,7 @@ _RESOURCES: dict[str, tuple[str, str]] = {
     "ResumeSchedule": ("pipelines", "pipeline"),
     "TestNotifications": ("pipelines", "pipeline|spec.name"),
     "TriggerRun": ("pipelines", "pipeline"),
+    "TestStep": ("pipelines", "spec.name"),
     "CreateBackfill": ("pipelines", "pipeline"),
     "CancelRun": ("runs", "id"),
     "RerunRun": ("runs", "id"),

@@ -29,6 +29,7 @@ from control_plane.execution.agents import MAX_LOG_LINE, Agents, LeaseReports, L
 from control_plane.execution.artifacts import ArtifactInfo, ArtifactStore
 from control_plane.execution.hub import MAX_SLOTS, AgentSession, Assignment, Outgoing
 from control_plane.execution.transitions import AttemptOutcome
+from control_plane.lineage.records import to_json
 from control_plane.store.outages import UNAVAILABLE_MESSAGE, store_unavailable
 from control_plane.triggers.watch_assignment import WatchMessage
 from control_plane.triggers.watches import Watches
@@ -424,6 +425,14 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
             f"result.failure_kind {result.failure_kind} is not a FailureKind",
             reason="INVALID_REPORT",
         )
+    usage = result.usage
+    if usage.peak_memory_bytes < 0 or usage.cpu_time.seconds < 0 or usage.cpu_time.nanos < 0:
+        raise InvalidArgument(
+            f"result.usage has a negative figure (peak_memory_bytes "
+            f"{usage.peak_memory_bytes}, cpu_time {usage.cpu_time.ToTimedelta()}); an "
+            "agent measures use as zero or more",
+            reason="INVALID_REPORT",
+        )
     output: dict[str, Any] = {}
     if result.HasField("output"):
         summary = result.output
@@ -453,6 +462,15 @@ def _outcome(result: pb.TaskResult) -> AttemptOutcome:
         records_out=result.records_out if result.HasField("records_out") else None,
         output=output,
         end_time=result.end_time.ToDatetime(tzinfo=UTC) if result.HasField("end_time") else None,
+        peak_memory_bytes=(
+            result.usage.peak_memory_bytes if result.usage.HasField("peak_memory_bytes") else None
+        ),
+        cpu_seconds=(
+            result.usage.cpu_time.ToTimedelta().total_seconds()
+            if result.usage.HasField("cpu_time")
+            else None
+        ),
+        lineage=to_json(result.lineage) if result.HasField("lineage") else None,
     )
 
 
@@ -577,7 +595,7 @@ def _assignment(a: Assignment) -> agent_pb2.TaskAssignment:
         lease_expire_time=timestamp(a.lease_expire_time),
         run_id=a.run_id,
         pipeline=a.pipeline,
-        pipeline_version=a.version,
+        pipeline_version=max(a.version, 0),  # 0 for a test run (a hidden version)
         step_name=a.step_name,
         attempt=a.attempt,
         step=a.step,

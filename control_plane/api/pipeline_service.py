@@ -10,7 +10,9 @@ import grpc
 from control_plane.api import convert
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
+from control_plane.api.stats_convert import stats_response
 from control_plane.errors import InvalidArgument
+from control_plane.execution.stats import PipelineStats
 from control_plane.notifications.testing import NotificationTests
 from control_plane.pipelines.registry import Registry
 from control_plane.pipelines.source_check import check_source
@@ -26,11 +28,21 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 class PipelineServicer(pipeline_service_pb2_grpc.PipelineServiceServicer):
     def __init__(
-        self, registry: Registry, schedules: ScheduleControl, tests: NotificationTests
+        self,
+        registry: Registry,
+        schedules: ScheduleControl,
+        tests: NotificationTests,
+        stats: PipelineStats,
     ) -> None:
         self._registry = registry
         self._schedules = schedules
         self._tests = tests
+        self._stats = stats
+
+    async def GetPipelineStats(
+        self, request: pb.GetPipelineStatsRequest, context: Context
+    ) -> pb.GetPipelineStatsResponse:
+        return stats_response(await self._stats.of(request.pipeline, request.runs))
 
     async def ValidatePipeline(
         self, request: pb.ValidatePipelineRequest, context: Context

@@ -65,6 +65,8 @@ STRING_LIMITS: dict[tuple[str, str], int] = {
 """Longest string, in characters, of the fields that may be longer than MAX_STRING."""
 STRUCT_LIMITS: dict[tuple[str, str], int] = {
     ("legato.v1.TriggerRunRequest", "params"): 256 * KIB,
+    ("legato.v1.TestStepRequest", "params"): 256 * KIB,
+    ("legato.v1.TestInput", "values"): 256 * KIB,
     ("legato.v1.PublishRequest", "payload"): 256 * KIB,
     ("legato.v1.Schedule", "params"): 256 * KIB,
     ("legato.v1.EventTrigger", "params"): 256 * KIB,

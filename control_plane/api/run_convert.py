@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2, json_format, struct_pb2
 from control_plane.api.convert import timestamp
 from control_plane.execution.agents import AgentInfo
 from control_plane.execution.runs import RunView
+from control_plane.lineage.records import from_json
 from control_plane.scheduling.backfills import BackfillView
 from control_plane.store.models import AttemptRow, LogLineRow, RunRow
 from control_plane.store.notifications import Notification
@@ -81,7 +82,7 @@ def run_message(run: RunRow, view: RunView | None = None) -> run_pb2.Run:
     message = run_pb2.Run(
         id=run.id,
         pipeline=run.pipeline,
-        version=run.version,
+        version=max(run.version, 0),  # 0 for a test run: its hidden version is below 0
         status=run_status(run.status),  # type: ignore[arg-type]
         trigger=run_pb2.RunTrigger(
             kind=trigger_kind(run.trigger_kind),  # type: ignore[arg-type]
@@ -130,6 +131,10 @@ def step_message(step: StepState, attempts: list[AttemptRow]) -> run_pb2.StepRun
         message.records_in = step.records_in
     if step.records_out is not None:
         message.records_out = step.records_out
+    if step.status not in _UNDER_WAY:  # a new attempt's figures are not known yet
+        _usage(message, step.peak_memory_bytes, step.cpu_seconds, step.memory_limit_bytes)
+    if step.lineage:
+        message.lineage.CopyFrom(from_json(step.lineage))
     if output:
         summary = run_pb2.OutputSummary(
             values=struct(output.get("values")),
@@ -176,7 +181,25 @@ def _attempt(attempt: AttemptRow) -> run_pb2.StepAttempt:
         message.records_in = attempt.records_in
     if attempt.records_out is not None:
         message.records_out = attempt.records_out
+    _usage(message, attempt.peak_memory_bytes, attempt.cpu_seconds, attempt.memory_limit_bytes)
     return message
+
+
+_UNDER_WAY = frozenset({"leased", "running"})
+
+
+def _usage(
+    message: run_pb2.StepRun | run_pb2.StepAttempt,
+    peak_memory_bytes: int | None,
+    cpu_seconds: float | None,
+    memory_limit_bytes: int | None,
+) -> None:
+    """The resource use of an attempt (a step's: its latest attempt's) on its message."""
+    if peak_memory_bytes is not None:
+        message.peak_memory_bytes = peak_memory_bytes
+    if cpu_seconds is not None:
+        message.cpu_time.FromMicroseconds(round(cpu_seconds * 1_000_000))
+    message.memory_limit_bytes = memory_limit_bytes or 0
 
 
 _STREAMS = {

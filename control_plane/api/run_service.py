@@ -9,6 +9,7 @@ from datetime import UTC
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from control_plane.api.bounded import bounded_items
 from control_plane.api.context import actor_from
@@ -21,11 +22,12 @@ from control_plane.api.run_convert import (
     struct,
     trigger_kind_name,
 )
-from control_plane.errors import FieldViolation, InvalidArgument, NotFound
+from control_plane.errors import FieldViolation, InvalidArgument, NotFound, Unimplemented
 from control_plane.execution.artifacts import ArtifactStore
 from control_plane.execution.previews import preview_rows_at
 from control_plane.execution.runs import Runs, TriggerSpec
 from control_plane.execution.signals import Signals
+from control_plane.execution.test_runs import GivenInput, TestRuns
 from control_plane.notifications.listing import list_notifications
 from control_plane.quoting import quote
 from control_plane.scheduling.backfills import Backfills
@@ -56,7 +58,9 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         db: Database,
         artifacts: ArtifactStore,
         backfills: Backfills,
+        tests: TestRuns | None = None,
     ) -> None:
+        self._tests = tests
         self._artifacts = artifacts
         self._backfills = backfills
         self._runs = runs
@@ -81,6 +85,22 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         )
         return pb.TriggerRunResponse(run=run_message(view.run, view), created=created)
 
+    async def TestStep(self, request: pb.TestStepRequest, context: Context) -> pb.TestStepResponse:
+        if self._tests is None:
+            raise Unimplemented("this control plane was started without test runs")
+        view = await self._tests.test_step(
+            request.spec,
+            request.step,
+            params=request.params,
+            agent=request.agent,
+            inputs=[
+                GivenInput(i.step, i.table, json_format.MessageToDict(i.values))
+                for i in request.inputs
+            ],
+            actor=actor_from(context, request.request_id),
+        )
+        return pb.TestStepResponse(run=run_message(view.run, view))
+
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
         view = await self._runs.get(request.id)
         return pb.GetRunResponse(run=run_message(view.run, view))
@@ -97,6 +117,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
             backfill_id=request.backfill_id,
+            include_tests=request.include_tests,
         )
         runs, next_token = bounded_items(page, run_message)
         return pb.ListRunsResponse(runs=runs, next_page_token=next_token)

@@ -11,16 +11,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from control_plane.execution.resolver import RunContext, StepFacts
 from control_plane.pipelines.expressions import ExpressionError, parse_expression
 from control_plane.pipelines.templates import TemplateError, parse_template
-from control_plane.store.models import RunRow
-from control_plane.store.steps import Step
 from control_plane.validation.conditions import STEP_ROOTS
 from legato.spec.connections import connection_label, connections_of
 from legato.v1 import spec_pb2
+
+if TYPE_CHECKING:
+    # Annotations only: legato.notebook evaluates a step's values with this module
+    # without SQLAlchemy's asyncio extension installed.
+    from control_plane.store.models import RunRow
+    from control_plane.store.steps import Step
 
 __all__ = [
     "UnresolvedError",

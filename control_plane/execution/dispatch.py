@@ -38,7 +38,12 @@ from control_plane.store.steps import Step
 from legato.spec.connections import CONNECTION_LABEL, connection_label
 from observability.tracing import Tracing
 
-__all__ = ["Dispatcher"]
+__all__ = ["AGENT_NAME_KEY", "Dispatcher"]
+
+AGENT_NAME_KEY = "@agent"
+"""A selector key that names the one agent a step may run on (a test run's step,
+``execution/test_runs.py``): matched against the agent's name, not its labels. No spec
+can write it (a label key starts with a letter or digit)."""
 
 log = structlog.get_logger("legato.dispatch")
 _STEPS = step_store.TABLE.c
@@ -351,11 +356,21 @@ def _ready_time(step: Step, run: RunRow, parents: list[Step]) -> datetime | None
     return max(times, default=None)
 
 
+def _matches(session: AgentSession, selector: dict[str, Any]) -> bool:
+    """The agent has the selector's labels, and is the agent it names under
+    :data:`AGENT_NAME_KEY` (a test run's step), if it names one."""
+    named = selector.get(AGENT_NAME_KEY)
+    if named is None:
+        return session.matches(selector)
+    labels = {key: value for key, value in selector.items() if key != AGENT_NAME_KEY}
+    return session.name == named and session.matches(labels)
+
+
 def _pick(sessions: list[AgentSession], selector: dict[str, Any]) -> AgentSession | None:
     """The matching agent with the most free credits (spreads load)."""
     best: AgentSession | None = None
     for session in sessions:
-        usable = session.credits > 0 and not session.draining and session.matches(selector)
+        usable = session.credits > 0 and not session.draining and _matches(session, selector)
         if usable and (best is None or session.credits > best.credits):
             best = session
     return best
@@ -366,6 +381,11 @@ def _no_agent_reason(selector: dict[str, Any], connected: list[AgentSession]) ->
     labels, or those that can are busy or draining."""
     if not selector:
         return "waiting for a free agent slot"
+    named = selector.get(AGENT_NAME_KEY)
+    if named is not None:
+        if not any(s.name == named for s in connected):
+            return f"waiting: agent '{named}' (the agent this test runs on) is not connected"
+        return f"waiting: agent '{named}' (the agent this test runs on) is busy or draining"
     connections = sorted(
         key.removeprefix(CONNECTION_LABEL) for key in selector if key.startswith(CONNECTION_LABEL)
     )
@@ -373,7 +393,7 @@ def _no_agent_reason(selector: dict[str, Any], connected: list[AgentSession]) ->
         if not any(s.matches({connection_label(name): "true"}) for s in connected):
             return f"waiting: no connected agent has connection '{name}'"
     labels = ", ".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    if not any(s.matches(selector) for s in connected):
+    if not any(_matches(s, selector) for s in connected):
         return f"waiting: no connected agent has labels {labels}"
     return f"waiting: every connected agent with labels {labels} is busy or draining"
 

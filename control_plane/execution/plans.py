@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import NotFound
 from control_plane.execution.resolver import RunPlan
@@ -16,6 +16,11 @@ from control_plane.store import pipelines as pipeline_queries
 from control_plane.store.models import PipelineVersionRow
 from legato.spec.units import parse_memory
 from legato.v1 import spec_pb2
+
+if TYPE_CHECKING:
+    # Annotations only: legato.notebook reads limits from a Plan without SQLAlchemy's
+    # asyncio extension (and its greenlet) installed.
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["Plan", "PlanCache"]
 

@@ -18,6 +18,7 @@ import re
 from datetime import UTC, datetime
 
 from control_plane.execution.retries import RetryDecision
+from legato.spec.artifacts import human_size
 from legato.spec.units import format_duration
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "step_cancelled",
     "step_failed",
     "step_lost",
+    "step_near_memory_limit",
     "step_skipped",
     "step_succeeded",
     "step_timed_out",
@@ -47,7 +49,9 @@ def pipeline_started(
     """``Pipeline started (daily-report v3, trigger manual)``; runs with a logical time
     (scheduled runs, backfills) add it: ``..., trigger schedule, logical time
     2026-06-12T06:00:00Z)``."""
-    details = f"{_clean(pipeline)} v{version}, trigger {_clean(trigger) or 'unknown'}"
+    # A test run's hidden version (below 0) is no version a user knows: "test spec".
+    shown = f"v{version}" if version > 0 else "test spec"
+    details = f"{_clean(pipeline)} {shown}, trigger {_clean(trigger) or 'unknown'}"
     if logical_time is not None:
         details += f", logical time {_timestamp(logical_time)}"
     return f"Pipeline started ({details})"
@@ -76,6 +80,26 @@ def step_succeeded(
     if duration_s is not None:
         line += f" in {human_duration(duration_s)}"
     return line
+
+
+NEAR_MEMORY_LIMIT = 0.8
+"""An attempt whose peak memory reaches this share of its limit gets a warning line."""
+
+
+def step_near_memory_limit(
+    position: int, name: str, peak_bytes: int | None, limit_bytes: int | None
+) -> str | None:
+    """``Step 2: transform used 412 MiB of its 512 MiB memory limit (80%): raise memory:
+    or make it hold less``, when the peak is at least :data:`NEAR_MEMORY_LIMIT` of the
+    limit; else None."""
+    if not peak_bytes or not limit_bytes or peak_bytes < NEAR_MEMORY_LIMIT * limit_bytes:
+        return None
+    share = round(100 * peak_bytes / limit_bytes)
+    return (
+        f"{_step(position, name)} used {human_size(peak_bytes)} of its "
+        f"{human_size(limit_bytes)} memory limit ({share}%): raise its memory: "
+        "or make it hold less"
+    )
 
 
 def child_run_started(position: int, name: str, child_run: str, pipeline: str, wait: bool) -> str:

@@ -25,7 +25,7 @@ from control_plane.execution.transitions import Transitions
 from control_plane.execution.unit_of_work import UnitOfWork
 from control_plane.pagination import Page, PageRequest
 from control_plane.quoting import quote
-from control_plane.statuses import RUN_TERMINAL
+from control_plane.statuses import RUN_TERMINAL, TEST_TRIGGER
 from control_plane.store import audit, requests
 from control_plane.store import pipelines as pipeline_queries
 from control_plane.store import steps as step_store
@@ -174,11 +174,11 @@ class Runs:
                 metadata={"pipeline": pipeline},
             )
         plan = await self._plans.get(session, row.id, row.name, version or row.latest_version)
-        run, steps = self._add_run(session, plan, params, trigger, actor)
+        run, steps = self.add_run(session, plan, params, trigger, actor)
         await self._start_or_queue(session, run, plan, effects, steps)
         return run, plan
 
-    def _add_run(
+    def add_run(
         self,
         session: AsyncSession,
         plan: Plan,
@@ -187,8 +187,9 @@ class Runs:
         actor: Actor,
         backfill_id: str | None = None,
     ) -> tuple[RunRow, dict[str, Step]]:
-        """A new run of ``plan`` and its steps, added to the session (not flushed: a
-        transaction creating many runs inserts them together). Raises InvalidArgument for
+        """A new run of ``plan`` and its steps, added to the session and neither started
+        nor flushed (a transaction creating many runs inserts them together; a test run
+        sets some steps up first, ``execution/test_runs.py``). Raises InvalidArgument for
         params the spec refuses, before adding anything."""
         run = self._new_run(plan, resolve_params(plan.spec, params), trigger, actor)
         run.backfill_id = backfill_id
@@ -254,6 +255,12 @@ class Runs:
                 f"run {run_id} is still {source.status}; cancel it first or wait for it to end",
                 reason="RUN_ACTIVE",
             )
+        if source.trigger_kind == TEST_TRIGGER:
+            raise FailedPrecondition(
+                f"run {run_id} is a test run (RunService.TestStep); test the step again "
+                "instead (step.run(on=...) in legato.notebook)",
+                reason="TEST_RUN",
+            )
         pipeline = await pipeline_queries.find_pipeline(session, source.pipeline, for_update=True)
         assert pipeline is not None
         if pipeline.archived:
@@ -315,11 +322,15 @@ class Runs:
         page_size: int,
         page_token: str,
         backfill_id: str = "",
+        include_tests: bool = False,
     ) -> Page[RunRow]:
+        """Newest first; test runs (RunService.TestStep) only with ``include_tests`` or
+        when ``triggers`` names ``test``."""
         page = PageRequest.parse(
             page_size,
             page_token,
             backfill_id=backfill_id,
+            include_tests=include_tests,
             pipeline=pipeline,
             statuses=sorted(statuses),
             triggers=sorted(triggers),
@@ -335,7 +346,10 @@ class Runs:
         if statuses:
             stmt = stmt.where(RunRow.status.in_(list(statuses)))
         if triggers:
-            stmt = stmt.where(RunRow.trigger_kind.in_(list(triggers)))
+            kinds = [*triggers, TEST_TRIGGER] if include_tests else list(triggers)
+            stmt = stmt.where(RunRow.trigger_kind.in_(kinds))
+        elif not include_tests:
+            stmt = stmt.where(RunRow.trigger_kind != TEST_TRIGGER)
         if since is not None:
             stmt = stmt.where(RunRow.create_time >= since)
         if backfill_id:
@@ -490,7 +504,7 @@ class Runs:
     ) -> RunRow:
         """A run of ``plan`` for a fire time, in the caller's transaction: started, or
         queued with ``queue_reason`` (the scheduler has applied the overlap policy)."""
-        run, steps = self._add_run(session, plan, params, trigger, actor, backfill_id)
+        run, steps = self.add_run(session, plan, params, trigger, actor, backfill_id)
         if queue_reason is None:
             await self._transitions.start_run(session, run, plan, effects, steps=steps)
         else:

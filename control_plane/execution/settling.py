@@ -28,6 +28,10 @@ class AttemptOutcome:
     records_out: int | None = None
     output: dict[str, Any] = field(default_factory=dict)
     end_time: datetime | None = None
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    lineage: dict[str, Any] | None = None
+    """What the attempt read and wrote (StepLineage as JSON); None: nothing known."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class AttemptFacts:
     agent: str
     start_time: datetime | None
     export_target: str | None = None
+    memory_limit_bytes: int | None = None
+    """The step's effective memory limit (the one its assignment carried)."""
 
 
 def settle(
@@ -68,18 +74,32 @@ def settle(
     """The end of a current attempt: succeeded, retried (pending until its delay ends,
     only while the run is running) or failed for good."""
     end = outcome.end_time or now
+    usage = {
+        "peak_memory_bytes": outcome.peak_memory_bytes,
+        "cpu_seconds": outcome.cpu_seconds,
+        "memory_limit_bytes": facts.memory_limit_bytes,
+    }
     attempt: dict[str, Any] = {
         "end_time": end,
         "records_in": outcome.records_in,
         "records_out": outcome.records_out,
         "error": outcome.error,
         "failure_kind": outcome.failure_kind,
+        **usage,
     }
     step: dict[str, Any] = {
         "records_in": outcome.records_in,
         "records_out": outcome.records_out,
         "end_time": end,
+        **usage,
     }
+    if outcome.lineage is not None:
+        step["lineage"] = outcome.lineage  # a column of the same UPDATE
+    near = None
+    if outcome.failure_kind != "memory":  # its error says so already
+        near = runlog.step_near_memory_limit(
+            facts.position, facts.step, outcome.peak_memory_bytes, facts.memory_limit_bytes
+        )
     if outcome.status == "succeeded":
         attempt["status"] = AttemptStatus.SUCCEEDED
         step.update(status=StepStatus.SUCCEEDED, error="", failure_kind="", output=outcome.output)
@@ -93,14 +113,14 @@ def settle(
             duration,
             export_target=facts.export_target,
         )
-        return Settlement(attempt, step, [text], settled=True)
+        return Settlement(attempt, step, [text] if near is None else [near, text], settled=True)
     kind = outcome.failure_kind or "error"
     timed_out = kind == "timeout"
     attempt["status"] = AttemptStatus.TIMED_OUT if timed_out else AttemptStatus.FAILED
     step.update(error=outcome.error, failure_kind=kind)
     decision = decide_retry(policy, facts.number, kind)
     retry = decision if decision.retry and run_running else None
-    logs = []
+    logs = [] if near is None else [near]
     if kind == "lost":
         logs.append(runlog.step_lost(facts.position, facts.step, facts.number, facts.agent))
     logs.append(

@@ -42,12 +42,14 @@ from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.resolver import Decision, MissingFactsError, run_outcome
 from control_plane.execution.retries import effective_policy
 from control_plane.execution.settling import AttemptFacts, AttemptOutcome, decided, settle
+from control_plane.lineage.records import declared_json
 from control_plane.quoting import quote
 from control_plane.statuses import (
     ACTIVE_ATTEMPT,
     RUN_TERMINAL,
     STEP_TERMINAL,
     STEP_UNFINISHED,
+    TEST_TRIGGER,
     TRIGGER_KIND,
     RunStatus,
     StepStatus,
@@ -253,7 +255,8 @@ class Transitions:
                     error=error if status != "succeeded" else "",
                 )
             )
-        await self.promote_queued(session, run.pipeline_id, plan, effects)
+        if run.trigger_kind != TEST_TRIGGER:  # a test run never held a production slot
+            await self.promote_queued(session, run.pipeline_id, plan, effects)
         if status == RunStatus.SUCCEEDED and plan.spec.expect.HasField("duration"):
             expect = plan.spec.expect.duration
             past = await history.run_durations(
@@ -319,7 +322,11 @@ class Transitions:
         tell whether it is at its limit: the count is never read past it)."""
         rows = await session.execute(
             select(RunRow.id)
-            .where(RunRow.pipeline_id == pipeline_id, RunRow.status == RunStatus.RUNNING)
+            .where(
+                RunRow.pipeline_id == pipeline_id,
+                RunRow.status == RunStatus.RUNNING,
+                RunRow.trigger_kind != TEST_TRIGGER,  # test runs do not count
+            )
             .order_by(RunRow.create_time)
             .limit(limit)
         )
@@ -408,6 +415,9 @@ class Transitions:
         broken: list[tuple[str, Verdict]] = []
         if outcome.status == "succeeded" and plan.steps[step.name].HasField("expect"):
             outcome, broken = await self._guard_step(session, run, plan, step, outcome, now)
+        declared = declared_json(plan.steps[step.name]) if outcome.status == "succeeded" else None
+        if declared is not None:  # a function or transform step's inputs:/outputs:
+            outcome = replace(outcome, lineage=declared)
         facts = AttemptFacts(
             step=step.name,
             kind=step.kind,
@@ -416,6 +426,7 @@ class Transitions:
             agent=attempt.agent,
             start_time=step.start_time,
             export_target=_export_target(plan, step.name),
+            memory_limit_bytes=plan.memory_bytes(step.name),
         )
         policy = effective_policy(plan.spec, plan.steps[step.name])
         done = settle(facts, outcome, policy, run_running=run.status == RunStatus.RUNNING, now=now)

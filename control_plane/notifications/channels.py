@@ -6,6 +6,8 @@
   ``Legato-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` — the scheme
   Legato's inbound webhooks and webhook exports use — plus the channel's ``headers``.
 - **email**: see ``notifications/email.py``; **pagerduty**: see ``notifications/pagerduty.py``.
+- **openlineage**: lineage's OpenLineage run events (the event is the row's facts), sent
+  with the openlineage-python client (``lineage/openlineage_client.py``).
 - **slack**: ``POST`` of ``{"text", "channel"}`` to the incoming-webhook URL held by the
   secret the channel names; ``text`` is the channel's template (``{{ run.status }}``,
   ``{{ run.error }}``, ``{{ event }}``, ...) or a default line naming the pipeline, the run,
@@ -28,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from control_plane.access.secrets import Secrets
+from control_plane.lineage.openlineage_client import OPENLINEAGE_CHANNEL, OpenLineageSender
 from control_plane.notifications.email import Smtp, send_email
 from control_plane.notifications.errors import DeliveryError, RetryableError
 from control_plane.notifications.events import happened, rendered
@@ -49,6 +52,8 @@ class Settings:
     secrets: Secrets
     smtp: Smtp | None = None
     pagerduty_url: str = DEFAULT_EVENTS_URL
+    openlineage: OpenLineageSender | None = None
+    """Sends the ``openlineage`` channel's events (lineage's rows in this outbox)."""
 
 
 async def send(
@@ -69,6 +74,13 @@ async def send(
         return await send_email(notification, settings.smtp)
     if notification.channel == "pagerduty":
         return await _pagerduty(notification, settings, http, dedup_key)
+    if notification.channel == OPENLINEAGE_CHANNEL:
+        if settings.openlineage is None:
+            raise DeliveryError(
+                "OpenLineage is not configured on this server (--openlineage-url); the "
+                "event was not sent"
+            )
+        return await settings.openlineage.send(notification.facts)
     raise DeliveryError(
         f"the {notification.channel or 'unknown'} channel is unknown; nothing was sent"
     )

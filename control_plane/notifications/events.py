@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from control_plane.notifications.errors import DeliveryError
 from control_plane.pipelines.templates import TemplateError, parse_template
+from control_plane.statuses import TEST_TRIGGER
 from control_plane.store import notifications as outbox
 from control_plane.store.models import RunRow, ScheduleRow
 from legato.v1 import spec_pb2
@@ -348,6 +349,7 @@ async def _previous_outcome(session: AsyncSession, run: RunRow) -> str | None:
             RunRow.id != run.id,
             RunRow.create_time <= run.create_time,
             RunRow.status.in_(("succeeded", *_FAILURES)),
+            RunRow.trigger_kind != TEST_TRIGGER,  # a test run is no outcome of the pipeline
         )
         .order_by(RunRow.create_time.desc(), RunRow.id.desc())
         .limit(1)

@@ -1,10 +1,10 @@
 """Canonical form, content hash and diff of pipeline specs.
 
 The canonical form is what a version stores: the validated spec with equivalent spellings
-made equal (``4096Mi`` → ``4Gi``, ``needs`` sorted), so that applying the same pipeline
-twice is recognised as unchanged. The content hash is SHA-256 over the canonical proto3
-JSON (sorted keys, no whitespace). Diffs compare the user-facing form (``legato show``),
-so the paths they name are the ones users write."""
+made equal (``4096Mi`` → ``4Gi``; ``needs``, ``inputs`` and ``outputs`` sorted), so that
+applying the same pipeline twice is recognised as unchanged. The content hash is SHA-256
+over the canonical proto3 JSON (sorted keys, no whitespace). Diffs compare the user-facing
+form (``legato show``), so the paths they name are the ones users write."""
 
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ def canonicalize(spec: spec_pb2.PipelineSpec) -> spec_pb2.PipelineSpec:
     for step in canonical.steps:
         if step.memory:
             step.memory = format_memory(parse_memory(step.memory))
-        needs = sorted(step.needs)
-        del step.needs[:]
-        step.needs.extend(needs)
+        # Order carries no meaning in these lists.
+        for names in (step.needs, step.inputs, step.outputs):
+            ordered = sorted(names)
+            del names[:]
+            names.extend(ordered)
     return canonical
 
 

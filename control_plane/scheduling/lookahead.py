@@ -67,6 +67,7 @@ from control_plane.execution.plans import Plan, PlanCache
 from control_plane.execution.runs import Runs
 from control_plane.scheduling.fire_times import FireTime
 from control_plane.scheduling.firing import capacity_of, due_times, fire_times_of, trigger_of
+from control_plane.statuses import TEST_TRIGGER
 from control_plane.store import log_lines
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
@@ -330,6 +331,7 @@ class Lookahead:
                 .where(
                     among(RunRow.pipeline_id, held, postgres),
                     RunRow.status.in_(("running", "queued")),
+                    RunRow.trigger_kind != TEST_TRIGGER,  # test runs do not overlap
                 )
                 .group_by(RunRow.pipeline_id)
             )

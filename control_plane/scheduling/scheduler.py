@@ -64,6 +64,7 @@ from control_plane.scheduling.firing import (
     trigger_of,
 )
 from control_plane.scheduling.lookahead import LEAD, MAX_LEAD, Batch, Lookahead
+from control_plane.statuses import TEST_TRIGGER
 from control_plane.store import audit
 from control_plane.store.db import Database
 from control_plane.store.models import PipelineRow, RunRow, ScheduleRow
@@ -265,6 +266,7 @@ class Scheduler:
         rows = await session.execute(
             select(RunRow.pipeline_id, RunRow.id)
             .where(RunRow.pipeline_id.in_(due), RunRow.status.in_(("running", "queued")))
+            .where(RunRow.trigger_kind != TEST_TRIGGER)  # test runs (TestStep) do not overlap
             .order_by(RunRow.create_time)
         )
         for pipeline_id, run_id in rows.all():

@@ -53,6 +53,9 @@ class AttemptState:
     records_out: int | None
     error: str
     failure_kind: str
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    memory_limit_bytes: int | None = None
 
 
 _FIELDS = tuple(AttemptState.__dataclass_fields__)

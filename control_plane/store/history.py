@@ -2,7 +2,8 @@
 records and duration, the run's duration over the last N successful runs).
 
 Both walk the pipeline's runs newest first on ``ix_runs_pipeline_create_time`` and stop
-at ``limit`` matches; ``before`` (the run being judged) is left out."""
+at ``limit`` matches; ``before`` (the run being judged) and test runs (small data,
+RunService.TestStep) are left out."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.statuses import RunStatus, StepStatus
+from control_plane.statuses import TEST_TRIGGER, RunStatus, StepStatus
 from control_plane.store.models import RunRow, StepRunRow
 
 __all__ = ["Past", "run_durations", "step_history"]
@@ -49,6 +50,7 @@ async def step_history(
         .where(
             _RUNS.pipeline_id == pipeline_id,
             _RUNS.id != before,
+            _RUNS.trigger_kind != TEST_TRIGGER,
             _STEPS.name == step,
             _STEPS.status == StepStatus.SUCCEEDED,
         )
@@ -71,6 +73,7 @@ async def run_durations(
             _RUNS.pipeline_id == pipeline_id,
             _RUNS.id != before,
             _RUNS.status == RunStatus.SUCCEEDED,
+            _RUNS.trigger_kind != TEST_TRIGGER,
         )
         .order_by(_RUNS.create_time.desc())
         .limit(limit)

@@ -35,6 +35,7 @@ __all__ = [
     "Base",
     "EventRow",
     "EventSubscriptionRow",
+    "LineageEdgeRow",
     "LogLineRow",
     "PipelineRow",
     "PipelineVersionRow",
@@ -255,6 +256,8 @@ class StepRunRow(Base):
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     cpu_seconds: Mapped[float | None] = mapped_column(Float)
     memory_limit_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # What the latest finished attempt read and wrote: StepLineage as JSON (migration 0015).
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AttemptRow(Base):
@@ -496,3 +499,29 @@ class WebSessionRow(Base):
     create_time: Mapped[datetime]
     expire_time: Mapped[datetime | None]
     revoke_time: Mapped[datetime | None]
+
+
+class LineageEdgeRow(Base):
+    """A data flow that runs recorded: a dataset read by a pipeline's step (``read``:
+    dataset → pipeline), written by one (``write``: pipeline → dataset), or a trigger step
+    starting another pipeline (``trigger``: pipeline → pipeline). Nodes are
+    ``dataset:<namespace>.<name>`` and ``pipeline:<name>``. One row per edge, upserted as
+    runs end (migration 0015)."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (
+        UniqueConstraint(
+            "source", "target", "kind", "pipeline", "step", name="uq_lineage_edges_source"
+        ),
+        Index("ix_lineage_edges_target", "target"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    pipeline: Mapped[str] = mapped_column(String(63))
+    step: Mapped[str] = mapped_column(String(63))
+    first_seen_time: Mapped[datetime]
+    last_seen_time: Mapped[datetime]
+    last_run_id: Mapped[str] = mapped_column(String(32))

@@ -10,23 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, func, insert, select, update
 
 from control_plane.store.models import PipelineRow, PipelineVersionRow, ScheduleRow
+
+if TYPE_CHECKING:  # annotations only (legato.notebook imports this without greenlet)
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = [
     "Head",
     "HeadVersion",
     "create_pipeline",
     "find_pipeline",
+    "find_test_version",
     "find_version",
     "insert_version",
     "list_pipelines",
     "list_versions",
     "lock_head",
+    "lowest_version",
     "move_head",
     "schedules_of",
 ]
@@ -206,6 +210,32 @@ async def find_version(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def find_test_version(
+    session: AsyncSession, pipeline_id: int, content_hash: str
+) -> int | None:
+    """The number of the pipeline's hidden test version (below 0) with this content."""
+    stmt = (
+        select(PipelineVersionRow.number)
+        .where(
+            PipelineVersionRow.pipeline_id == pipeline_id,
+            PipelineVersionRow.number < 0,
+            PipelineVersionRow.content_hash == content_hash,
+        )
+        .limit(1)
+    )
+    number: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return number
+
+
+async def lowest_version(session: AsyncSession, pipeline_id: int) -> int:
+    """The pipeline's lowest version number (0 when it has none below 1)."""
+    stmt = select(func.min(PipelineVersionRow.number)).where(
+        PipelineVersionRow.pipeline_id == pipeline_id
+    )
+    lowest: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return min(lowest or 0, 0)
+
+
 async def list_pipelines(
     session: AsyncSession,
     *,
@@ -238,10 +268,11 @@ async def list_pipelines(
 async def list_versions(
     session: AsyncSession, pipeline_id: int, *, before_number: int | None, limit: int
 ) -> Sequence[PipelineVersionRow]:
-    """Versions newest first, older than ``before_number`` (keyset)."""
+    """Versions newest first, older than ``before_number`` (keyset); never the hidden
+    versions of test runs (numbers below 0, ``execution/test_runs.py``)."""
     stmt = (
         select(PipelineVersionRow)
-        .where(PipelineVersionRow.pipeline_id == pipeline_id)
+        .where(PipelineVersionRow.pipeline_id == pipeline_id, PipelineVersionRow.number > 0)
         .order_by(PipelineVersionRow.number.desc())
         .limit(limit)
     )

@@ -76,6 +76,11 @@ class StepState:
     end_time: datetime | None
     waiting_reason: str
     child_run_id: str | None
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    memory_limit_bytes: int | None = None
+    lineage: dict[str, Any] | None = None
+    """What the latest finished attempt read and wrote (StepLineage as JSON)."""
 
 
 Step = StepState | StepRunRow

@@ -9,6 +9,7 @@ from legato.v1 import spec_pb2
 
 from .conditions import StepScope, check_step_expression, unknown_step
 from .dag import Cycle, StepGraph
+from .datasets import check_datasets
 from .expectations import check_step_expectations
 from .fields import (
     check_duration,
@@ -60,6 +61,7 @@ def check_steps(spec: spec_pb2.PipelineSpec) -> Iterator[Violation]:
         yield from check_isolation(join(path, "isolation"), step)
         if step.HasField("expect"):
             yield from check_step_expectations(path, step)
+        yield from check_datasets(path, step)
 
 
 def _check_name(path: str, name: str, used_at: int | None) -> Iterator[Violation]:

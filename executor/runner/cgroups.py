@@ -168,6 +168,15 @@ class CgroupPool:
         return removed
 
     @staticmethod
+    def memory_peak(path: Path) -> int | None:
+        """The most memory ever charged to the cgroup (``memory.peak``, Linux 5.19+; None
+        without the memory controller or on older kernels)."""
+        try:
+            return int((path / "memory.peak").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
     def oom_killed(path: Path) -> bool:
         try:
             events = (path / "memory.events").read_text().split()

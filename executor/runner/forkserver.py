@@ -55,6 +55,11 @@ class ExitStatus:
     """The attempt ran in a pooled worker, which lives on (its processes are gone)."""
     retired: str = ""
     """Why that worker is replaced rather than reused ("" when it is reused)."""
+    cpu: float | None = None
+    """CPU seconds of the child and the descendants it waited for (of a pooled worker:
+    during the attempt)."""
+    peak: int | None = None
+    """How far a pooled worker's resident memory rose during the attempt."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,8 @@ class ForkServer:
                         tuple(int(pid) for pid in message.get("strays", ())),
                         bool(message.get("kept")),
                         str(message.get("retired") or ""),
+                        _seconds(message.get("cpu")),
+                        _bytes(message.get("peak")),
                     )
                 )
         elif event == "error":
@@ -290,6 +297,14 @@ class ForkServer:
                     self._process.send_signal(signal.SIGKILL)
                 await self._process.wait()
             self._process = None
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _bytes(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 def kill_orphaned_attempt(pid: int, signum: int = signal.SIGKILL) -> None:

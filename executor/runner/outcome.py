@@ -43,6 +43,8 @@ class Ending:
     grace: float
     oom_killed: bool = False
     """Whether the kernel killed the attempt's cgroup for going over memory.max."""
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
 
 
 def parse_document(data: bytes) -> dict[str, Any] | None:
@@ -121,6 +123,8 @@ def build(end: Ending) -> Outcome:
         "started_at": started,
         "ended_at": end.ended_at,
         "max_rss_bytes": end.exit.max_rss if end.exit is not None else None,
+        "peak_memory_bytes": end.peak_memory_bytes,
+        "cpu_seconds": end.cpu_seconds,
     }
     if document is None:
         status, kind, error = _failure(end)

@@ -13,9 +13,13 @@ crashes the worker (``os._exit``, a segfault) fails its attempt; the worker is r
 
 The worker's side is :func:`serve`. After each attempt it puts back what the attempt
 changed where that is cheap (stdout and stderr, the working directory, the environment,
-signal dispositions, the soft ``RLIMIT_DATA``) and reports ``{"code", "max_rss",
-"retire"}`` on its control socket; ``retire`` says why it should not be reused (threads
-left running, processes that would not die, a MemoryError).
+signal dispositions, the soft ``RLIMIT_DATA``) and reports ``{"code", "max_rss", "cpu",
+"peak", "retire"}`` on its control socket; ``retire`` says why it should not be reused
+(threads left running, processes that would not die, a MemoryError). ``cpu`` is the CPU
+time the worker and the processes it reaped used during the attempt (rusage before and
+after), ``peak`` how far the worker's resident memory rose above what it was as the
+attempt began (its high-water mark, VmHWM, is reset through ``/proc/self/clear_refs``
+first; None where the kernel does not allow that).
 
 The fork server's side is :class:`Worker` and :func:`retire_reason`: it retires (kills) a
 worker that the runner stopped (a timeout, a cancel, over memory: its state is suspect),
@@ -104,6 +108,7 @@ def serve(control: socket.socket, request: dict[str, Any], fds: list[int]) -> No
     while True:
         retire = ""
         succeeded = False
+        cpu, rss = _cpu_seconds(), _start_peak()
         try:
             document = child.run_attempt(
                 request, fds, data_baseline=procfs.vm_data_bytes(), pooled=True
@@ -115,8 +120,46 @@ def serve(control: socket.socket, request: dict[str, Any], fds: list[int]) -> No
             retire = f"the attempt's result could not be written: {exc}"
         retire = _tidy(environ, cwd, soft, devnull) or retire
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        done = {"code": 0 if succeeded else 1, "max_rss": usage.ru_maxrss * 1024, "retire": retire}
+        high = _status_bytes(b"VmHWM:") if rss is not None else None
+        done = {
+            "code": 0 if succeeded else 1,
+            "max_rss": usage.ru_maxrss * 1024,
+            "cpu": max(0.0, _cpu_seconds() - cpu),
+            "peak": max(0, high - rss) if high is not None and rss is not None else None,
+            "retire": retire,
+        }
         request, fds = child.next_attempt(control, encode(done))
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of the processes it has reaped."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def _status_bytes(field: bytes) -> int | None:
+    """A size from /proc/self/status (``VmRSS:``, ``VmHWM:``), in bytes."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _start_peak() -> int | None:
+    """Reset this process's resident high-water mark (VmHWM) to its current resident set
+    and return that; None when the kernel refuses (the attempt's peak is then what the
+    runner's watchdog sampled)."""
+    try:
+        with open("/proc/self/clear_refs", "wb") as refs:
+            refs.write(b"5")
+    except OSError:
+        return None
+    return _status_bytes(b"VmRSS:")
 
 
 def _tidy(environ: dict[str, str], cwd: str, soft: int, devnull: int) -> str:

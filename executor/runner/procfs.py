@@ -13,6 +13,7 @@ __all__ = [
     "alive",
     "anon_bytes",
     "children",
+    "cpu_seconds",
     "parents",
     "private_bytes",
     "stat",
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _read(path: str) -> bytes | None:
@@ -88,6 +90,16 @@ def stat(pid: int) -> Stat | None:
         return None
     fields = data[data.rfind(b")") + 2 :].split()  # the command name may hold spaces
     return Stat(fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The user + system CPU time ``pid`` has used so far (its own, not its children's),
+    from its stat file."""
+    data = _read(f"/proc/{pid}/stat")
+    if not data:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()  # utime and stime: fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def alive(pid: int) -> bool:

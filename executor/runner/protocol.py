@@ -19,10 +19,13 @@ The fork server sends:
   ``base_anon`` is the fork server's anonymous resident memory when it forked that child,
   which the child shares;
 - ``{"event": "exited", "id": n, "pid": pid, "code": int|null, "signal": int|null,
-  "max_rss": bytes, "strays": [pid]}`` when it has reaped the child (after killing what
-  was left of the child's process group), or, with ``"kept": true, "retired": why``, when
-  a pooled worker reported the attempt done (it killed what the attempt left; ``retired``
-  is "" when the worker is reused);
+  "max_rss": bytes, "cpu": seconds, "strays": [pid]}`` when it has reaped the child
+  (after killing what was left of the child's process group; ``cpu`` is the user +
+  system time of the child and the descendants it waited for), or, with ``"kept": true,
+  "retired": why``, when a pooled worker reported the attempt done (it killed what the
+  attempt left; ``retired`` is "" when the worker is reused; ``cpu`` is then the worker's
+  CPU time during the attempt and ``"peak"`` how far its resident memory rose above what
+  it was as the attempt began);
 - ``{"event": "error", "id": n, "error": text}`` when it could not fork.
 """
 

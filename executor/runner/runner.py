@@ -33,6 +33,7 @@ from executor.runner.forkserver import (
 )
 from executor.runner.outcome import Ending, Stop, build, parse_document
 from executor.runner.task import Outcome, Task
+from executor.runner.usage import attempt_usage
 from executor.runner.watchdog import MemoryWatchdog
 from legato.spec.connections import ENV_PREFIX
 
@@ -484,10 +485,15 @@ class Runner:
         def over(_usage: int) -> None:
             self._stop(attempt, Stop("memory"), grace=False)
 
-        if task.memory_bytes and not started.memory_cgroup:
-            self._watchdog.watch(
-                pid, limit=task.memory_bytes, base_anon=started.base_anon, on_exceeded=over
-            )
+        # Every attempt is watched for its use; only one with a limit the cgroup does not
+        # enforce is killed by the watchdog.
+        watched = self._watchdog.watch(
+            pid,
+            limit=None if started.memory_cgroup else task.memory_bytes,
+            base_anon=started.base_anon,
+            on_exceeded=over,
+            baseline=(procfs.anon_bytes(pid) or 0) if started.pooled else None,
+        )
         exit_status: ExitStatus | None = None
         try:
             exit_status = await child.exited
@@ -500,7 +506,7 @@ class Runner:
             self._kill(attempt)
             raise
         finally:
-            self._watchdog.unwatch(pid, over)
+            self._watchdog.unwatch(pid, watched)
         await asyncio.wait([asyncio.ensure_future(r.done) for r in readers], timeout=DRAIN_SECONDS)
         # The attempt ends once its last output line is read: no line is stamped after it.
         ended_at = _now()
@@ -513,7 +519,18 @@ class Runner:
         result = readers[2]
         assert isinstance(result, pipes.BlobReader)
         document = None if result.overflow else parse_document(bytes(result.data))
+        peak, cpu = attempt_usage(
+            sampled=watched,
+            exit_status=exit_status,
+            base_anon=started.base_anon,
+            cgroup_peak=(
+                CgroupPool.memory_peak(started.cgroup) if started.cgroup is not None else None
+            ),
+            pooled=started.pooled,
+        )
         return ending(
+            peak_memory_bytes=peak,
+            cpu_seconds=cpu,
             started_at=started_at,
             ended_at=ended_at,
             document=document,

@@ -78,3 +78,8 @@ class Outcome:
     max_rss_bytes: int | None
     """The child's peak resident set as the kernel counts it (wait4), which includes the
     pages it shares with the fork server; None when it was not reaped by the runner."""
+    peak_memory_bytes: int | None = None
+    """The most memory the attempt's processes held at once on top of the fork server, as
+    the memory limit counts it (see :mod:`executor.runner.usage`); None when not measured."""
+    cpu_seconds: float | None = None
+    """User + system CPU time of the attempt's processes; None when not measured."""

@@ -350,6 +350,8 @@ class Zygote:
                     "code": int(done.get("code", 1)),
                     "signal": None,
                     "max_rss": int(done.get("max_rss", 0)),
+                    "cpu": done.get("cpu"),
+                    "peak": done.get("peak"),
                     "strays": [],
                     "kept": True,
                     "retired": reason,
@@ -433,6 +435,8 @@ class Zygote:
                         "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
                         "max_rss": usage.ru_maxrss * 1024,
+                        # The child's and its waited-for descendants' (wait4's rusage).
+                        "cpu": usage.ru_utime + usage.ru_stime,
                         "strays": strays,
                     }
                 )

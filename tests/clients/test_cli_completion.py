@@ -68,7 +68,7 @@ def test_bash_completes_commands_options_and_choices(
     assert _bash_complete(script, "-o", "j") == ["json"]
     assert set(_bash_complete(script, "completion", "")) == {"bash", "zsh", "fish"}
     # An option's value is not taken for a command: `--server run` is an address.
-    assert _bash_complete(script, "--server", "run", "st") == ["status"]
+    assert _bash_complete(script, "--server", "run", "st") == ["status", "stats"]
     assert _bash_complete(script, "agents", "token", "cr") == ["create"]
     assert "--labels" in _bash_complete(script, "agents", "token", "create", "--l")
 

@@ -100,6 +100,9 @@ def _failed_run() -> run_pb2.Run:
         start_time=_at(1),
         duration=_took(2),
         records_out=127,
+        peak_memory_bytes=412 << 20,
+        memory_limit_bytes=512 << 20,
+        cpu_time=_took(1.25),
     )
     run.steps.add(
         name="clean",
@@ -110,6 +113,7 @@ def _failed_run() -> run_pb2.Run:
         duration=_took(1.5),
         records_in=127,
         records_out=98,
+        peak_memory_bytes=3 << 19,
     )
     run.steps.add(
         name="load",
@@ -280,6 +284,11 @@ class FakeRuns(run_service_pb2_grpc.RunServiceServicer):
     def GetBackfill(
         self, request: run_service_pb2.GetBackfillRequest, context: grpc.ServicerContext
     ) -> run_service_pb2.GetBackfillResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    def TestStep(
+        self, request: run_service_pb2.TestStepRequest, context: grpc.ServicerContext
+    ) -> run_service_pb2.TestStepResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
 
     def ListNotifications(
@@ -676,10 +685,11 @@ def test_status_prints_the_run_and_its_steps_in_server_order(
         "duration: 1m3s",
         "error:    step 'load' failed",
     ]
-    rows = _rows(table)
+    *table_lines, footer = table.splitlines()
+    rows = _rows("\n".join(table_lines))
     headers = ["STEP", "STATUS", "ATTEMPT", "AGENT", "STARTED", "DURATION", "RECORDS"]
-    assert rows[0] == [*headers, "ERROR/WAITING"]
-    assert [r[0] for r in rows[1:]] == ["extract", "clean", "load", "notify"]
+    assert rows[0] == [*headers, "MEMORY", "CPU", "ERROR/WAITING"]
+    assert [r[0] for r in rows[1:]] == ["extract", "clean", "load *", "notify"]
     assert rows[1] == [
         "extract",
         "succeeded",
@@ -688,13 +698,16 @@ def test_status_prints_the_run_and_its_steps_in_server_order(
         "2026-06-12 09:00:01 UTC",
         "2s",
         "127",
+        "412 MiB of 512 MiB",
+        "1.2s",
         "-",
     ]
-    assert rows[2][5:7] == ["1.5s", "127 → 98"]
-    load_error = rows[3][7]
+    assert rows[2][5:9] == ["1.5s", "127 → 98", "1.5 MiB", "-"]
+    load_error = rows[3][9]
     assert len(load_error) == 60
     assert load_error == LOAD_ERROR[:59] + "…"
-    assert rows[4] == ["notify", "pending", "-", "-", "-", "-", "-", "waiting for load"]
+    assert rows[4] == ["notify", "pending", "-", "-", "-", "-", "-", "-", "-", "waiting for load"]
+    assert footer == "* the slowest step (the longest of the finished steps): load"
 
 
 def test_status_as_json_has_proto_field_names(
@@ -708,6 +721,9 @@ def test_status_as_json_has_proto_field_names(
     assert data["steps"][1]["records_in"] == 127
     assert data["params"] == {"day": "2026-06-12", "limit": 7}
     assert data["steps"][3]["waiting_reason"] == "waiting for load"
+    assert data["steps"][0]["peak_memory_bytes"] == 412 << 20
+    assert data["steps"][0]["memory_limit_bytes"] == 512 << 20
+    assert data["steps"][0]["cpu_time"] == "1.250s"
 
 
 def test_an_rpc_error_is_one_line_on_stderr(

@@ -67,6 +67,10 @@ async def test_apply_list_and_read_pipelines(plane: LocalControlPlane) -> None:
         with pytest.raises(legato.InvalidSpec) as invalid:
             await client.apply(legato.Pipeline("bad", schedule="every day"))
         assert {v.field for v in invalid.value.violations} >= {"schedule.cron", "steps"}
+        stats = await client.pipeline_stats("waits", runs=5)
+        assert (stats.pipeline, list(stats.runs), stats.slowest_step) == ("waits", [], "")
+        with pytest.raises(legato.NotFound):
+            await client.pipeline_stats("nope")
 
 
 async def test_a_run_waited_for_cancelled_and_read(plane: LocalControlPlane) -> None:

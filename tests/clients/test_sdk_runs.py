@@ -175,6 +175,11 @@ class FakeRuns(run_service_pb2_grpc.RunServiceServicer):
     ) -> run_service_pb2.GetBackfillResponse:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
 
+    def TestStep(
+        self, request: run_service_pb2.TestStepRequest, context: grpc.ServicerContext
+    ) -> run_service_pb2.TestStepResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
     def ListNotifications(
         self, request: run_service_pb2.ListNotificationsRequest, context: grpc.ServicerContext
     ) -> run_service_pb2.ListNotificationsResponse:

@@ -132,3 +132,16 @@ def test_smtp_settings_that_cannot_work_are_refused(values: dict[str, str], mess
     with pytest.raises(ConfigError) as caught:
         ServerConfig.load(args(**values), env={})
     assert message in str(caught.value)
+
+
+def test_a_missing_smtp_password_secret_names_the_variable_that_would_give_it() -> None:
+    from control_plane.access.secrets import Secrets
+    from control_plane.app import _smtp
+    from control_plane.errors import FailedPrecondition
+
+    config = ServerConfig(
+        smtp_host="mail.example", smtp_user="legato", smtp_password_secret="mail-pass"
+    )
+    with pytest.raises(FailedPrecondition, match="LEGATO_SECRET_MAIL__PASS"):
+        _smtp(config, Secrets())
+    assert _smtp(config, Secrets({"mail-pass": "s3cret"})) is not None

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "store": {"execution", "scheduling", "triggers", "api", "app", "pipelines"},
     "scheduling": {"triggers", "api", "app"},
     "access": {"execution", "scheduling", "triggers", "app"},
+    "lineage": {"execution", "scheduling", "triggers", "api", "app"},
 }
 
 

@@ -46,6 +46,9 @@ def test_a_success_settles_the_step_with_its_records_and_output() -> None:
         "error": "",
         "failure_kind": "",
         "output": {"rows": 98},
+        "peak_memory_bytes": None,
+        "cpu_seconds": None,
+        "memory_limit_bytes": None,
     }
     (line,) = done.logs
     assert "Step 2: load" in line and "127 → 98" in line

@@ -28,6 +28,18 @@ def test_canonical_form_normalises_equivalent_spellings(make_spec: Spec) -> None
     assert a.limits.step_memory == "2048Mi"
 
 
+def test_declared_datasets_in_another_order_are_the_same_version(make_spec: Spec) -> None:
+    a, b = make_spec(), make_spec()
+    a.steps[1].inputs[:] = ["warehouse.public.orders", "crm.public.accounts"]
+    b.steps[1].inputs[:] = ["crm.public.accounts", "warehouse.public.orders"]
+    a.steps[1].outputs[:] = ["lake.b", "lake.a"]
+    b.steps[1].outputs[:] = ["lake.a", "lake.b"]
+    assert canonical_json(canonicalize(a)) == canonical_json(canonicalize(b))
+    assert list(canonicalize(a).steps[1].outputs) == ["lake.a", "lake.b"]
+    b.steps[1].outputs[:] = ["lake.a"]
+    assert canonical_json(canonicalize(a)) != canonical_json(canonicalize(b))
+
+
 def test_hash_is_stable_and_content_sensitive(make_spec: Spec) -> None:
     first = content_hash(canonical_json(canonicalize(make_spec())))
     assert first == content_hash(canonical_json(canonicalize(make_spec())))

@@ -17,12 +17,13 @@ import grpc
 import pytest
 from test_access import leave_a_known_agent, refused, scheduled
 from test_cli import Server, legato
+from test_leases import HandAgent
 
 from control_plane.access import token_secrets
 from control_plane.access.rules import Rules
 from legato.client import Client
 from legato.testing import LocalControlPlane
-from legato.v1 import access_pb2, audit_service_pb2, audit_service_pb2_grpc, spec_pb2
+from legato.v1 import access_pb2, audit_service_pb2, audit_service_pb2_grpc, run_pb2, spec_pb2
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,6 +114,21 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
         assert not result.ok
         return etl
 
+    def test_step(c: Client, r: str) -> Expected:
+        # A connected agent to run it on (with no credit: the test run waits for it).
+        async def with_agent() -> run_pb2.Run:
+            agent = HandAgent(plane.address, "nb-agent", plane.agent_token("nb-agent"))
+            await agent.connect(credits=0)
+            try:
+                return await asyncio.to_thread(
+                    c.test_step, scheduled("etl"), "only", agent="nb-agent", request_id=r
+                )
+            finally:
+                await agent.close()
+
+        run = asyncio.run(with_agent())
+        return Expected(f"runs/{run.id}", "etl", refused="pipelines/etl")
+
     def sign_in_link(c: Client, r: str) -> Expected:
         link = c.create_sign_in_link(next_path="/runs", request_id=r)
         assert "/ui/signin?code=lgc_" in link.url
@@ -140,6 +156,7 @@ def test_every_mutation_rpc_records_who_did_what_under_which_request(
         "RunService/TriggerRun": trigger,
         "RunService/CancelRun": cancel,
         "RunService/RerunRun": rerun,
+        "RunService/TestStep": test_step,
         "RunService/CreateBackfill": backfill,
         "RunService/CancelBackfill": cancel_backfill,
         "EventService/Publish": publish,

@@ -347,3 +347,55 @@ def test_a_thousand_pipelines_stay_a_short_list_of_rows(
     page.get_by_test_id("pipeline-search").fill("")
     expect(page.locator('[data-testid="pipeline-row"][data-name="bulk-0000"]')).to_be_visible()
     page.screenshot(path=shots / "pipelines.png")
+
+
+def test_the_stats_panel_and_the_run_page_show_what_steps_used(
+    page: Page, ui: Cluster, shots: Path
+) -> None:
+    ui.apply(
+        """
+        name: ui-stats
+        steps:
+          - name: hold
+            memory: 240Mi
+            transform:
+              code: |
+                import time
+                block = bytearray(200 << 20)
+                time.sleep(0.3)
+                result = pd.DataFrame({"n": range(7)})
+          - name: nap
+            needs: [hold]
+            transform:
+              code: |
+                import time
+                time.sleep(1.2)
+                result = data
+        """
+    )
+    finished = [ui.run("ui-stats"), ui.run("ui-stats")]
+    stats = ui.client.pipeline_stats("ui-stats")
+    assert stats.slowest_step == "nap"
+    sign_in(page, ui.plane.token("viewer", name="stella"))
+    page.goto("/pipelines/ui-stats")
+    panel = page.get_by_test_id("stats-panel")
+    expect(panel.get_by_test_id("stats-row")).to_have_count(2)
+    expect(panel.get_by_test_id("stats-summary")).to_contain_text("The latest 2 finished runs")
+    expect(panel.get_by_test_id("stats-slowest")).to_have_text("nap")
+    nap = panel.locator('[data-testid="stats-row"][data-step="nap"]')
+    expect(nap).to_have_attribute("data-slowest", "true")
+    expect(nap.get_by_test_id("stats-trend")).to_have_attribute("data-points", "2")
+    p50 = nap.get_by_test_id("stats-p50").inner_text()
+    assert re.fullmatch(r"1\.\d s", p50), p50  # the real runs' figure, not a placeholder
+    hold = panel.locator('[data-testid="stats-row"][data-step="hold"]')
+    memory = hold.get_by_test_id("stats-memory").inner_text()
+    assert re.search(r"of 240 MiB \(\d+%\)", memory), memory
+    peak = stats.steps[0].peak_memory_bytes_max
+    assert f"{peak / (1 << 20):.0f} MiB of 240 MiB" in memory
+    page.get_by_test_id("stats-card").screenshot(path=str(shots / "pipeline-stats.png"))
+
+    page.goto(f"/runs/{finished[-1].id}")
+    row = page.locator('[data-testid="step-row"][data-step="hold"]')
+    expect(row.get_by_test_id("step-memory")).to_contain_text("/ 240 MiB")
+    cpu = page.locator('[data-testid="step-row"][data-step="nap"]').get_by_test_id("step-cpu")
+    expect(cpu).not_to_have_text("—")

@@ -145,6 +145,7 @@ const TRIGGER: Record<TriggerKind, string> = {
   [TriggerKind.BACKFILL]: "backfill",
   [TriggerKind.RERUN]: "rerun",
   [TriggerKind.PIPELINE]: "pipeline",
+  [TriggerKind.TEST]: "test",
 };
 
 const PARAM_TYPE: Record<ParamType, string> = {
@@ -197,8 +198,8 @@ export function triggerFromName(name: string): TriggerKind | undefined {
 /** All run status names a user can filter by (without "unspecified"). */
 export const RUN_STATUS_NAMES: readonly string[] = Object.values(RUN_STATUS).filter((n) => n !== "unspecified");
 
-/** All trigger names a user can filter by (without "unspecified"). */
-export const TRIGGER_NAMES: readonly string[] = Object.values(TRIGGER).filter((n) => n !== "unspecified");
+/** All trigger names a user can filter by (without "unspecified", nor "test": ListRuns leaves test runs out). */
+export const TRIGGER_NAMES: readonly string[] = Object.values(TRIGGER).filter((n) => n !== "unspecified" && n !== "test");
 
 /** Whether a run status is final. */
 export function isRunFinished(s: RunStatus): boolean {

@@ -46,6 +46,7 @@ from legato.v1 import (
     agent_service_pb2_grpc,
     audit_service_pb2_grpc,
     event_service_pb2_grpc,
+    lineage_service_pb2_grpc,
     pipeline_pb2,
     pipeline_service_pb2_grpc,
     run_pb2,
@@ -55,6 +56,7 @@ from legato.v1 import (
 from legato.v1 import access_service_pb2 as access
 from legato.v1 import agent_service_pb2 as agents
 from legato.v1 import event_service_pb2 as events
+from legato.v1 import lineage_service_pb2 as lineages
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
@@ -106,6 +108,7 @@ class AsyncClient:
         self._events = event_service_pb2_grpc.EventServiceStub(self._channel)
         self._access = access_service_pb2_grpc.AccessServiceStub(self._channel)
         self._audit = audit_service_pb2_grpc.AuditServiceStub(self._channel)
+        self._lineage = lineage_service_pb2_grpc.LineageServiceStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -235,6 +238,13 @@ class AsyncClient:
         )
         return (await self._call(self._pipelines.ResumeSchedule, request)).pipeline
 
+    async def pipeline_stats(
+        self, name: str, *, runs: int = 30
+    ) -> pipelines.GetPipelineStatsResponse:
+        """See :meth:`legato.Client.pipeline_stats`."""
+        request = pipelines.GetPipelineStatsRequest(pipeline=name, runs=max(0, runs))
+        return await self._call(self._pipelines.GetPipelineStats, request)
+
     async def test_notifications(
         self,
         *,
@@ -321,6 +331,7 @@ class AsyncClient:
         since: datetime | None = None,
         page_size: int = 0,
         backfill_id: str = "",
+        include_tests: bool = False,
     ) -> AsyncIterator[run_pb2.Run]:
         request = messages.list_runs(
             pipeline=pipeline,
@@ -329,6 +340,7 @@ class AsyncClient:
             since=since,
             page_size=page_size,
             backfill_id=backfill_id,
+            include_tests=include_tests,
         )
 
         async def fetch(token: str) -> tuple[list[run_pb2.Run], str]:
@@ -357,6 +369,32 @@ class AsyncClient:
             id=run_id, reason=reason, request_id=messages.request_id(request_id)
         )
         return (await self._call(self._runs.CancelRun, request)).run
+
+    async def test_step(
+        self,
+        pipeline: Pipeline | spec_pb2.PipelineSpec | LoadedSpec,
+        step: str,
+        *,
+        agent: str,
+        params: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> run_pb2.Run:
+        """Run ``step`` of ``pipeline`` (as you have it; a pipeline of its name must
+        exist on the server) once on the connected ``agent``, with that agent's
+        connections, as a test run (trigger ``test``: not listed by default, no
+        notifications). ``inputs`` give what the steps it needs produced: step name →
+        Arrow IPC stream bytes, a dict of values, or ``(bytes, dict)``. Returns the test
+        run; follow it with ``watch_run`` (``legato.notebook`` does it all)."""
+        request = messages.test_step(
+            sync.spec_of(pipeline),
+            step,
+            agent=agent,
+            params=params,
+            inputs=inputs,
+            given_id=request_id,
+        )
+        return (await self._call(self._runs.TestStep, request)).run
 
     async def rerun_run(
         self,
@@ -599,6 +637,26 @@ class AsyncClient:
             return list(response.events), response.next_page_token
 
         return _paged(fetch)
+
+    # -- lineage ------------------------------------------------------------------------
+
+    async def lineage(
+        self,
+        *,
+        dataset: str | None = None,
+        pipeline: str | None = None,
+        direction: str = "both",
+        depth: int = 0,
+    ) -> lineages.GetLineageResponse:
+        """The lineage graph around one ``dataset`` (``namespace.name``, e.g.
+        ``warehouse.public.orders``) or one ``pipeline``, as runs recorded it:
+        ``direction`` ``"upstream"``, ``"downstream"`` or ``"both"``, up to ``depth``
+        hops (0: 10, at most 50). RpcError NOT_FOUND for a dataset no run recorded or an
+        unknown pipeline, INVALID_ARGUMENT for a malformed dataset."""
+        request = messages.get_lineage(
+            dataset=dataset, pipeline=pipeline, direction=direction, depth=depth
+        )
+        return await self._call(self._lineage.GetLineage, request)
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from legato.v1 import (
     agent_service_pb2_grpc,
     audit_service_pb2_grpc,
     event_service_pb2_grpc,
+    lineage_service_pb2_grpc,
     pipeline_pb2,
     pipeline_service_pb2_grpc,
     run_pb2,
@@ -56,6 +57,7 @@ from legato.v1 import (
 from legato.v1 import access_service_pb2 as access
 from legato.v1 import agent_service_pb2 as agents
 from legato.v1 import event_service_pb2 as events
+from legato.v1 import lineage_service_pb2 as lineages
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
@@ -205,6 +207,7 @@ class Client:
         self._events = event_service_pb2_grpc.EventServiceStub(self._channel)
         self._access = access_service_pb2_grpc.AccessServiceStub(self._channel)
         self._audit = audit_service_pb2_grpc.AuditServiceStub(self._channel)
+        self._lineage = lineage_service_pb2_grpc.LineageServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -349,6 +352,16 @@ class Client:
         )
         return self._call(self._pipelines.ResumeSchedule, request).pipeline
 
+    # -- stats ---------------------------------------------------------------------------
+
+    def pipeline_stats(self, name: str, *, runs: int = 30) -> pipelines.GetPipelineStatsResponse:
+        """Per step p50/p95 duration, peak memory, CPU time and records over the
+        pipeline's latest ``runs`` finished runs (at most 1000; test runs never count),
+        with each step's samples oldest first and the slowest step. RpcError NOT_FOUND
+        (PIPELINE_NOT_FOUND) for an unknown pipeline; no finished run gives no steps."""
+        request = pipelines.GetPipelineStatsRequest(pipeline=name, runs=max(0, runs))
+        return self._call(self._pipelines.GetPipelineStats, request)
+
     # -- notifications ------------------------------------------------------------------
 
     def test_notifications(
@@ -452,12 +465,14 @@ class Client:
         since: datetime | None = None,
         page_size: int = 0,
         backfill_id: str = "",
+        include_tests: bool = False,
     ) -> Iterator[run_pb2.Run]:
         """Runs newest first (without their steps), fetching pages as the iterator
         advances. ``since`` (timezone-aware) keeps runs created at or after it;
         ``backfill_id`` keeps the runs of one backfill. ``statuses`` and ``triggers``
         take :class:`legato.RunStatus` and :class:`legato.TriggerKind` members or proto
-        numbers."""
+        numbers. Test runs (``test_step``) are listed only with ``include_tests`` or when
+        ``triggers`` has ``TriggerKind.TEST``."""
         request = messages.list_runs(
             pipeline=pipeline,
             statuses=statuses,
@@ -465,6 +480,7 @@ class Client:
             since=since,
             page_size=page_size,
             backfill_id=backfill_id,
+            include_tests=include_tests,
         )
 
         def fetch(token: str) -> tuple[list[run_pb2.Run], str]:
@@ -497,6 +513,32 @@ class Client:
             id=run_id, reason=reason, request_id=messages.request_id(request_id)
         )
         return self._call(self._runs.CancelRun, request).run
+
+    def test_step(
+        self,
+        pipeline: Pipeline | spec_pb2.PipelineSpec | LoadedSpec,
+        step: str,
+        *,
+        agent: str,
+        params: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> run_pb2.Run:
+        """Run ``step`` of ``pipeline`` (as you have it; a pipeline of its name must
+        exist on the server) once on the connected ``agent``, with that agent's
+        connections, as a test run (trigger ``test``: not listed by default, no
+        notifications). ``inputs`` give what the steps it needs produced: step name →
+        Arrow IPC stream bytes, a dict of values, or ``(bytes, dict)``. Returns the test
+        run; follow it with ``watch_run`` (``legato.notebook`` does it all)."""
+        request = messages.test_step(
+            spec_of(pipeline),
+            step,
+            agent=agent,
+            params=params,
+            inputs=inputs,
+            given_id=request_id,
+        )
+        return self._call(self._runs.TestStep, request).run
 
     def rerun_run(
         self,
@@ -785,6 +827,26 @@ class Client:
             return list(response.events), response.next_page_token
 
         return _paged(fetch)
+
+    # -- lineage ------------------------------------------------------------------------
+
+    def lineage(
+        self,
+        *,
+        dataset: str | None = None,
+        pipeline: str | None = None,
+        direction: str = "both",
+        depth: int = 0,
+    ) -> lineages.GetLineageResponse:
+        """The lineage graph around one ``dataset`` (``namespace.name``, e.g.
+        ``warehouse.public.orders``) or one ``pipeline``, as runs recorded it:
+        ``direction`` ``"upstream"``, ``"downstream"`` or ``"both"``, up to ``depth``
+        hops (0: 10, at most 50). RpcError NOT_FOUND for a dataset no run recorded or an
+        unknown pipeline, INVALID_ARGUMENT for a malformed dataset."""
+        request = messages.get_lineage(
+            dataset=dataset, pipeline=pipeline, direction=direction, depth=depth
+        )
+        return self._call(self._lineage.GetLineage, request)
 
     # -- plumbing -----------------------------------------------------------------------
 

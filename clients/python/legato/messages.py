@@ -18,6 +18,7 @@ from legato.v1 import access_service_pb2 as access
 from legato.v1 import agent_service_pb2 as agents
 from legato.v1 import audit_service_pb2 as audits
 from legato.v1 import event_service_pb2 as events
+from legato.v1 import lineage_service_pb2 as lineages
 from legato.v1 import pipeline_service_pb2 as pipelines
 from legato.v1 import run_service_pb2 as runs
 
@@ -169,6 +170,7 @@ def list_runs(
     since: datetime | None,
     page_size: int,
     backfill_id: str,
+    include_tests: bool = False,
 ) -> runs.ListRunsRequest:
     request = runs.ListRunsRequest(
         pipeline=pipeline,
@@ -176,11 +178,44 @@ def list_runs(
         triggers=[number(trigger) for trigger in triggers],  # type: ignore[misc]
         page_size=page_size,
         backfill_id=backfill_id,
+        include_tests=include_tests,
     )
     if since is not None:
         if since.tzinfo is None:
             raise ValueError("since must be timezone-aware, e.g. datetime.now(UTC)")
         request.since.FromDatetime(since)
+    return request
+
+
+def test_step(
+    spec: spec_pb2.PipelineSpec,
+    step: str,
+    *,
+    agent: str,
+    params: Mapping[str, Any] | None,
+    inputs: Mapping[str, Any] | None,
+    given_id: str | None,
+) -> runs.TestStepRequest:
+    """``inputs``: upstream step name → its table as Arrow IPC stream bytes, its values
+    (a dict), or both as a ``(bytes, dict)`` pair."""
+    request = runs.TestStepRequest(step=step, agent=agent, request_id=request_id(given_id))
+    request.spec.CopyFrom(spec)
+    if params:
+        request.params.CopyFrom(struct(params, "params"))
+    for name, given in (inputs or {}).items():
+        item = request.inputs.add(step=name)
+        table, values = given if isinstance(given, tuple) else (given, None)
+        if isinstance(table, dict):
+            table, values = None, table
+        if table is not None:
+            if not isinstance(table, bytes | bytearray | memoryview):
+                raise TypeError(
+                    f"inputs[{name!r}] is a {type(table).__name__}; give the table as Arrow "
+                    "IPC stream bytes, the values as a dict, or both as (bytes, dict)"
+                )
+            item.table = bytes(table)
+        if values:
+            item.values.CopyFrom(struct(values, f"inputs[{name!r}]"))
     return request
 
 
@@ -283,4 +318,32 @@ def list_audit_events(
         request.start_time.FromDatetime(utc(since))
     if until is not None:
         request.end_time.FromDatetime(utc(until))
+    return request
+
+
+LINEAGE_DIRECTIONS = {
+    "both": lineages.LINEAGE_DIRECTION_BOTH,
+    "upstream": lineages.LINEAGE_DIRECTION_UPSTREAM,
+    "downstream": lineages.LINEAGE_DIRECTION_DOWNSTREAM,
+}
+
+
+def get_lineage(
+    *, dataset: str | None, pipeline: str | None, direction: str, depth: int
+) -> lineages.GetLineageRequest:
+    """The request for the graph around ``dataset`` (``namespace.name``) or ``pipeline``;
+    ValueError when not exactly one is given, or for an unknown ``direction``."""
+    if bool(dataset) == bool(pipeline):
+        raise ValueError("give exactly one of dataset= (namespace.name) and pipeline=")
+    if direction not in LINEAGE_DIRECTIONS:
+        raise ValueError(
+            f"direction {direction!r} is not one of {', '.join(sorted(LINEAGE_DIRECTIONS))}"
+        )
+    request = lineages.GetLineageRequest(
+        direction=LINEAGE_DIRECTIONS[direction], depth=max(0, depth)
+    )
+    if dataset:
+        request.dataset = dataset
+    else:
+        request.pipeline = str(pipeline)
     return request

@@ -78,6 +78,11 @@ class StepOptions(TypedDict, total=False):
     memory: Memory
     isolation: Literal["process", "pooled"]
     expect: StepExpectations | Mapping[str, Any]
+    inputs: str | Sequence[str]
+    """Datasets a function or transform step reads (``warehouse.public.orders``), for
+    lineage."""
+    outputs: str | Sequence[str]
+    """Datasets a function or transform step writes."""
 
 
 class Step:
@@ -126,6 +131,8 @@ class Step:
                 continue
             if key == "needs":
                 value = self.needs
+            elif key in ("inputs", "outputs"):
+                value = [str(item) for item in as_list(value) or []]
             elif key == "retry" and isinstance(value, int) and not isinstance(value, bool):
                 value = {"max_retries": value}
             located[key] = value

@@ -30,6 +30,8 @@ export * from "./gen/legato/v1/agent_pb.js";
 export * from "./gen/legato/v1/agent_service_pb.js";
 export * from "./gen/legato/v1/audit_service_pb.js";
 export * from "./gen/legato/v1/event_service_pb.js";
+export * from "./gen/legato/v1/lineage_pb.js";
+export * from "./gen/legato/v1/lineage_service_pb.js";
 export * from "./gen/legato/v1/pipeline_pb.js";
 export * from "./gen/legato/v1/pipeline_service_pb.js";
 export * from "./gen/legato/v1/run_pb.js";

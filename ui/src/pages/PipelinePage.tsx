@@ -10,6 +10,7 @@ import type { Pipeline, PipelineVersion } from "@legato/client/gen/legato/v1/pip
 import type { PreviewScheduleResponse } from "@legato/client/gen/legato/v1/pipeline_service_pb";
 import type { Run } from "@legato/client/gen/legato/v1/run_pb";
 import { RunDialog } from "./pipeline/RunDialog";
+import { StatsPanel } from "./pipeline/StatsPanel";
 import { paramFields } from "./pipeline/params";
 
 const VERSIONS_PAGE = 20;
@@ -441,6 +442,15 @@ export function PipelinePage() {
               </span>
             </div>
             <div data-testid="dag">{spec ? <Dag spec={spec} /> : <div className="muted">No spec.</div>}</div>
+          </div>
+
+          <div className="card" style={{ padding: 0 }} data-testid="stats-card">
+            <div className="card-title" style={{ padding: "12px 16px 0" }}>
+              <h2>Stats</h2>
+              <span className="spacer" />
+              <span className="muted small">duration, memory and records per step</span>
+            </div>
+            <StatsPanel name={name} reloadKey={reloadKey} />
           </div>
 
           <div className="card" style={{ padding: 0 }}>

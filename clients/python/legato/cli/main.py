@@ -26,11 +26,13 @@ from legato.cli import (
     completion,
     config_cmd,
     events,
+    lineage,
     notifications,
     pipelines,
     runs,
     schedules,
     server,
+    stats,
     tokens,
     ui,
 )
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     pipelines.register(sub, common)
     runs.register(sub, common)
+    stats.register(sub, common)
+    lineage.register(sub, common)
     notifications.register(sub, common)
     agents.register(sub, common)
     events.register(sub, common)

@@ -28,6 +28,7 @@ from legato.cli.output import emit_message, local_time, render_table
 from legato.cli.params import ParamError, param, parse_param_value, plain_scalars, typed_params
 from legato.cli.runref import add_run_argument, resolve_run
 from legato.cli.specfiles import CommandError
+from legato.cli.usage import cpu_cell, memory_cell, slowest_step
 from legato.client import Client
 from legato.errors import RpcError
 from legato.spec.enums import enum_choices, enum_number, short_name
@@ -261,21 +262,29 @@ def status(client: Client, args: argparse.Namespace) -> int:
     if not found.steps:
         print("no steps yet")
         return 0
+    slowest = slowest_step(found.steps)
     rows = [
         [
-            s.name,
+            f"{s.name} *" if s.name == slowest else s.name,
             _enum_name(STEP_STATUS, s.status),
             str(s.attempt) if s.attempt else "-",
             s.agent or "-",
             local_time(s.start_time),
             _duration(s.duration if s.HasField("duration") else None, s.start_time, s.end_time),
             _records(s),
+            memory_cell(
+                s.peak_memory_bytes if s.HasField("peak_memory_bytes") else None,
+                s.memory_limit_bytes,
+            ),
+            cpu_cell(s.cpu_time, s.HasField("cpu_time")),
             _shorten(s.error or waits.get(s.name) or s.waiting_reason or _child(s)) or "-",
         ]
         for s in found.steps
     ]
-    headers = ["STEP", "STATUS", "ATTEMPT", "AGENT", "STARTED", "DURATION", "RECORDS"]
-    print(render_table([*headers, "ERROR/WAITING"], rows))
+    headers = ["STEP", "STATUS", "ATTEMPT", "AGENT", "STARTED", "DURATION", "RECORDS", "MEMORY"]
+    print(render_table([*headers, "CPU", "ERROR/WAITING"], rows))
+    if slowest:
+        print(f"* the slowest step (the longest of the finished steps): {slowest}")
     outputs = [(s.name, _output_text(s.output)) for s in found.steps if s.HasField("output")]
     outputs = [(name, text) for name, text in outputs if text]
     if outputs:

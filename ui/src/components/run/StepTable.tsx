@@ -16,6 +16,13 @@ export function recordsText(recordsIn?: bigint, recordsOut?: bigint): string {
   return `${formatCount(recordsIn)} → ${formatCount(recordsOut)}`;
 }
 
+/** Peak memory of the latest attempt, "412 MiB / 512 MiB" against its limit; "—" unmeasured. */
+export function memoryText(step: StepRun): string {
+  if (step.peakMemoryBytes === undefined) return "—";
+  const peak = formatBytes(step.peakMemoryBytes);
+  return step.memoryLimitBytes ? `${peak} / ${formatBytes(step.memoryLimitBytes)}` : peak;
+}
+
 function outputText(step: StepRun): string {
   const o = step.output;
   if (!o) return "";
@@ -37,7 +44,7 @@ export interface StepTableProps {
   onSelect: (step: string) => void;
 }
 
-/** One row per step: status, attempts, records in → out, duration, error, outputs. */
+/** One row per step: status, attempts, records in → out, duration, peak memory, CPU, error, outputs. */
 export function StepTable({ steps, now, selected, onSelect }: StepTableProps) {
   return (
     <div className="rn-table-wrap">
@@ -55,6 +62,12 @@ export function StepTable({ steps, now, selected, onSelect }: StepTableProps) {
             </th>
             <th style={{ width: "84px" }} className="rn-num">
               Duration
+            </th>
+            <th style={{ width: "130px" }} className="rn-num">
+              Peak memory
+            </th>
+            <th style={{ width: "70px" }} className="rn-num">
+              CPU
             </th>
             <th>Error / note</th>
             <th style={{ width: "16%" }}>Output</th>
@@ -101,6 +114,16 @@ export function StepTable({ steps, now, selected, onSelect }: StepTableProps) {
                 <td className="rn-num">{recordsText(step.recordsIn, step.recordsOut)}</td>
                 <td className="rn-num" title={`started ${formatTime(step.startTime)}, ended ${formatTime(step.endTime)}`}>
                   {formatDuration(stepDuration(step, now))}
+                </td>
+                <td
+                  className="rn-num"
+                  data-testid="step-memory"
+                  title={step.memoryLimitBytes ? "peak memory / memory limit" : "peak memory"}
+                >
+                  {memoryText(step)}
+                </td>
+                <td className="rn-num" data-testid="step-cpu" title="CPU time (user + system)">
+                  {formatDuration(durationMs(step.cpuTime))}
                 </td>
                 <td>
                   {step.error ? (

@@ -9,6 +9,8 @@ import { file_google_protobuf_duration, file_google_protobuf_struct, file_google
 import { file_legato_v1_access } from "./access_pb.js";
 import type { Agent, TaskAssignment, TaskLogLine, TaskOutcome } from "./agent_pb.js";
 import { file_legato_v1_agent } from "./agent_pb.js";
+import type { StepLineage } from "./lineage_pb.js";
+import { file_legato_v1_lineage } from "./lineage_pb.js";
 import type { Artifact, OutputSummary } from "./run_pb.js";
 import { file_legato_v1_run } from "./run_pb.js";
 import type { DatabaseTrigger, FailureKind } from "./spec_pb.js";
@@ -19,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file legato/v1/agent_service.proto.
  */
 export const file_legato_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1sZWdhdG8vdjEvYWdlbnRfc2VydmljZS5wcm90bxIJbGVnYXRvLnYxItUCCg5Db25uZWN0UmVxdWVzdBILCgNzZXEYASABKAQSMAoIcmVnaXN0ZXIYAiABKAsyHC5sZWdhdG8udjEuQWdlbnRSZWdpc3RyYXRpb25IABIoCgZjcmVkaXQYAyABKAsyFi5sZWdhdG8udjEuQ3JlZGl0R3JhbnRIABIpCgdzdGFydGVkGAQgASgLMhYubGVnYXRvLnYxLlRhc2tTdGFydGVkSAASIwoEbG9ncxgFIAEoCzITLmxlZ2F0by52MS5UYXNrTG9nc0gAEikKCWhlYXJ0YmVhdBgGIAEoCzIULmxlZ2F0by52MS5IZWFydGJlYXRIABInCgZyZXN1bHQYByABKAsyFS5sZWdhdG8udjEuVGFza1Jlc3VsdEgAEisKBmNoYW5nZRgIIAEoCzIZLmxlZ2F0by52MS5EYXRhYmFzZUNoYW5nZUgAQgkKB21lc3NhZ2UigQIKEUFnZW50UmVnaXN0cmF0aW9uEgwKBG5hbWUYASABKAkSOAoGbGFiZWxzGAIgAygLMigubGVnYXRvLnYxLkFnZW50UmVnaXN0cmF0aW9uLkxhYmVsc0VudHJ5Eg0KBXNsb3RzGAMgASgNEg8KB3ZlcnNpb24YBCABKAkSEAoIaG9zdG5hbWUYBSABKAkSEwoLY29ubmVjdGlvbnMYBiADKAkSEwoLaW5zdGFuY2VfaWQYByABKAkSGQoRcnVubmluZ19sZWFzZV9pZHMYCCADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIeCgtDcmVkaXRHcmFudBIPCgdjcmVkaXRzGAEgASgNIkkKC1Rhc2tTdGFydGVkEhAKCGxlYXNlX2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKCFRhc2tMb2dzEhAKCGxlYXNlX2lkGAEgASgJEiUKBWxpbmVzGAIgAygLMhYubGVnYXRvLnYxLlRhc2tMb2dMaW5lEg8KB2Ryb3BwZWQYAyABKAQiHgoJSGVhcnRiZWF0EhEKCWxlYXNlX2lkcxgBIAMoCSKuAgoKVGFza1Jlc3VsdBIQCghsZWFzZV9pZBgBIAEoCRInCgdvdXRjb21lGAIgASgOMhYubGVnYXRvLnYxLlRhc2tPdXRjb21lEg0KBWVycm9yGAMgASgJEiwKDGZhaWx1cmVfa2luZBgEIAEoDjIWLmxlZ2F0by52MS5GYWlsdXJlS2luZBIXCgpyZWNvcmRzX2luGAUgASgDSACIAQESGAoLcmVjb3Jkc19vdXQYBiABKANIAYgBARIoCgZvdXRwdXQYByABKAsyGC5sZWdhdG8udjEuT3V0cHV0U3VtbWFyeRIsCghlbmRfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDQoLX3JlY29yZHNfaW5CDgoMX3JlY29yZHNfb3V0Il8KDkRhdGFiYXNlQ2hhbmdlEhAKCHdhdGNoX2lkGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXdhdGVybWFyaxgDIAEoCSLUAgoPQ29ubmVjdFJlc3BvbnNlEjAKCnJlZ2lzdGVyZWQYASABKAsyGi5sZWdhdG8udjEuQWdlbnRSZWdpc3RlcmVkSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmxlZ2F0by52MS5UYXNrQXNzaWdubWVudEgAEicKBmNhbmNlbBgDIAEoCzIVLmxlZ2F0by52MS5DYW5jZWxUYXNrSAASKgoFZHJhaW4YBCABKAsyGS5sZWdhdG8udjEuRHJhaW5SZXF1ZXN0ZWRIABIjCgNhY2sYBSABKAsyFC5sZWdhdG8udjEuUmVwb3J0QWNrSAASKwoFd2F0Y2gYBiABKAsyGi5sZWdhdG8udjEuV2F0Y2hBc3NpZ25tZW50SAASLAoHdW53YXRjaBgHIAEoCzIZLmxlZ2F0by52MS5XYXRjaENhbmNlbGxlZEgAQgkKB21lc3NhZ2UiwgEKD0FnZW50UmVnaXN0ZXJlZBIQCghhZ2VudF9pZBgBIAEoCRIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPc3RhbGVfbGVhc2VfaWRzGAQgAygJEhoKEmFydGlmYWN0X21heF9ieXRlcxgFIAEoAyIuCgpDYW5jZWxUYXNrEhAKCGxlYXNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIgCg5EcmFpblJlcXVlc3RlZBIOCgZyZWFzb24YASABKAkiUAoJUmVwb3J0QWNrEhMKC3Rocm91Z2hfc2VxGAEgASgEEi4KCnJlamVjdGlvbnMYAiADKAsyGi5sZWdhdG8udjEuUmVwb3J0UmVqZWN0aW9uIk8KD1JlcG9ydFJlamVjdGlvbhILCgNzZXEYASABKAQSEAoIbGVhc2VfaWQYAiABKAkSDAoEY29kZRgDIAEoBRIPCgdtZXNzYWdlGAQgASgJInUKD1dhdGNoQXNzaWdubWVudBIQCgh3YXRjaF9pZBgBIAEoCRIQCghwaXBlbGluZRgCIAEoCRIrCgd0cmlnZ2VyGAMgASgLMhoubGVnYXRvLnYxLkRhdGFiYXNlVHJpZ2dlchIRCgl3YXRlcm1hcmsYBCABKAkiIgoOV2F0Y2hDYW5jZWxsZWQSEAoId2F0Y2hfaWQYASABKAkiVQoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSGQoRc2hvd19kaXNjb25uZWN0ZWQYAyABKAgiTwoSTGlzdEFnZW50c1Jlc3BvbnNlEiAKBmFnZW50cxgBIAMoCzIQLmxlZ2F0by52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoRRHJhaW5BZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIjUKEkRyYWluQWdlbnRSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLmxlZ2F0by52MS5BZ2VudCJgChVVcGxvYWRBcnRpZmFjdFJlcXVlc3QSKwoGaGVhZGVyGAEgASgLMhkubGVnYXRvLnYxLkFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIlgKDkFydGlmYWN0SGVhZGVyEhAKCGxlYXNlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKbWVkaWFfdHlwZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgDIj8KFlVwbG9hZEFydGlmYWN0UmVzcG9uc2USJQoIYXJ0aWZhY3QYASABKAsyEy5sZWdhdG8udjEuQXJ0aWZhY3QiQAoXRG93bmxvYWRBcnRpZmFjdFJlcXVlc3QSEwoLYXJ0aWZhY3RfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkiXwoYRG93bmxvYWRBcnRpZmFjdFJlc3BvbnNlEicKCGFydGlmYWN0GAEgASgLMhMubGVnYXRvLnYxLkFydGlmYWN0SAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlMs4DCgxBZ2VudFNlcnZpY2USTAoHQ29ubmVjdBIZLmxlZ2F0by52MS5Db25uZWN0UmVxdWVzdBoaLmxlZ2F0by52MS5Db25uZWN0UmVzcG9uc2UiBvKQGQIQASgBMAESUQoKTGlzdEFnZW50cxIcLmxlZ2F0by52MS5MaXN0QWdlbnRzUmVxdWVzdBodLmxlZ2F0by52MS5MaXN0QWdlbnRzUmVzcG9uc2UiBvKQGQIIARJTCgpEcmFpbkFnZW50EhwubGVnYXRvLnYxLkRyYWluQWdlbnRSZXF1ZXN0Gh0ubGVnYXRvLnYxLkRyYWluQWdlbnRSZXNwb25zZSII8pAZBAgEGAESXwoOVXBsb2FkQXJ0aWZhY3QSIC5sZWdhdG8udjEuVXBsb2FkQXJ0aWZhY3RSZXF1ZXN0GiEubGVnYXRvLnYxLlVwbG9hZEFydGlmYWN0UmVzcG9uc2UiBvKQGQIQASgBEmcKEERvd25sb2FkQXJ0aWZhY3QSIi5sZWdhdG8udjEuRG93bmxvYWRBcnRpZmFjdFJlcXVlc3QaIy5sZWdhdG8udjEuRG93bmxvYWRBcnRpZmFjdFJlc3BvbnNlIgjykBkECAEQATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_legato_v1_access, file_legato_v1_agent, file_legato_v1_run, file_legato_v1_spec]);
+  fileDesc("Ch1sZWdhdG8vdjEvYWdlbnRfc2VydmljZS5wcm90bxIJbGVnYXRvLnYxItUCCg5Db25uZWN0UmVxdWVzdBILCgNzZXEYASABKAQSMAoIcmVnaXN0ZXIYAiABKAsyHC5sZWdhdG8udjEuQWdlbnRSZWdpc3RyYXRpb25IABIoCgZjcmVkaXQYAyABKAsyFi5sZWdhdG8udjEuQ3JlZGl0R3JhbnRIABIpCgdzdGFydGVkGAQgASgLMhYubGVnYXRvLnYxLlRhc2tTdGFydGVkSAASIwoEbG9ncxgFIAEoCzITLmxlZ2F0by52MS5UYXNrTG9nc0gAEikKCWhlYXJ0YmVhdBgGIAEoCzIULmxlZ2F0by52MS5IZWFydGJlYXRIABInCgZyZXN1bHQYByABKAsyFS5sZWdhdG8udjEuVGFza1Jlc3VsdEgAEisKBmNoYW5nZRgIIAEoCzIZLmxlZ2F0by52MS5EYXRhYmFzZUNoYW5nZUgAQgkKB21lc3NhZ2UigQIKEUFnZW50UmVnaXN0cmF0aW9uEgwKBG5hbWUYASABKAkSOAoGbGFiZWxzGAIgAygLMigubGVnYXRvLnYxLkFnZW50UmVnaXN0cmF0aW9uLkxhYmVsc0VudHJ5Eg0KBXNsb3RzGAMgASgNEg8KB3ZlcnNpb24YBCABKAkSEAoIaG9zdG5hbWUYBSABKAkSEwoLY29ubmVjdGlvbnMYBiADKAkSEwoLaW5zdGFuY2VfaWQYByABKAkSGQoRcnVubmluZ19sZWFzZV9pZHMYCCADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIeCgtDcmVkaXRHcmFudBIPCgdjcmVkaXRzGAEgASgNIkkKC1Rhc2tTdGFydGVkEhAKCGxlYXNlX2lkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlQKCFRhc2tMb2dzEhAKCGxlYXNlX2lkGAEgASgJEiUKBWxpbmVzGAIgAygLMhYubGVnYXRvLnYxLlRhc2tMb2dMaW5lEg8KB2Ryb3BwZWQYAyABKAQiHgoJSGVhcnRiZWF0EhEKCWxlYXNlX2lkcxgBIAMoCSKAAwoKVGFza1Jlc3VsdBIQCghsZWFzZV9pZBgBIAEoCRInCgdvdXRjb21lGAIgASgOMhYubGVnYXRvLnYxLlRhc2tPdXRjb21lEg0KBWVycm9yGAMgASgJEiwKDGZhaWx1cmVfa2luZBgEIAEoDjIWLmxlZ2F0by52MS5GYWlsdXJlS2luZBIXCgpyZWNvcmRzX2luGAUgASgDSACIAQESGAoLcmVjb3Jkc19vdXQYBiABKANIAYgBARIoCgZvdXRwdXQYByABKAsyGC5sZWdhdG8udjEuT3V0cHV0U3VtbWFyeRIsCghlbmRfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFdXNhZ2UYCSABKAsyGC5sZWdhdG8udjEuUmVzb3VyY2VVc2FnZRInCgdsaW5lYWdlGAogASgLMhYubGVnYXRvLnYxLlN0ZXBMaW5lYWdlQg0KC19yZWNvcmRzX2luQg4KDF9yZWNvcmRzX291dCJyCg1SZXNvdXJjZVVzYWdlEh4KEXBlYWtfbWVtb3J5X2J5dGVzGAEgASgDSACIAQESKwoIY3B1X3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFAoSX3BlYWtfbWVtb3J5X2J5dGVzIl8KDkRhdGFiYXNlQ2hhbmdlEhAKCHdhdGNoX2lkGAEgASgJEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhEKCXdhdGVybWFyaxgDIAEoCSLUAgoPQ29ubmVjdFJlc3BvbnNlEjAKCnJlZ2lzdGVyZWQYASABKAsyGi5sZWdhdG8udjEuQWdlbnRSZWdpc3RlcmVkSAASLwoKYXNzaWdubWVudBgCIAEoCzIZLmxlZ2F0by52MS5UYXNrQXNzaWdubWVudEgAEicKBmNhbmNlbBgDIAEoCzIVLmxlZ2F0by52MS5DYW5jZWxUYXNrSAASKgoFZHJhaW4YBCABKAsyGS5sZWdhdG8udjEuRHJhaW5SZXF1ZXN0ZWRIABIjCgNhY2sYBSABKAsyFC5sZWdhdG8udjEuUmVwb3J0QWNrSAASKwoFd2F0Y2gYBiABKAsyGi5sZWdhdG8udjEuV2F0Y2hBc3NpZ25tZW50SAASLAoHdW53YXRjaBgHIAEoCzIZLmxlZ2F0by52MS5XYXRjaENhbmNlbGxlZEgAQgkKB21lc3NhZ2UiwgEKD0FnZW50UmVnaXN0ZXJlZBIQCghhZ2VudF9pZBgBIAEoCRIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPc3RhbGVfbGVhc2VfaWRzGAQgAygJEhoKEmFydGlmYWN0X21heF9ieXRlcxgFIAEoAyIuCgpDYW5jZWxUYXNrEhAKCGxlYXNlX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIgCg5EcmFpblJlcXVlc3RlZBIOCgZyZWFzb24YASABKAkiUAoJUmVwb3J0QWNrEhMKC3Rocm91Z2hfc2VxGAEgASgEEi4KCnJlamVjdGlvbnMYAiADKAsyGi5sZWdhdG8udjEuUmVwb3J0UmVqZWN0aW9uIk8KD1JlcG9ydFJlamVjdGlvbhILCgNzZXEYASABKAQSEAoIbGVhc2VfaWQYAiABKAkSDAoEY29kZRgDIAEoBRIPCgdtZXNzYWdlGAQgASgJInUKD1dhdGNoQXNzaWdubWVudBIQCgh3YXRjaF9pZBgBIAEoCRIQCghwaXBlbGluZRgCIAEoCRIrCgd0cmlnZ2VyGAMgASgLMhoubGVnYXRvLnYxLkRhdGFiYXNlVHJpZ2dlchIRCgl3YXRlcm1hcmsYBCABKAkiIgoOV2F0Y2hDYW5jZWxsZWQSEAoId2F0Y2hfaWQYASABKAkiVQoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSGQoRc2hvd19kaXNjb25uZWN0ZWQYAyABKAgiTwoSTGlzdEFnZW50c1Jlc3BvbnNlEiAKBmFnZW50cxgBIAMoCzIQLmxlZ2F0by52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNQoRRHJhaW5BZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIjUKEkRyYWluQWdlbnRSZXNwb25zZRIfCgVhZ2VudBgBIAEoCzIQLmxlZ2F0by52MS5BZ2VudCJgChVVcGxvYWRBcnRpZmFjdFJlcXVlc3QSKwoGaGVhZGVyGAEgASgLMhkubGVnYXRvLnYxLkFydGlmYWN0SGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlIlgKDkFydGlmYWN0SGVhZGVyEhAKCGxlYXNlX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKbWVkaWFfdHlwZRgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgDIj8KFlVwbG9hZEFydGlmYWN0UmVzcG9uc2USJQoIYXJ0aWZhY3QYASABKAsyEy5sZWdhdG8udjEuQXJ0aWZhY3QiQAoXRG93bmxvYWRBcnRpZmFjdFJlcXVlc3QSEwoLYXJ0aWZhY3RfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkiXwoYRG93bmxvYWRBcnRpZmFjdFJlc3BvbnNlEicKCGFydGlmYWN0GAEgASgLMhMubGVnYXRvLnYxLkFydGlmYWN0SAASDwoFY2h1bmsYAiABKAxIAEIJCgdtZXNzYWdlMs4DCgxBZ2VudFNlcnZpY2USTAoHQ29ubmVjdBIZLmxlZ2F0by52MS5Db25uZWN0UmVxdWVzdBoaLmxlZ2F0by52MS5Db25uZWN0UmVzcG9uc2UiBvKQGQIQASgBMAESUQoKTGlzdEFnZW50cxIcLmxlZ2F0by52MS5MaXN0QWdlbnRzUmVxdWVzdBodLmxlZ2F0by52MS5MaXN0QWdlbnRzUmVzcG9uc2UiBvKQGQIIARJTCgpEcmFpbkFnZW50EhwubGVnYXRvLnYxLkRyYWluQWdlbnRSZXF1ZXN0Gh0ubGVnYXRvLnYxLkRyYWluQWdlbnRSZXNwb25zZSII8pAZBAgEGAESXwoOVXBsb2FkQXJ0aWZhY3QSIC5sZWdhdG8udjEuVXBsb2FkQXJ0aWZhY3RSZXF1ZXN0GiEubGVnYXRvLnYxLlVwbG9hZEFydGlmYWN0UmVzcG9uc2UiBvKQGQIQASgBEmcKEERvd25sb2FkQXJ0aWZhY3QSIi5sZWdhdG8udjEuRG93bmxvYWRBcnRpZmFjdFJlcXVlc3QaIy5sZWdhdG8udjEuRG93bmxvYWRBcnRpZmFjdFJlc3BvbnNlIgjykBkECAEQATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_legato_v1_access, file_legato_v1_agent, file_legato_v1_lineage, file_legato_v1_run, file_legato_v1_spec]);
 
 /**
  * @generated from message legato.v1.ConnectRequest
@@ -275,6 +277,20 @@ export type TaskResult = Message<"legato.v1.TaskResult"> & {
    * @generated from field: google.protobuf.Timestamp end_time = 8;
    */
   endTime?: Timestamp | undefined;
+
+  /**
+   * What the attempt's processes used.
+   *
+   * @generated from field: legato.v1.ResourceUsage usage = 9;
+   */
+  usage?: ResourceUsage | undefined;
+
+  /**
+   * What the step read and wrote (query SQL parsed on the agent, export targets).
+   *
+   * @generated from field: legato.v1.StepLineage lineage = 10;
+   */
+  lineage?: StepLineage | undefined;
 };
 
 /**
@@ -283,6 +299,34 @@ export type TaskResult = Message<"legato.v1.TaskResult"> & {
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
   messageDesc(file_legato_v1_agent_service, 6);
+
+/**
+ * ResourceUsage is what one attempt's process tree used.
+ *
+ * @generated from message legato.v1.ResourceUsage
+ */
+export type ResourceUsage = Message<"legato.v1.ResourceUsage"> & {
+  /**
+   * Peak resident memory of the process tree; absent when not measured.
+   *
+   * @generated from field: optional int64 peak_memory_bytes = 1;
+   */
+  peakMemoryBytes?: bigint | undefined;
+
+  /**
+   * User + system CPU time of the process tree.
+   *
+   * @generated from field: google.protobuf.Duration cpu_time = 2;
+   */
+  cpuTime?: Duration | undefined;
+};
+
+/**
+ * Describes the message legato.v1.ResourceUsage.
+ * Use `create(ResourceUsageSchema)` to create a new message.
+ */
+export const ResourceUsageSchema: GenMessage<ResourceUsage> = /*@__PURE__*/
+  messageDesc(file_legato_v1_agent_service, 7);
 
 /**
  * DatabaseChange reports a change seen by a database trigger the agent watches.
@@ -313,7 +357,7 @@ export type DatabaseChange = Message<"legato.v1.DatabaseChange"> & {
  * Use `create(DatabaseChangeSchema)` to create a new message.
  */
 export const DatabaseChangeSchema: GenMessage<DatabaseChange> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 7);
+  messageDesc(file_legato_v1_agent_service, 8);
 
 /**
  * @generated from message legato.v1.ConnectResponse
@@ -372,7 +416,7 @@ export type ConnectResponse = Message<"legato.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 8);
+  messageDesc(file_legato_v1_agent_service, 9);
 
 /**
  * @generated from message legato.v1.AgentRegistered
@@ -414,7 +458,7 @@ export type AgentRegistered = Message<"legato.v1.AgentRegistered"> & {
  * Use `create(AgentRegisteredSchema)` to create a new message.
  */
 export const AgentRegisteredSchema: GenMessage<AgentRegistered> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 9);
+  messageDesc(file_legato_v1_agent_service, 10);
 
 /**
  * @generated from message legato.v1.CancelTask
@@ -436,7 +480,7 @@ export type CancelTask = Message<"legato.v1.CancelTask"> & {
  * Use `create(CancelTaskSchema)` to create a new message.
  */
 export const CancelTaskSchema: GenMessage<CancelTask> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 10);
+  messageDesc(file_legato_v1_agent_service, 11);
 
 /**
  * @generated from message legato.v1.DrainRequested
@@ -453,7 +497,7 @@ export type DrainRequested = Message<"legato.v1.DrainRequested"> & {
  * Use `create(DrainRequestedSchema)` to create a new message.
  */
 export const DrainRequestedSchema: GenMessage<DrainRequested> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 11);
+  messageDesc(file_legato_v1_agent_service, 12);
 
 /**
  * ReportAck acknowledges every report up to through_seq; rejected reports are listed.
@@ -477,7 +521,7 @@ export type ReportAck = Message<"legato.v1.ReportAck"> & {
  * Use `create(ReportAckSchema)` to create a new message.
  */
 export const ReportAckSchema: GenMessage<ReportAck> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 12);
+  messageDesc(file_legato_v1_agent_service, 13);
 
 /**
  * ReportRejection says why a report changed nothing.
@@ -513,7 +557,7 @@ export type ReportRejection = Message<"legato.v1.ReportRejection"> & {
  * Use `create(ReportRejectionSchema)` to create a new message.
  */
 export const ReportRejectionSchema: GenMessage<ReportRejection> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 13);
+  messageDesc(file_legato_v1_agent_service, 14);
 
 /**
  * WatchAssignment asks the agent to watch a database trigger.
@@ -549,7 +593,7 @@ export type WatchAssignment = Message<"legato.v1.WatchAssignment"> & {
  * Use `create(WatchAssignmentSchema)` to create a new message.
  */
 export const WatchAssignmentSchema: GenMessage<WatchAssignment> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 14);
+  messageDesc(file_legato_v1_agent_service, 15);
 
 /**
  * @generated from message legato.v1.WatchCancelled
@@ -566,7 +610,7 @@ export type WatchCancelled = Message<"legato.v1.WatchCancelled"> & {
  * Use `create(WatchCancelledSchema)` to create a new message.
  */
 export const WatchCancelledSchema: GenMessage<WatchCancelled> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 15);
+  messageDesc(file_legato_v1_agent_service, 16);
 
 /**
  * @generated from message legato.v1.ListAgentsRequest
@@ -595,7 +639,7 @@ export type ListAgentsRequest = Message<"legato.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 16);
+  messageDesc(file_legato_v1_agent_service, 17);
 
 /**
  * @generated from message legato.v1.ListAgentsResponse
@@ -617,7 +661,7 @@ export type ListAgentsResponse = Message<"legato.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 17);
+  messageDesc(file_legato_v1_agent_service, 18);
 
 /**
  * @generated from message legato.v1.DrainAgentRequest
@@ -639,7 +683,7 @@ export type DrainAgentRequest = Message<"legato.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 18);
+  messageDesc(file_legato_v1_agent_service, 19);
 
 /**
  * @generated from message legato.v1.DrainAgentResponse
@@ -656,7 +700,7 @@ export type DrainAgentResponse = Message<"legato.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 19);
+  messageDesc(file_legato_v1_agent_service, 20);
 
 /**
  * @generated from message legato.v1.UploadArtifactRequest
@@ -685,7 +729,7 @@ export type UploadArtifactRequest = Message<"legato.v1.UploadArtifactRequest"> &
  * Use `create(UploadArtifactRequestSchema)` to create a new message.
  */
 export const UploadArtifactRequestSchema: GenMessage<UploadArtifactRequest> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 20);
+  messageDesc(file_legato_v1_agent_service, 21);
 
 /**
  * @generated from message legato.v1.ArtifactHeader
@@ -721,7 +765,7 @@ export type ArtifactHeader = Message<"legato.v1.ArtifactHeader"> & {
  * Use `create(ArtifactHeaderSchema)` to create a new message.
  */
 export const ArtifactHeaderSchema: GenMessage<ArtifactHeader> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 21);
+  messageDesc(file_legato_v1_agent_service, 22);
 
 /**
  * @generated from message legato.v1.UploadArtifactResponse
@@ -738,7 +782,7 @@ export type UploadArtifactResponse = Message<"legato.v1.UploadArtifactResponse">
  * Use `create(UploadArtifactResponseSchema)` to create a new message.
  */
 export const UploadArtifactResponseSchema: GenMessage<UploadArtifactResponse> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 22);
+  messageDesc(file_legato_v1_agent_service, 23);
 
 /**
  * @generated from message legato.v1.DownloadArtifactRequest
@@ -762,7 +806,7 @@ export type DownloadArtifactRequest = Message<"legato.v1.DownloadArtifactRequest
  * Use `create(DownloadArtifactRequestSchema)` to create a new message.
  */
 export const DownloadArtifactRequestSchema: GenMessage<DownloadArtifactRequest> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 23);
+  messageDesc(file_legato_v1_agent_service, 24);
 
 /**
  * @generated from message legato.v1.DownloadArtifactResponse
@@ -791,7 +835,7 @@ export type DownloadArtifactResponse = Message<"legato.v1.DownloadArtifactRespon
  * Use `create(DownloadArtifactResponseSchema)` to create a new message.
  */
 export const DownloadArtifactResponseSchema: GenMessage<DownloadArtifactResponse> = /*@__PURE__*/
-  messageDesc(file_legato_v1_agent_service, 24);
+  messageDesc(file_legato_v1_agent_service, 25);
 
 /**
  * AgentService is what executor agents dial; operators list and drain agents through it.

@@ -4,11 +4,13 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_legato_v1_access } from "./access_pb.js";
 import type { FireTime, Pipeline, PipelineDiff, PipelineVersion, ScheduleState } from "./pipeline_pb.js";
 import { file_legato_v1_pipeline } from "./pipeline_pb.js";
+import type { RunStatus, StepStatus } from "./run_pb.js";
+import { file_legato_v1_run } from "./run_pb.js";
 import type { PipelineSpec } from "./spec_pb.js";
 import { file_legato_v1_spec } from "./spec_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -17,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file legato/v1/pipeline_service.proto.
  */
 export const file_legato_v1_pipeline_service: GenFile = /*@__PURE__*/
-  fileDesc("CiBsZWdhdG8vdjEvcGlwZWxpbmVfc2VydmljZS5wcm90bxIJbGVnYXRvLnYxImIKF1ZhbGlkYXRlUGlwZWxpbmVSZXF1ZXN0EiUKBHNwZWMYASABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjEg4KBnNvdXJjZRgCIAEoCRIQCghmaWxlbmFtZRgDIAEoCSKDAQoYVmFsaWRhdGVQaXBlbGluZVJlc3BvbnNlEiUKBHNwZWMYASABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjEhQKDGNvbnRlbnRfaGFzaBgCIAEoCRIqCghwcm9ibGVtcxgDIAMoCzIYLmxlZ2F0by52MS5Tb3VyY2VQcm9ibGVtIk0KDVNvdXJjZVByb2JsZW0SDAoEbGluZRgBIAEoDRIOCgZjb2x1bW4YAiABKA0SDQoFZmllbGQYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJiChRBcHBseVBpcGVsaW5lUmVxdWVzdBIlCgRzcGVjGAEgASgLMhcubGVnYXRvLnYxLlBpcGVsaW5lU3BlYxIPCgdtZXNzYWdlGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkifAoVQXBwbHlQaXBlbGluZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lEisKB3ZlcnNpb24YAiABKAsyGi5sZWdhdG8udjEuUGlwZWxpbmVWZXJzaW9uEg8KB2NyZWF0ZWQYAyABKAgiIgoSR2V0UGlwZWxpbmVSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoTR2V0UGlwZWxpbmVSZXNwb25zZRIlCghwaXBlbGluZRgBIAEoCzITLmxlZ2F0by52MS5QaXBlbGluZSJpChRMaXN0UGlwZWxpbmVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIVCg1zaG93X2FyY2hpdmVkGAMgASgIEhMKC25hbWVfcHJlZml4GAQgASgJIlgKFUxpc3RQaXBlbGluZXNSZXNwb25zZRImCglwaXBlbGluZXMYASADKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KGUdldFBpcGVsaW5lVmVyc2lvblJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJXChpHZXRQaXBlbGluZVZlcnNpb25SZXNwb25zZRIrCgd2ZXJzaW9uGAEgASgLMhoubGVnYXRvLnYxLlBpcGVsaW5lVmVyc2lvbhIMCgR5YW1sGAIgASgJIlYKG0xpc3RQaXBlbGluZVZlcnNpb25zUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJlChxMaXN0UGlwZWxpbmVWZXJzaW9uc1Jlc3BvbnNlEiwKCHZlcnNpb25zGAEgAygLMhoubGVnYXRvLnYxLlBpcGVsaW5lVmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWQobRGlmZlBpcGVsaW5lVmVyc2lvbnNSZXF1ZXN0EhAKCHBpcGVsaW5lGAEgASgJEhQKDGZyb21fdmVyc2lvbhgCIAEoDRISCgp0b192ZXJzaW9uGAMgASgNIkUKHERpZmZQaXBlbGluZVZlcnNpb25zUmVzcG9uc2USJQoEZGlmZhgBIAEoCzIXLmxlZ2F0by52MS5QaXBlbGluZURpZmYiYQoXUm9sbGJhY2tQaXBlbGluZVJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIPCgdtZXNzYWdlGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkifwoYUm9sbGJhY2tQaXBlbGluZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lEisKB3ZlcnNpb24YAiABKAsyGi5sZWdhdG8udjEuUGlwZWxpbmVWZXJzaW9uEg8KB2NyZWF0ZWQYAyABKAgiOgoWQXJjaGl2ZVBpcGVsaW5lUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiQAoXQXJjaGl2ZVBpcGVsaW5lUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiOgoWUmVzdG9yZVBpcGVsaW5lUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiQAoXUmVzdG9yZVBpcGVsaW5lUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiaQoWUHJldmlld1NjaGVkdWxlUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRINCgVjb3VudBgCIAEoDRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKjAQoXUHJldmlld1NjaGVkdWxlUmVzcG9uc2USDAoEY3JvbhgBIAEoCRIQCgh0aW1lem9uZRgCIAEoCRInCgpmaXJlX3RpbWVzGAMgAygLMhMubGVnYXRvLnYxLkZpcmVUaW1lEicKBXN0YXRlGAQgASgLMhgubGVnYXRvLnYxLlNjaGVkdWxlU3RhdGUSFgoOd2FpdGluZ19yZWFzb24YBSABKAkiTAoUUGF1c2VTY2hlZHVsZVJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiPgoVUGF1c2VTY2hlZHVsZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lIj0KFVJlc3VtZVNjaGVkdWxlUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIj8KFlJlc3VtZVNjaGVkdWxlUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiiAEKGFRlc3ROb3RpZmljYXRpb25zUmVxdWVzdBISCghwaXBlbGluZRgBIAEoCUgAEicKBHNwZWMYAiABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjSAASEQoJcG9zaXRpb25zGAMgAygNEhIKCnJlcXVlc3RfaWQYBCABKAlCCAoGc291cmNlImEKGVRlc3ROb3RpZmljYXRpb25zUmVzcG9uc2USEAoIcGlwZWxpbmUYASABKAkSMgoHcmVzdWx0cxgCIAMoCzIhLmxlZ2F0by52MS5Ob3RpZmljYXRpb25UZXN0UmVzdWx0ImcKFk5vdGlmaWNhdGlvblRlc3RSZXN1bHQSEAoIcG9zaXRpb24YASABKA0SDwoHY2hhbm5lbBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSCgoCb2sYBCABKAgSDgoGZGV0YWlsGAUgASgJMo0LCg9QaXBlbGluZVNlcnZpY2USYwoQVmFsaWRhdGVQaXBlbGluZRIiLmxlZ2F0by52MS5WYWxpZGF0ZVBpcGVsaW5lUmVxdWVzdBojLmxlZ2F0by52MS5WYWxpZGF0ZVBpcGVsaW5lUmVzcG9uc2UiBvKQGQIIARJcCg1BcHBseVBpcGVsaW5lEh8ubGVnYXRvLnYxLkFwcGx5UGlwZWxpbmVSZXF1ZXN0GiAubGVnYXRvLnYxLkFwcGx5UGlwZWxpbmVSZXNwb25zZSII8pAZBAgDGAESVAoLR2V0UGlwZWxpbmUSHS5sZWdhdG8udjEuR2V0UGlwZWxpbmVSZXF1ZXN0Gh4ubGVnYXRvLnYxLkdldFBpcGVsaW5lUmVzcG9uc2UiBvKQGQIIARJaCg1MaXN0UGlwZWxpbmVzEh8ubGVnYXRvLnYxLkxpc3RQaXBlbGluZXNSZXF1ZXN0GiAubGVnYXRvLnYxLkxpc3RQaXBlbGluZXNSZXNwb25zZSIG8pAZAggBEmkKEkdldFBpcGVsaW5lVmVyc2lvbhIkLmxlZ2F0by52MS5HZXRQaXBlbGluZVZlcnNpb25SZXF1ZXN0GiUubGVnYXRvLnYxLkdldFBpcGVsaW5lVmVyc2lvblJlc3BvbnNlIgbykBkCCAESbwoUTGlzdFBpcGVsaW5lVmVyc2lvbnMSJi5sZWdhdG8udjEuTGlzdFBpcGVsaW5lVmVyc2lvbnNSZXF1ZXN0GicubGVnYXRvLnYxLkxpc3RQaXBlbGluZVZlcnNpb25zUmVzcG9uc2UiBvKQGQIIARJvChREaWZmUGlwZWxpbmVWZXJzaW9ucxImLmxlZ2F0by52MS5EaWZmUGlwZWxpbmVWZXJzaW9uc1JlcXVlc3QaJy5sZWdhdG8udjEuRGlmZlBpcGVsaW5lVmVyc2lvbnNSZXNwb25zZSIG8pAZAggBEmUKEFJvbGxiYWNrUGlwZWxpbmUSIi5sZWdhdG8udjEuUm9sbGJhY2tQaXBlbGluZVJlcXVlc3QaIy5sZWdhdG8udjEuUm9sbGJhY2tQaXBlbGluZVJlc3BvbnNlIgjykBkECAMYARJiCg9BcmNoaXZlUGlwZWxpbmUSIS5sZWdhdG8udjEuQXJjaGl2ZVBpcGVsaW5lUmVxdWVzdBoiLmxlZ2F0by52MS5BcmNoaXZlUGlwZWxpbmVSZXNwb25zZSII8pAZBAgDGAESYgoPUmVzdG9yZVBpcGVsaW5lEiEubGVnYXRvLnYxLlJlc3RvcmVQaXBlbGluZVJlcXVlc3QaIi5sZWdhdG8udjEuUmVzdG9yZVBpcGVsaW5lUmVzcG9uc2UiCPKQGQQIAxgBEmAKD1ByZXZpZXdTY2hlZHVsZRIhLmxlZ2F0by52MS5QcmV2aWV3U2NoZWR1bGVSZXF1ZXN0GiIubGVnYXRvLnYxLlByZXZpZXdTY2hlZHVsZVJlc3BvbnNlIgbykBkCCAESXAoNUGF1c2VTY2hlZHVsZRIfLmxlZ2F0by52MS5QYXVzZVNjaGVkdWxlUmVxdWVzdBogLmxlZ2F0by52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2UiCPKQGQQIAhgBEl8KDlJlc3VtZVNjaGVkdWxlEiAubGVnYXRvLnYxLlJlc3VtZVNjaGVkdWxlUmVxdWVzdBohLmxlZ2F0by52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlIgjykBkECAIYARJoChFUZXN0Tm90aWZpY2F0aW9ucxIjLmxlZ2F0by52MS5UZXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QaJC5sZWdhdG8udjEuVGVzdE5vdGlmaWNhdGlvbnNSZXNwb25zZSII8pAZBAgCGAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_legato_v1_access, file_legato_v1_pipeline, file_legato_v1_spec]);
+  fileDesc("CiBsZWdhdG8vdjEvcGlwZWxpbmVfc2VydmljZS5wcm90bxIJbGVnYXRvLnYxImIKF1ZhbGlkYXRlUGlwZWxpbmVSZXF1ZXN0EiUKBHNwZWMYASABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjEg4KBnNvdXJjZRgCIAEoCRIQCghmaWxlbmFtZRgDIAEoCSKDAQoYVmFsaWRhdGVQaXBlbGluZVJlc3BvbnNlEiUKBHNwZWMYASABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjEhQKDGNvbnRlbnRfaGFzaBgCIAEoCRIqCghwcm9ibGVtcxgDIAMoCzIYLmxlZ2F0by52MS5Tb3VyY2VQcm9ibGVtIk0KDVNvdXJjZVByb2JsZW0SDAoEbGluZRgBIAEoDRIOCgZjb2x1bW4YAiABKA0SDQoFZmllbGQYAyABKAkSDwoHbWVzc2FnZRgEIAEoCSJiChRBcHBseVBpcGVsaW5lUmVxdWVzdBIlCgRzcGVjGAEgASgLMhcubGVnYXRvLnYxLlBpcGVsaW5lU3BlYxIPCgdtZXNzYWdlGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkifAoVQXBwbHlQaXBlbGluZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lEisKB3ZlcnNpb24YAiABKAsyGi5sZWdhdG8udjEuUGlwZWxpbmVWZXJzaW9uEg8KB2NyZWF0ZWQYAyABKAgiIgoSR2V0UGlwZWxpbmVSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoTR2V0UGlwZWxpbmVSZXNwb25zZRIlCghwaXBlbGluZRgBIAEoCzITLmxlZ2F0by52MS5QaXBlbGluZSJpChRMaXN0UGlwZWxpbmVzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIVCg1zaG93X2FyY2hpdmVkGAMgASgIEhMKC25hbWVfcHJlZml4GAQgASgJIlgKFUxpc3RQaXBlbGluZXNSZXNwb25zZRImCglwaXBlbGluZXMYASADKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj4KGUdldFBpcGVsaW5lVmVyc2lvblJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJXChpHZXRQaXBlbGluZVZlcnNpb25SZXNwb25zZRIrCgd2ZXJzaW9uGAEgASgLMhoubGVnYXRvLnYxLlBpcGVsaW5lVmVyc2lvbhIMCgR5YW1sGAIgASgJIlYKG0xpc3RQaXBlbGluZVZlcnNpb25zUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJlChxMaXN0UGlwZWxpbmVWZXJzaW9uc1Jlc3BvbnNlEiwKCHZlcnNpb25zGAEgAygLMhoubGVnYXRvLnYxLlBpcGVsaW5lVmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWQobRGlmZlBpcGVsaW5lVmVyc2lvbnNSZXF1ZXN0EhAKCHBpcGVsaW5lGAEgASgJEhQKDGZyb21fdmVyc2lvbhgCIAEoDRISCgp0b192ZXJzaW9uGAMgASgNIkUKHERpZmZQaXBlbGluZVZlcnNpb25zUmVzcG9uc2USJQoEZGlmZhgBIAEoCzIXLmxlZ2F0by52MS5QaXBlbGluZURpZmYiYQoXUm9sbGJhY2tQaXBlbGluZVJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIPCgdtZXNzYWdlGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkifwoYUm9sbGJhY2tQaXBlbGluZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lEisKB3ZlcnNpb24YAiABKAsyGi5sZWdhdG8udjEuUGlwZWxpbmVWZXJzaW9uEg8KB2NyZWF0ZWQYAyABKAgiOgoWQXJjaGl2ZVBpcGVsaW5lUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiQAoXQXJjaGl2ZVBpcGVsaW5lUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiOgoWUmVzdG9yZVBpcGVsaW5lUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiQAoXUmVzdG9yZVBpcGVsaW5lUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiaQoWUHJldmlld1NjaGVkdWxlUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRINCgVjb3VudBgCIAEoDRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKjAQoXUHJldmlld1NjaGVkdWxlUmVzcG9uc2USDAoEY3JvbhgBIAEoCRIQCgh0aW1lem9uZRgCIAEoCRInCgpmaXJlX3RpbWVzGAMgAygLMhMubGVnYXRvLnYxLkZpcmVUaW1lEicKBXN0YXRlGAQgASgLMhgubGVnYXRvLnYxLlNjaGVkdWxlU3RhdGUSFgoOd2FpdGluZ19yZWFzb24YBSABKAkiTAoUUGF1c2VTY2hlZHVsZVJlcXVlc3QSEAoIcGlwZWxpbmUYASABKAkSDgoGcmVhc29uGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiPgoVUGF1c2VTY2hlZHVsZVJlc3BvbnNlEiUKCHBpcGVsaW5lGAEgASgLMhMubGVnYXRvLnYxLlBpcGVsaW5lIj0KFVJlc3VtZVNjaGVkdWxlUmVxdWVzdBIQCghwaXBlbGluZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIj8KFlJlc3VtZVNjaGVkdWxlUmVzcG9uc2USJQoIcGlwZWxpbmUYASABKAsyEy5sZWdhdG8udjEuUGlwZWxpbmUiiAEKGFRlc3ROb3RpZmljYXRpb25zUmVxdWVzdBISCghwaXBlbGluZRgBIAEoCUgAEicKBHNwZWMYAiABKAsyFy5sZWdhdG8udjEuUGlwZWxpbmVTcGVjSAASEQoJcG9zaXRpb25zGAMgAygNEhIKCnJlcXVlc3RfaWQYBCABKAlCCAoGc291cmNlImEKGVRlc3ROb3RpZmljYXRpb25zUmVzcG9uc2USEAoIcGlwZWxpbmUYASABKAkSMgoHcmVzdWx0cxgCIAMoCzIhLmxlZ2F0by52MS5Ob3RpZmljYXRpb25UZXN0UmVzdWx0ImcKFk5vdGlmaWNhdGlvblRlc3RSZXN1bHQSEAoIcG9zaXRpb24YASABKA0SDwoHY2hhbm5lbBgCIAEoCRIOCgZ0YXJnZXQYAyABKAkSCgoCb2sYBCABKAgSDgoGZGV0YWlsGAUgASgJIjkKF0dldFBpcGVsaW5lU3RhdHNSZXF1ZXN0EhAKCHBpcGVsaW5lGAEgASgJEgwKBHJ1bnMYAiABKA0iiwEKGEdldFBpcGVsaW5lU3RhdHNSZXNwb25zZRIQCghwaXBlbGluZRgBIAEoCRIiCgRydW5zGAIgAygLMhQubGVnYXRvLnYxLlJ1blNhbXBsZRIjCgVzdGVwcxgDIAMoCzIULmxlZ2F0by52MS5TdGVwU3RhdHMSFAoMc2xvd2VzdF9zdGVwGAQgASgJIq8BCglSdW5TYW1wbGUSDgoGcnVuX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKA0SJAoGc3RhdHVzGAMgASgOMhQubGVnYXRvLnYxLlJ1blN0YXR1cxIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLNAwoJU3RlcFN0YXRzEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRINCgVjb3VudBgDIAEoDRIQCghmYWlsdXJlcxgEIAEoDRIvCgxkdXJhdGlvbl9wNTAYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoMZHVyYXRpb25fcDk1GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiIKFXBlYWtfbWVtb3J5X2J5dGVzX3A1MBgHIAEoA0gAiAEBEiIKFXBlYWtfbWVtb3J5X2J5dGVzX21heBgIIAEoA0gBiAEBEhwKD3JlY29yZHNfb3V0X3A1MBgJIAEoA0gCiAEBEi8KDGNwdV90aW1lX3A1MBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaChJtZW1vcnlfbGltaXRfYnl0ZXMYCyABKAQSJgoHc2FtcGxlcxgMIAMoCzIVLmxlZ2F0by52MS5TdGVwU2FtcGxlQhgKFl9wZWFrX21lbW9yeV9ieXRlc19wNTBCGAoWX3BlYWtfbWVtb3J5X2J5dGVzX21heEISChBfcmVjb3Jkc19vdXRfcDUwIq0CCgpTdGVwU2FtcGxlEg4KBnJ1bl9pZBgBIAEoCRIlCgZzdGF0dXMYAiABKA4yFS5sZWdhdG8udjEuU3RlcFN0YXR1cxIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIeChFwZWFrX21lbW9yeV9ieXRlcxgFIAEoA0gAiAEBEhgKC3JlY29yZHNfb3V0GAYgASgDSAGIAQESKwoIY3B1X3RpbWUYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CFAoSX3BlYWtfbWVtb3J5X2J5dGVzQg4KDF9yZWNvcmRzX291dDLyCwoPUGlwZWxpbmVTZXJ2aWNlEmMKEEdldFBpcGVsaW5lU3RhdHMSIi5sZWdhdG8udjEuR2V0UGlwZWxpbmVTdGF0c1JlcXVlc3QaIy5sZWdhdG8udjEuR2V0UGlwZWxpbmVTdGF0c1Jlc3BvbnNlIgbykBkCCAESYwoQVmFsaWRhdGVQaXBlbGluZRIiLmxlZ2F0by52MS5WYWxpZGF0ZVBpcGVsaW5lUmVxdWVzdBojLmxlZ2F0by52MS5WYWxpZGF0ZVBpcGVsaW5lUmVzcG9uc2UiBvKQGQIIARJcCg1BcHBseVBpcGVsaW5lEh8ubGVnYXRvLnYxLkFwcGx5UGlwZWxpbmVSZXF1ZXN0GiAubGVnYXRvLnYxLkFwcGx5UGlwZWxpbmVSZXNwb25zZSII8pAZBAgDGAESVAoLR2V0UGlwZWxpbmUSHS5sZWdhdG8udjEuR2V0UGlwZWxpbmVSZXF1ZXN0Gh4ubGVnYXRvLnYxLkdldFBpcGVsaW5lUmVzcG9uc2UiBvKQGQIIARJaCg1MaXN0UGlwZWxpbmVzEh8ubGVnYXRvLnYxLkxpc3RQaXBlbGluZXNSZXF1ZXN0GiAubGVnYXRvLnYxLkxpc3RQaXBlbGluZXNSZXNwb25zZSIG8pAZAggBEmkKEkdldFBpcGVsaW5lVmVyc2lvbhIkLmxlZ2F0by52MS5HZXRQaXBlbGluZVZlcnNpb25SZXF1ZXN0GiUubGVnYXRvLnYxLkdldFBpcGVsaW5lVmVyc2lvblJlc3BvbnNlIgbykBkCCAESbwoUTGlzdFBpcGVsaW5lVmVyc2lvbnMSJi5sZWdhdG8udjEuTGlzdFBpcGVsaW5lVmVyc2lvbnNSZXF1ZXN0GicubGVnYXRvLnYxLkxpc3RQaXBlbGluZVZlcnNpb25zUmVzcG9uc2UiBvKQGQIIARJvChREaWZmUGlwZWxpbmVWZXJzaW9ucxImLmxlZ2F0by52MS5EaWZmUGlwZWxpbmVWZXJzaW9uc1JlcXVlc3QaJy5sZWdhdG8udjEuRGlmZlBpcGVsaW5lVmVyc2lvbnNSZXNwb25zZSIG8pAZAggBEmUKEFJvbGxiYWNrUGlwZWxpbmUSIi5sZWdhdG8udjEuUm9sbGJhY2tQaXBlbGluZVJlcXVlc3QaIy5sZWdhdG8udjEuUm9sbGJhY2tQaXBlbGluZVJlc3BvbnNlIgjykBkECAMYARJiCg9BcmNoaXZlUGlwZWxpbmUSIS5sZWdhdG8udjEuQXJjaGl2ZVBpcGVsaW5lUmVxdWVzdBoiLmxlZ2F0by52MS5BcmNoaXZlUGlwZWxpbmVSZXNwb25zZSII8pAZBAgDGAESYgoPUmVzdG9yZVBpcGVsaW5lEiEubGVnYXRvLnYxLlJlc3RvcmVQaXBlbGluZVJlcXVlc3QaIi5sZWdhdG8udjEuUmVzdG9yZVBpcGVsaW5lUmVzcG9uc2UiCPKQGQQIAxgBEmAKD1ByZXZpZXdTY2hlZHVsZRIhLmxlZ2F0by52MS5QcmV2aWV3U2NoZWR1bGVSZXF1ZXN0GiIubGVnYXRvLnYxLlByZXZpZXdTY2hlZHVsZVJlc3BvbnNlIgbykBkCCAESXAoNUGF1c2VTY2hlZHVsZRIfLmxlZ2F0by52MS5QYXVzZVNjaGVkdWxlUmVxdWVzdBogLmxlZ2F0by52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2UiCPKQGQQIAhgBEl8KDlJlc3VtZVNjaGVkdWxlEiAubGVnYXRvLnYxLlJlc3VtZVNjaGVkdWxlUmVxdWVzdBohLmxlZ2F0by52MS5SZXN1bWVTY2hlZHVsZVJlc3BvbnNlIgjykBkECAIYARJoChFUZXN0Tm90aWZpY2F0aW9ucxIjLmxlZ2F0by52MS5UZXN0Tm90aWZpY2F0aW9uc1JlcXVlc3QaJC5sZWdhdG8udjEuVGVzdE5vdGlmaWNhdGlvbnNSZXNwb25zZSII8pAZBAgCGAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_legato_v1_access, file_legato_v1_pipeline, file_legato_v1_run, file_legato_v1_spec]);
 
 /**
  * @generated from message legato.v1.ValidatePipelineRequest
@@ -842,11 +844,256 @@ export const NotificationTestResultSchema: GenMessage<NotificationTestResult> = 
   messageDesc(file_legato_v1_pipeline_service, 29);
 
 /**
+ * @generated from message legato.v1.GetPipelineStatsRequest
+ */
+export type GetPipelineStatsRequest = Message<"legato.v1.GetPipelineStatsRequest"> & {
+  /**
+   * @generated from field: string pipeline = 1;
+   */
+  pipeline: string;
+
+  /**
+   * How many of the latest finished runs to count; 0 means 30, values above 1000 are
+   * read as 1000. Test runs are never counted.
+   *
+   * @generated from field: uint32 runs = 2;
+   */
+  runs: number;
+};
+
+/**
+ * Describes the message legato.v1.GetPipelineStatsRequest.
+ * Use `create(GetPipelineStatsRequestSchema)` to create a new message.
+ */
+export const GetPipelineStatsRequestSchema: GenMessage<GetPipelineStatsRequest> = /*@__PURE__*/
+  messageDesc(file_legato_v1_pipeline_service, 30);
+
+/**
+ * @generated from message legato.v1.GetPipelineStatsResponse
+ */
+export type GetPipelineStatsResponse = Message<"legato.v1.GetPipelineStatsResponse"> & {
+  /**
+   * @generated from field: string pipeline = 1;
+   */
+  pipeline: string;
+
+  /**
+   * Runs counted, newest first.
+   *
+   * @generated from field: repeated legato.v1.RunSample runs = 2;
+   */
+  runs: RunSample[];
+
+  /**
+   * In the latest version's DAG order, then steps only older versions had.
+   *
+   * @generated from field: repeated legato.v1.StepStats steps = 3;
+   */
+  steps: StepStats[];
+
+  /**
+   * The step with the highest p50 duration; empty when no step ran.
+   *
+   * @generated from field: string slowest_step = 4;
+   */
+  slowestStep: string;
+};
+
+/**
+ * Describes the message legato.v1.GetPipelineStatsResponse.
+ * Use `create(GetPipelineStatsResponseSchema)` to create a new message.
+ */
+export const GetPipelineStatsResponseSchema: GenMessage<GetPipelineStatsResponse> = /*@__PURE__*/
+  messageDesc(file_legato_v1_pipeline_service, 31);
+
+/**
+ * RunSample is one counted run.
+ *
+ * @generated from message legato.v1.RunSample
+ */
+export type RunSample = Message<"legato.v1.RunSample"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: legato.v1.RunStatus status = 3;
+   */
+  status: RunStatus;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration duration = 5;
+   */
+  duration?: Duration | undefined;
+};
+
+/**
+ * Describes the message legato.v1.RunSample.
+ * Use `create(RunSampleSchema)` to create a new message.
+ */
+export const RunSampleSchema: GenMessage<RunSample> = /*@__PURE__*/
+  messageDesc(file_legato_v1_pipeline_service, 32);
+
+/**
+ * StepStats summarises one step over the counted runs.
+ *
+ * @generated from message legato.v1.StepStats
+ */
+export type StepStats = Message<"legato.v1.StepStats"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * Runs in which the step ran (had at least one attempt).
+   *
+   * @generated from field: uint32 count = 3;
+   */
+  count: number;
+
+  /**
+   * @generated from field: uint32 failures = 4;
+   */
+  failures: number;
+
+  /**
+   * @generated from field: google.protobuf.Duration duration_p50 = 5;
+   */
+  durationP50?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration duration_p95 = 6;
+   */
+  durationP95?: Duration | undefined;
+
+  /**
+   * @generated from field: optional int64 peak_memory_bytes_p50 = 7;
+   */
+  peakMemoryBytesP50?: bigint | undefined;
+
+  /**
+   * The largest peak over the counted runs.
+   *
+   * @generated from field: optional int64 peak_memory_bytes_max = 8;
+   */
+  peakMemoryBytesMax?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 records_out_p50 = 9;
+   */
+  recordsOutP50?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration cpu_time_p50 = 10;
+   */
+  cpuTimeP50?: Duration | undefined;
+
+  /**
+   * The latest memory limit the step ran under; 0 for none.
+   *
+   * @generated from field: uint64 memory_limit_bytes = 11;
+   */
+  memoryLimitBytes: bigint;
+
+  /**
+   * One per counted run, oldest first (for a trend line); a run where the step did
+   * not run has no sample.
+   *
+   * @generated from field: repeated legato.v1.StepSample samples = 12;
+   */
+  samples: StepSample[];
+};
+
+/**
+ * Describes the message legato.v1.StepStats.
+ * Use `create(StepStatsSchema)` to create a new message.
+ */
+export const StepStatsSchema: GenMessage<StepStats> = /*@__PURE__*/
+  messageDesc(file_legato_v1_pipeline_service, 33);
+
+/**
+ * StepSample is the step's latest attempt in one run.
+ *
+ * @generated from message legato.v1.StepSample
+ */
+export type StepSample = Message<"legato.v1.StepSample"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: legato.v1.StepStatus status = 2;
+   */
+  status: StepStatus;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration duration = 4;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * @generated from field: optional int64 peak_memory_bytes = 5;
+   */
+  peakMemoryBytes?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 records_out = 6;
+   */
+  recordsOut?: bigint | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration cpu_time = 7;
+   */
+  cpuTime?: Duration | undefined;
+};
+
+/**
+ * Describes the message legato.v1.StepSample.
+ * Use `create(StepSampleSchema)` to create a new message.
+ */
+export const StepSampleSchema: GenMessage<StepSample> = /*@__PURE__*/
+  messageDesc(file_legato_v1_pipeline_service, 34);
+
+/**
  * PipelineService keeps pipelines and their versions.
  *
  * @generated from service legato.v1.PipelineService
  */
 export const PipelineService: GenService<{
+  /**
+   * Per step duration, peak memory and records over a pipeline's latest finished runs,
+   * with the samples for a trend and the slowest step (see docs/monitoring.md).
+   *
+   * @generated from rpc legato.v1.PipelineService.GetPipelineStats
+   */
+  getPipelineStats: {
+    methodKind: "unary";
+    input: typeof GetPipelineStatsRequestSchema;
+    output: typeof GetPipelineStatsResponseSchema;
+  },
   /**
    * Checks a spec without saving it. Invalid specs fail with INVALID_ARGUMENT
    * and google.rpc.BadRequest field violations.
