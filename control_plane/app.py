@@ -512,21 +512,25 @@ async def _check_agent_credentials(agents: Agents, tokens: Tokens) -> None:
             log.exception("agent_credential_check_failed")
 
 
+def _secret(secrets: Secrets, flag: str, name: str) -> str:
+    """The value of the secret a setting names ("" when it names none)."""
+    if not name:
+        return ""
+    found = secrets.get(name)
+    if found is None:
+        raise FailedPrecondition(
+            f"{flag} {name!r}: the server has no such secret; give it in --secrets or as "
+            + variable_name(SECRET_PREFIX, name),
+            reason="INVALID_SECRETS",
+        )
+    return found
+
+
 def _openlineage(config: ServerConfig, secrets: Secrets) -> OpenLineageTarget | None:
     """Where OpenLineage events go (None without --openlineage-url)."""
     if not config.openlineage_url:
         return None
-    api_key = ""
-    if config.openlineage_api_key_secret:
-        found = secrets.get(config.openlineage_api_key_secret)
-        if found is None:
-            raise FailedPrecondition(
-                f"--openlineage-api-key-secret {config.openlineage_api_key_secret!r}: the "
-                "server has no such secret; give it in --secrets or as "
-                + variable_name(SECRET_PREFIX, config.openlineage_api_key_secret),
-                reason="INVALID_SECRETS",
-            )
-        api_key = found
+    api_key = _secret(secrets, "--openlineage-api-key-secret", config.openlineage_api_key_secret)
     return OpenLineageTarget(
         url=config.openlineage_url,
         endpoint=config.openlineage_endpoint,
@@ -539,17 +543,7 @@ def _smtp(config: ServerConfig, secrets: Secrets) -> Smtp | None:
     """The SMTP settings of email notifications (None without --smtp-host)."""
     if not config.smtp_host:
         return None
-    password = ""
-    if config.smtp_password_secret:
-        found = secrets.get(config.smtp_password_secret)
-        if found is None:
-            raise FailedPrecondition(
-                f"--smtp-password-secret {config.smtp_password_secret!r}: the server has no "
-                "such secret; give it in --secrets or as "
-                + variable_name(SECRET_PREFIX, config.smtp_password_secret),
-                reason="INVALID_SECRETS",
-            )
-        password = found
+    password = _secret(secrets, "--smtp-password-secret", config.smtp_password_secret)
     return Smtp(
         host=config.smtp_host,
         port=config.smtp_port,
