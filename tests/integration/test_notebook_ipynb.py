@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -40,9 +41,13 @@ def test_the_example_notebook_runs_its_steps(
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
     monkeypatch.delenv("LEGATO_CONNECTION_LAKE", raising=False)
     notebook = nbformat.read(EXAMPLE / "etl.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    # Unix sockets, not TCP ports: jupyter_client picks free ports by binding and releasing
+    # them before the kernel binds them again, a window in which the other tests' servers
+    # (all on port 0) can take one.
+    kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(tmp_path / "kernel"))
     client = NotebookClient(
         notebook,
-        kernel_name=KERNEL,
+        km=kernel,
         timeout=45,
         resources={"metadata": {"path": str(EXAMPLE)}},
     )
