@@ -22,11 +22,11 @@ from cluster import LEGATO, Cluster, running_cluster, steps_by_name
 from test_web_api import Browser, bearer
 
 from control_plane.errors import FailedPrecondition
-from legato import AsyncClient
+from legato import AsyncClient, Client
 from legato.errors import RpcError
 from legato.spec import load_spec_text
 from legato.testing import LocalControlPlane
-from legato.v1 import lineage_pb2, run_pb2
+from legato.v1 import lineage_pb2, run_pb2, run_service_pb2
 from tests.http_receiver import Receiver
 from tests.openlineage_validation import validate_event
 
@@ -116,6 +116,12 @@ def _events(receiver: Receiver) -> list[dict[str, Any]]:
 
 def _ids(response: Any) -> dict[str, int]:
     return {node.id: node.distance for node in response.nodes}
+
+
+def _delivered(client: Client, run_id: str) -> bool:
+    """Every notification of the run is NOTIFICATION_STATUS_DELIVERED."""
+    states = {n.status for n in client.list_notifications(run_id=run_id)}
+    return states == {run_service_pb2.NOTIFICATION_STATUS_DELIVERED}
 
 
 @STORES
@@ -263,10 +269,10 @@ def test_runs_record_lineage_across_pipelines(
         e for e in events if e["job"]["name"] == "orders-etl.load" and e["eventType"] == "COMPLETE"
     )
     assert [(d["namespace"], d["name"]) for d in load["outputs"]] == [("warehouse", mart)]
-    # The listing of the run's notifications shows their delivery.
-    delivered = list(client.list_notifications(run_id=run.id))
-    assert {n.channel for n in delivered} == {"openlineage"}
-    assert all(n.status == 3 for n in delivered)  # NOTIFICATION_STATUS_DELIVERED
+    # The listing of the run's notifications shows their delivery (marked delivered once
+    # the receiver has answered: wait for that commit, not for the request).
+    cluster.wait_for(lambda: _delivered(client, run.id), "every event marked delivered")
+    assert {n.channel for n in client.list_notifications(run_id=run.id)} == {"openlineage"}
 
 
 @STORES
@@ -306,8 +312,8 @@ def test_a_failed_delivery_is_sent_again_and_test_runs_emit_nothing(
             validate_event(body)
         assert {path for path, _, _ in receiver.received} == {"/custom/path"}
         assert {h["Authorization"] for _, h, _ in receiver.received} == {"Bearer k3y-from-a-secret"}
-        states = {n.status for n in cluster.client.list_notifications(run_id=run.id)}
-        assert states == {3}  # all delivered in the end
+        # All delivered in the end (marked so after the receiver answered).
+        cluster.wait_for(lambda: _delivered(cluster.client, run.id), "every event delivered")
 
         # A test run (RunService.TestStep) records no edge and emits no event.
         before = len(receiver.received)
