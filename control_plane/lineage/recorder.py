@@ -153,21 +153,14 @@ class LineageRecorder:
 
     def _row(self, run: RunRow, what: str, event: dict[str, Any], now: datetime) -> dict[str, Any]:
         assert self.openlineage is not None
-        return {
-            "idempotency_key": _key(run.id, what),
-            "run_id": run.id,
-            "pipeline": run.pipeline,
-            "event": f"openlineage_{str(event.get('eventType', 'OTHER')).lower()}",
-            "channel": OPENLINEAGE_CHANNEL,
-            "target": self.openlineage.shown,
-            "settings": {},
-            "facts": event,
-            "status": outbox.PENDING,
-            "attempts": 0,
-            "next_attempt_time": now,
-            "claim_expire_time": None,
-            "last_error": "",
-            "create_time": now,
-            "deliver_time": None,
-            "throttle_key": "",
-        }
+        return outbox.new_row(
+            idempotency_key=_key(run.id, what),
+            run_id=run.id,
+            pipeline=run.pipeline,
+            event=f"openlineage_{str(event.get('eventType', 'OTHER')).lower()}",
+            channel=OPENLINEAGE_CHANNEL,
+            target=self.openlineage.shown,
+            settings={},
+            facts=event,
+            now=now,
+        )

@@ -215,24 +215,18 @@ def outbox_rows(
         kind, target = target_of(notification)
         settings = json_format.MessageToDict(getattr(notification, kind)) if kind else {}
         rows.append(
-            {
-                "idempotency_key": idempotency_key(run.id, occurred, key),
-                "run_id": run.id,
-                "pipeline": run.pipeline,
-                "event": event,
-                "channel": kind,
-                "target": target,
-                "settings": settings,
-                "facts": {**run_facts(run, event, now), **(details or {})},
-                "status": outbox.PENDING,
-                "attempts": 0,
-                "next_attempt_time": now,
-                "claim_expire_time": None,
-                "last_error": "",
-                "create_time": now,
-                "deliver_time": None,
-                "throttle_key": _digest(f"{run.pipeline}\n{target}", 40),
-            }
+            outbox.new_row(
+                idempotency_key=idempotency_key(run.id, occurred, key),
+                run_id=run.id,
+                pipeline=run.pipeline,
+                event=event,
+                channel=kind,
+                target=target,
+                settings=settings,
+                facts={**run_facts(run, event, now), **(details or {})},
+                now=now,
+                throttle_key=_digest(f"{run.pipeline}\n{target}", 40),
+            )
         )
     return rows
 

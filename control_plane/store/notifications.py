@@ -37,6 +37,7 @@ __all__ = [
     "delivered",
     "failed",
     "listed",
+    "new_row",
     "retry",
     "throttle",
 ]
@@ -45,6 +46,40 @@ TABLE = cast(Table, NotificationRow.__table__)
 _C = TABLE.c
 PENDING, SENDING, DELIVERED, FAILED = "pending", "sending", "delivered", "failed"
 SUPPRESSED = "suppressed"
+
+
+def new_row(
+    *,
+    idempotency_key: str,
+    run_id: str,
+    pipeline: str,
+    event: str,
+    channel: str,
+    target: str,
+    settings: dict[str, Any],
+    facts: dict[str, Any],
+    now: datetime,
+    throttle_key: str = "",
+) -> dict[str, Any]:
+    """An outbox row to insert: pending, due now, never tried."""
+    return {
+        "idempotency_key": idempotency_key,
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "event": event,
+        "channel": channel,
+        "target": target,
+        "settings": settings,
+        "facts": facts,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_time": now,
+        "claim_expire_time": None,
+        "last_error": "",
+        "create_time": now,
+        "deliver_time": None,
+        "throttle_key": throttle_key,
+    }
 
 
 @dataclass(slots=True)

@@ -27,7 +27,6 @@ from legato.notebook.errors import NotebookError
 from legato.notebook.local import LocalRunner, workdir
 from legato.notebook.results import StepResult, TestResult
 from legato.notebook.tasks import (
-    TEST_TRIGGER,
     Upstream,
     build_task,
     check_params,
@@ -35,6 +34,7 @@ from legato.notebook.tasks import (
     limits_of,
     new_run_id,
     resolved_for,
+    run_context,
     step_connections,
     upstream_of,
 )
@@ -75,20 +75,10 @@ def run_one(
     named = step_connections(step.spec, connections)
     run_id = new_run_id()
     resolved = resolved_for(spec, step.spec, values, _facts(upstream), run_id)
-    with LocalRunner(module_path=pipeline.module_path()) as runner, workdir() as directory:
-        task = build_task(
-            spec,
-            step.spec,
-            params=values,
-            upstream=upstream,
-            resolved=resolved,
-            timeout=seconds,
-            memory_bytes=limit,
-            connections=named,
-            workdir=Path(directory),
-            run_id=run_id,
+    with LocalRunner(module_path=pipeline.module_path()) as runner:
+        return _run_task(
+            runner, spec, step.spec, values, upstream, resolved, (seconds, limit), named, run_id
         )
-        return runner.run(task)
 
 
 def run_dag(
@@ -98,7 +88,7 @@ def run_dag(
     params: Mapping[str, Any] | None,
     connections: Mapping[str, str] | None,
 ) -> TestResult:
-    from control_plane.execution.resolver import RunContext, RunPlan, StepFacts, run_outcome
+    from control_plane.execution.resolver import RunPlan, StepFacts, run_outcome
 
     spec = pipeline.spec
     given = dict(inputs or {})
@@ -111,16 +101,7 @@ def run_dag(
     values = check_params(spec, params)
     run_id = new_run_id()
     plan = RunPlan(spec)
-    context = RunContext(
-        params=values,
-        run={
-            "id": run_id,
-            "trigger": TEST_TRIGGER,
-            "pipeline": spec.name,
-            "version": 0,
-            "logical_time": None,
-        },
-    )
+    context = run_context(spec, values, run_id)
     facts: dict[str, StepFacts] = {name: StepFacts(status="pending") for name in plan.order}
     results: dict[str, StepResult] = {}
     outputs: dict[str, Upstream] = {}
@@ -209,8 +190,24 @@ def _run_in_dag(
         return StepResult(step=name, status="skipped", error=f"not run: {exc}")
     spec = pipeline.spec
     upstream = [outputs[parent] for parent in step.needs if parent in outputs]
-    seconds, limit = limits_of(spec, name)
     resolved = resolved_for(spec, step, params, facts, run_id)
+    limits = limits_of(spec, name)
+    return _run_task(runner, spec, step, params, upstream, resolved, limits, named, run_id)
+
+
+def _run_task(
+    runner: LocalRunner,
+    spec: Any,
+    step: Any,
+    params: dict[str, Any],
+    upstream: list[Upstream],
+    resolved: dict[str, Any],
+    limits: tuple[float | None, int | None],
+    connections: dict[str, str],
+    run_id: str,
+) -> StepResult:
+    """Build the agent's task for ``step`` in a work directory of its own and run it."""
+    seconds, limit = limits
     with workdir() as directory:
         task = build_task(
             spec,
@@ -220,7 +217,7 @@ def _run_in_dag(
             resolved=resolved,
             timeout=seconds,
             memory_bytes=limit,
-            connections=named,
+            connections=connections,
             workdir=Path(directory),
             run_id=run_id,
         )

@@ -212,11 +212,18 @@ def resolved_for(
     """A query's parameters and a Slack text, evaluated as the control plane evaluates
     them; ``upstream`` maps step names to :class:`StepFacts`."""
     from control_plane.execution.bindings import needs_resolution, resolved_values
-    from control_plane.execution.resolver import RunContext
 
     if not needs_resolution(step):
         return {}
-    context = RunContext(
+    return resolved_values(step, upstream, run_context(spec, params, run_id))
+
+
+def run_context(spec: spec_pb2.PipelineSpec, params: Mapping[str, Any], run_id: str) -> Any:
+    """The control plane's RunContext of a local test run (what ``when`` conditions and
+    step parameters see as ``params`` and ``run``)."""
+    from control_plane.execution.resolver import RunContext
+
+    return RunContext(
         params=params,
         run={
             "id": run_id,
@@ -226,7 +233,6 @@ def resolved_for(
             "logical_time": None,
         },
     )
-    return resolved_values(step, upstream, context)
 
 
 def build_task(
